@@ -1,0 +1,29 @@
+"""Connector kinds by name. Modules are imported on first use, so a worker loads only what it runs."""
+
+from __future__ import annotations
+
+import importlib
+
+from connectors.base import Connector
+
+_KINDS: dict[str, str] = {
+    "postgres": "connectors.postgres:PostgresConnector",
+    "s3": "connectors.s3:S3Connector",
+    "delta": "connectors.delta:DeltaConnector",
+    "segment": "connectors.segment:SegmentConnector",
+    "meta_audiences": "connectors.meta_audiences:MetaAudiencesConnector",
+}
+
+
+def kinds() -> tuple[str, ...]:
+    return tuple(_KINDS)
+
+
+def connector_class(kind: str) -> type[Connector]:
+    try:
+        target = _KINDS[kind]
+    except KeyError:
+        raise KeyError(kind) from None
+    module_name, _, class_name = target.partition(":")
+    cls: type[Connector] = getattr(importlib.import_module(module_name), class_name)
+    return cls

@@ -1,0 +1,136 @@
+"""The domain model shared by every room: identifiers, subjects, outcomes and evidence levels.
+
+Plain frozen dataclasses and enums only, so that connectors, activities and workflows can import it cheaply.
+A `Subject` holds identifier values and therefore never crosses Temporal: activities build it from the vault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class IdentifierType(StrEnum):
+    """The kinds of identifier a system can be keyed by."""
+
+    USER_ID = "user_id"
+    EMAIL = "email"
+    PHONE = "phone"
+    DEVICE_ID = "device_id"
+    ADVERTISING_ID = "advertising_id"
+    USERNAME = "username"
+
+
+class Category(StrEnum):
+    STORAGE = "storage"
+    ANALYTICS = "analytics"
+    AD_TARGETING = "ad_targeting"
+    BACKUP = "backup"
+
+
+class EvidenceLevel(StrEnum):
+    """How strongly a system's outcome is proven (design.md, "Evidence level")."""
+
+    VERIFIED_ABSENT = "verified_absent"
+    VENDOR_ATTESTED = "vendor_attested"
+    ACCEPTED = "accepted"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+
+    @property
+    def is_done(self) -> bool:
+        """Blocked and failed systems are not done; a request with either is not complete."""
+        return self in (EvidenceLevel.VERIFIED_ABSENT, EvidenceLevel.VENDOR_ATTESTED, EvidenceLevel.ACCEPTED)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The identifiers of one data subject, by type. Lives only inside activities and connectors."""
+
+    identifiers: Mapping[IdentifierType, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, **values: Iterable[str]) -> Subject:
+        return cls({IdentifierType(k): tuple(v) for k, v in values.items() if v})
+
+    def values(self, kind: IdentifierType) -> tuple[str, ...]:
+        return tuple(self.identifiers.get(kind, ()))
+
+    def kinds(self) -> frozenset[IdentifierType]:
+        return frozenset(k for k, v in self.identifiers.items() if v)
+
+    def __repr__(self) -> str:  # never print identifier values
+        counts = {str(k): len(v) for k, v in self.identifiers.items()}
+        return f"Subject(<redacted> {counts})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a system holds of the subject before deletion, per location (a table, a key template, an audience).
+
+    Location names come from the catalogue and never contain identifier values.
+    """
+
+    counts: Mapping[str, int]
+    note: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def found(self) -> bool:
+        return self.total > 0
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """A vendor's asynchronous deletion job. The id is the vendor's, never an identifier of the subject."""
+
+    job_id: str
+    submitted_at: datetime | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: JobStatus
+    vendor_status: str
+    finished_at: datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `erase` did. `deleted_keys` stay inside the activity: only a commitment to them leaves it."""
+
+    level: EvidenceLevel
+    deleted: int = 0
+    blocked: int = 0
+    deleted_keys: tuple[str, ...] = ()
+    job: JobHandle | None = None
+    vendor_status: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `verify` found when looking again."""
+
+    level: EvidenceLevel
+    remaining: Mapping[str, int]
+    detail: str = ""
+
+    @property
+    def total_remaining(self) -> int:
+        return sum(self.remaining.values())
