@@ -1,0 +1,299 @@
+"""An application database in Postgres: the subject's rows across tables linked by foreign keys.
+
+The mapping names a subject table (matched by identifier columns) and the tables that reference it, directly or
+through each other. Scope is computed parents first (the keys of the subject's rows, then the rows that reference
+them, and so on); deletion runs children first, in one transaction. Every value travels as a bound parameter; table
+and column names come from the validated catalogue and are quoted with `psycopg.sql.Identifier`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from pydantic import Field, field_validator, model_validator
+
+from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
+from erasure.errors import TerminalError, TransientError
+from erasure.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+
+SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_INTEGER_TYPES = {"smallint", "integer", "bigint"}
+_TEXT_TYPES = {"text", "character varying", "character", "citext"}
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+
+
+class PostgresConnection(StrictModel):
+    dsn_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    lock_timeout_ms: int = Field(default=5000, gt=0)
+    statement_timeout_ms: int = Field(default=60000, gt=0)
+
+
+class SubjectTable(StrictModel):
+    table: str = Field(pattern=SQL_NAME)
+    key: str = Field(pattern=SQL_NAME)
+    match: dict[IdentifierType, str] = Field(min_length=1)
+
+    @field_validator("match")
+    @classmethod
+    def _columns_are_names(cls, value: dict[IdentifierType, str]) -> dict[IdentifierType, str]:
+        for column in value.values():
+            if not re.fullmatch(SQL_NAME, column):
+                raise ValueError(f"not a column name: {column!r}")
+        return value
+
+
+class LinkedTable(StrictModel):
+    table: str = Field(pattern=SQL_NAME)
+    key: str | None = Field(default=None, pattern=SQL_NAME)
+    # column -> the table whose key it references
+    references: dict[str, str] = Field(min_length=1)
+
+    @field_validator("references")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, table in value.items():
+            if not re.fullmatch(SQL_NAME, column) or not re.fullmatch(SQL_NAME, table):
+                raise ValueError(f"not a column and table name: {column!r} -> {table!r}")
+        return value
+
+
+class PostgresMapping(StrictModel):
+    schema_name: str = Field(default="public", pattern=SQL_NAME, alias="schema")
+    subject: SubjectTable
+    tables: list[LinkedTable] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _graph_is_sound(self) -> PostgresMapping:
+        keyed = {self.subject.table}
+        names = [self.subject.table]
+        for linked in self.tables:
+            for column, parent in linked.references.items():
+                if parent not in keyed:
+                    raise ValueError(
+                        f"table {linked.table}: column {column} references {parent}, which is not a keyed table "
+                        "listed before it"
+                    )
+            if linked.key is not None:
+                keyed.add(linked.table)
+            names.append(linked.table)
+        if len(names) != len(set(names)):
+            raise ValueError("a table is listed twice")
+        return self
+
+
+class PostgresSettings(StrictModel):
+    connection: PostgresConnection
+    mapping: PostgresMapping
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Rows in scope per table (counts) and the keys that child tables are matched against."""
+
+    counts: dict[str, int]
+    keys: dict[str, list[Any]]
+
+
+class PostgresConnector(Connector):
+    kind = "postgres"
+    capabilities = Capabilities(asynchronous=False, verifiable=True, batch_size=10000)
+    settings_model = PostgresSettings
+    supported_identifiers = frozenset(IdentifierType)
+    settings: PostgresSettings
+
+    def __init__(self, system: str, settings: PostgresSettings) -> None:
+        super().__init__(system, settings)
+        self._dsn = secret_from_env(settings.connection.dsn_env)
+        self._linked = {t.table: t for t in settings.mapping.tables}
+
+    # -- protocol --------------------------------------------------------------------------------------------
+
+    def locate(self, subject: Subject) -> Inventory:
+        with self._transaction() as cur:
+            scope = self._scope(cur, subject, lock=False)
+        found = sum(scope.counts.values())
+        return Inventory(counts=scope.counts, note="" if found else "nothing of the subject found")
+
+    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+        # Idempotent by construction: a second run finds an empty scope and deletes nothing.
+        deleted_keys: list[str] = []
+        with self._transaction() as cur:
+            scope = self._scope(cur, subject, lock=True)
+            for table in reversed(self._tables()):  # children before parents
+                predicate, params = self._predicate(table, scope.keys)
+                if predicate is None:
+                    continue
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(
+                        self._qualified(table), predicate, self._row_label(table)
+                    ),
+                    params,
+                )
+                deleted_keys.extend(f"{table}:{row[0]}" for row in cur.fetchall())
+        return Outcome(level=EvidenceLevel.VERIFIED_ABSENT, deleted=len(deleted_keys), deleted_keys=tuple(deleted_keys))
+
+    def verify(self, subject: Subject) -> Verification:
+        with self._transaction() as cur:
+            scope = self._scope(cur, subject, lock=False)
+        remaining = sum(scope.counts.values())
+        if remaining == 0:
+            return Verification(level=EvidenceLevel.VERIFIED_ABSENT, remaining=scope.counts)
+        return Verification(
+            level=EvidenceLevel.FAILED, remaining=scope.counts, detail=f"{remaining} row(s) of the subject remain"
+        )
+
+    # -- scope -----------------------------------------------------------------------------------------------
+
+    def _tables(self) -> list[str]:
+        return [self.settings.mapping.subject.table, *self._linked]
+
+    def _scope(self, cur: psycopg.Cursor[Any], subject: Subject, *, lock: bool) -> _Scope:
+        """Walk the tables parents first, collecting the keys of every row in scope."""
+        root = self.settings.mapping.subject
+        types = self._column_types(cur)
+        for_update = sql.SQL(" FOR UPDATE") if lock else sql.SQL("")
+        clauses: list[sql.Composable] = []
+        params: list[Any] = []
+        # The subject's own key values stay in scope even when its row is gone, so that verify still finds rows
+        # left behind in tables that reference it without a foreign key constraint.
+        own_keys: list[Any] = []
+        for kind, column in root.match.items():
+            values = _typed_values(subject.values(kind), types[(root.table, column)])
+            if values:
+                clauses.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                params.append(values)
+                if column == root.key:
+                    own_keys.extend(values)
+        found: list[Any] = []
+        if clauses:
+            cur.execute(
+                sql.SQL("SELECT {} FROM {} WHERE {}{}").format(
+                    sql.Identifier(root.key), self._qualified(root.table), sql.SQL(" OR ").join(clauses), for_update
+                ),
+                params,
+            )
+            found = [row[0] for row in cur.fetchall()]
+        counts = {root.table: len(found)}
+        keys = {root.table: found + [k for k in own_keys if k not in found]}
+        for table, linked in self._linked.items():
+            predicate, params = self._predicate(table, keys)
+            if predicate is None:
+                counts[table], keys[table] = 0, []
+                continue
+            target = sql.Identifier(linked.key) if linked.key else sql.SQL("NULL")
+            cur.execute(
+                sql.SQL("SELECT {} FROM {} WHERE {}{}").format(target, self._qualified(table), predicate, for_update),
+                params,
+            )
+            rows = cur.fetchall()
+            counts[table] = len(rows)
+            keys[table] = [row[0] for row in rows] if linked.key else []
+        return _Scope(counts=counts, keys=keys)
+
+    def _predicate(self, table: str, keys: Mapping[str, list[Any]]) -> tuple[sql.Composable | None, list[Any]]:
+        """`col = ANY(%s) OR ...` over the columns whose referenced table has keys in scope."""
+        root = self.settings.mapping.subject
+        references = {root.key: root.table} if table == root.table else self._linked[table].references
+        clauses: list[sql.Composable] = []
+        params: list[Any] = []
+        for column, parent in references.items():
+            if keys.get(parent):
+                clauses.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                params.append(keys[parent])
+        if not clauses:
+            return None, []
+        return sql.SQL(" OR ").join(clauses), params
+
+    def _row_label(self, table: str) -> sql.Composable:
+        """What a deleted row is called in the key commitment: its key, or its reference columns."""
+        root = self.settings.mapping.subject
+        if table == root.table:
+            return sql.Identifier(root.key)
+        linked = self._linked[table]
+        if linked.key:
+            return sql.Identifier(linked.key)
+        columns = [sql.Identifier(c) for c in linked.references]
+        return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(columns))
+
+    def _column_types(self, cur: psycopg.Cursor[Any]) -> dict[tuple[str, str], str]:
+        cur.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = ANY(%s)",
+            [self.settings.mapping.schema_name, self._tables()],
+        )
+        types = {(t, c): d for t, c, d in cur.fetchall()}
+        root = self.settings.mapping.subject
+        for column in root.match.values():
+            if (root.table, column) not in types:
+                raise TerminalError(f"postgres {self.system}: column {root.table}.{column} does not exist")
+        return types
+
+    def _qualified(self, table: str) -> sql.Composable:
+        return sql.Identifier(self.settings.mapping.schema_name, table)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """One transaction with bounded lock and statement waits; errors mapped at this edge."""
+        timeouts = self.settings.connection
+        try:
+            with psycopg.connect(self._dsn, connect_timeout=10) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                    [f"{timeouts.lock_timeout_ms}ms", f"{timeouts.statement_timeout_ms}ms"],
+                )
+                yield cur
+        except psycopg.Error as exc:
+            raise _map_error(self.system, exc) from exc
+
+
+_TRANSIENT = (
+    pg_errors.LockNotAvailable,
+    pg_errors.QueryCanceled,
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.AdminShutdown,
+    pg_errors.CannotConnectNow,
+    pg_errors.TooManyConnections,
+)
+
+
+def _map_error(system: str, exc: psycopg.Error) -> Exception:
+    """Postgres messages can quote row values (\"Key (id)=(...)\"), so only the SQLSTATE and class travel on."""
+    what = f"postgres {system}: {type(exc).__name__} (sqlstate {exc.sqlstate or 'none'})"
+    if isinstance(exc, _TRANSIENT) or isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        return TransientError(what)
+    if isinstance(exc, pg_errors.ForeignKeyViolation):
+        # a reference the catalogue does not map: retrying cannot help until the mapping is fixed
+        return TerminalError(f"{what}: a table that references the subject is missing from the mapping")
+    return TerminalError(what)
+
+
+def _typed_values(values: Sequence[str], column_type: str) -> list[Any]:
+    """Convert identifier values to the column's type without ever widening the match.
+
+    Only canonical spellings convert: "01" is not the integer 1, so it cannot match user 1. Values that cannot be
+    the column's type cannot match any row and are dropped.
+    """
+    if column_type in _TEXT_TYPES:
+        return list(values)
+    if column_type in _INTEGER_TYPES:
+        return [int(v) for v in values if _CANONICAL_INT.fullmatch(v)]
+    if column_type == "uuid":
+        out = []
+        for v in values:
+            try:
+                parsed = uuid.UUID(v)
+            except ValueError:
+                continue
+            if str(parsed) == v.lower():
+                out.append(parsed)
+        return out
+    raise TerminalError(f"unsupported column type for matching identifiers: {column_type}")

@@ -1,0 +1,135 @@
+"""The postgres connector against a real Postgres: scope, order, neighbours and hostile values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from connectors.postgres import PostgresConnector, PostgresSettings
+from erasure.errors import TerminalError, TransientError
+from erasure.estate import APP_MAPPING, CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people
+from erasure.model import EvidenceLevel, Subject
+
+FULL = {"users": 4, "videos": 9, "comments": 12, "follows": 12, "device_tokens": 5}
+AFTER_CHILD = {"users": 3, "videos": 6, "comments": 6, "follows": 6, "device_tokens": 3}
+
+
+@pytest.fixture
+def app_db(database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_app_schema(conn, schema)
+        seed_people(conn, schema, [CHILD, *NEIGHBOURS])
+        monkeypatch.setenv("APP_DATABASE_URL", database_url)
+        yield conn
+
+
+@pytest.fixture
+def connector(schema: str, app_db: psycopg.Connection) -> PostgresConnector:
+    settings = PostgresSettings.model_validate(
+        {"connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **APP_MAPPING}}
+    )
+    return PostgresConnector("app_db", settings)
+
+
+def test_locate_counts_every_linked_table(connector: PostgresConnector) -> None:
+    inventory = connector.locate(Subject.of(user_id=["1"]))
+    assert dict(inventory.counts) == {"users": 1, "videos": 3, "comments": 6, "follows": 6, "device_tokens": 2}
+
+
+def test_erase_deletes_children_before_parents_and_spares_neighbours(
+    connector: PostgresConnector, app_db: psycopg.Connection, schema: str
+) -> None:
+    assert count_rows(app_db, schema) == FULL
+    outcome = connector.erase(Subject.of(user_id=["1"], email=[CHILD.email or ""]), "k1")
+    assert outcome.deleted == 18
+    assert len(outcome.deleted_keys) == 18
+    assert count_rows(app_db, schema) == AFTER_CHILD
+    survivors = {r[0] for r in app_db.execute(f'SELECT id FROM "{schema}".users').fetchall()}
+    assert survivors == {10, 100, 11}
+    verification = connector.verify(Subject.of(user_id=["1"], email=[CHILD.email or ""]))
+    assert verification.level is EvidenceLevel.VERIFIED_ABSENT
+    assert verification.total_remaining == 0
+
+
+def test_erase_twice_is_harmless(connector: PostgresConnector, app_db: psycopg.Connection, schema: str) -> None:
+    subject = Subject.of(user_id=["1"])
+    assert connector.erase(subject, "k").deleted == 18
+    again = connector.erase(subject, "k")
+    assert again.deleted == 0
+    assert count_rows(app_db, schema) == AFTER_CHILD
+
+
+def test_email_matches_exactly_not_case_folded_or_plus_stripped(
+    connector: PostgresConnector, app_db: psycopg.Connection, schema: str
+) -> None:
+    connector.erase(Subject.of(email=["Sunny.Day+clips@example.org"]), "k")
+    survivors = {r[0] for r in app_db.execute(f'SELECT id FROM "{schema}".users').fetchall()}
+    assert survivors == {10, 100, 11}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"user_id": ["'; DROP TABLE users; --"]},
+        {"user_id": ["01", "1.0", " 1", "1 OR 1=1"]},
+        {"email": ["%", "*", "../", "'; DROP TABLE users; --", "%@example.org"]},
+        {"phone": ["%"], "username": ["*"]},
+    ],
+)
+def test_hostile_values_are_data(
+    connector: PostgresConnector, app_db: psycopg.Connection, schema: str, values: dict[str, list[str]]
+) -> None:
+    subject = Subject.of(**values)
+    assert connector.locate(subject).total == 0
+    assert connector.erase(subject, "k").deleted == 0
+    assert count_rows(app_db, schema) == FULL
+
+
+def test_rows_left_without_a_parent_are_still_found(
+    connector: PostgresConnector, app_db: psycopg.Connection, schema: str
+) -> None:
+    """A child table row that references the subject's id after the user row is gone is found by verify."""
+    connector.erase(Subject.of(user_id=["1"]), "k")
+    app_db.execute(f'ALTER TABLE "{schema}".device_tokens DROP CONSTRAINT device_tokens_user_id_fkey')
+    app_db.execute(f"INSERT INTO \"{schema}\".device_tokens (id, user_id, token) VALUES (9999, 1, 'late')")
+    verification = connector.verify(Subject.of(user_id=["1"]))
+    assert verification.level is EvidenceLevel.FAILED
+    assert verification.remaining["device_tokens"] == 1
+
+
+def test_lock_timeout_is_transient(connector: PostgresConnector, database_url: str, schema: str) -> None:
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute(f'LOCK TABLE "{schema}".device_tokens IN ACCESS EXCLUSIVE MODE')
+        settings = connector.settings.model_copy(
+            update={"connection": connector.settings.connection.model_copy(update={"lock_timeout_ms": 200})}
+        )
+        with pytest.raises(TransientError, match="LockNotAvailable") as info:
+            PostgresConnector("app_db", settings).erase(Subject.of(user_id=["1"]), "k")
+    assert "1" not in str(info.value).replace("55P03", "")
+
+
+def test_missing_column_is_terminal_and_names_no_identifier(
+    schema: str, app_db: psycopg.Connection
+) -> None:
+    mapping = {**APP_MAPPING, "subject": {"table": "users", "key": "id", "match": {"email": "mail"}}}
+    settings = PostgresSettings.model_validate(
+        {"connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **mapping}}
+    )
+    with pytest.raises(TerminalError, match="users.mail does not exist") as info:
+        PostgresConnector("app_db", settings).locate(Subject.of(email=["child@example.org"]))
+    assert "child@example.org" not in str(info.value)
+
+
+def test_mapping_rejects_references_to_unknown_tables() -> None:
+    with pytest.raises(ValueError, match="not a keyed table"):
+        PostgresSettings.model_validate(
+            {
+                "connection": {"dsn_env": "X"},
+                "mapping": {
+                    "subject": {"table": "users", "key": "id", "match": {"user_id": "id"}},
+                    "tables": [{"table": "comments", "references": {"video_id": "videos"}}],
+                },
+            }
+        )

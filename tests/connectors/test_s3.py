@@ -1,0 +1,163 @@
+"""The s3 connector against moto's S3 server over HTTP: versions, delete markers, locks and neighbours."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from connectors.s3 import S3Connector, S3Settings
+from erasure.errors import TerminalError
+from erasure.estate import CHILD, NEIGHBOURS, S3_KEY_TEMPLATES, upload_keys
+from erasure.model import EvidenceLevel, Subject
+
+
+def all_keys(s3: Any, bucket: str) -> list[tuple[str, bool]]:
+    """Every version and delete marker in the bucket, as (key, is_marker)."""
+    listing = s3.list_object_versions(Bucket=bucket)
+    return sorted(
+        [(v["Key"], False) for v in listing.get("Versions", [])]
+        + [(m["Key"], True) for m in listing.get("DeleteMarkers", [])]
+    )
+
+
+@pytest.fixture
+def uploads(s3_client: Any, bucket_name: str, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    s3_client.create_bucket(Bucket=bucket_name, ObjectLockEnabledForBucket=True)
+    for person in (CHILD, *NEIGHBOURS):
+        for key in upload_keys(person):
+            s3_client.put_object(Bucket=bucket_name, Key=key, Body=b"video")
+    # keys that share a prefix with the child's: must survive
+    for key in ("uploads/1-old/x.mp4", "uploads/1.mp4", "avatars/1.jpg.bak", "uploads/10/clip-9.mp4"):
+        s3_client.put_object(Bucket=bucket_name, Key=key, Body=b"neighbour")
+    monkeypatch.setenv("TEST_S3_ENDPOINT", moto_url)
+    return bucket_name
+
+
+def make_connector(bucket: str, **mapping: Any) -> S3Connector:
+    settings = S3Settings.model_validate(
+        {
+            "connection": {"endpoint_url_env": "TEST_S3_ENDPOINT"},
+            "mapping": {"buckets": [{"bucket": bucket, "keys": S3_KEY_TEMPLATES}], **mapping},
+        }
+    )
+    return S3Connector("uploads", settings)
+
+
+def test_every_version_and_delete_marker_is_gone(s3_client: Any, uploads: str) -> None:
+    key = "uploads/1/clip-0.mp4"
+    s3_client.put_object(Bucket=uploads, Key=key, Body=b"v2")
+    s3_client.put_object(Bucket=uploads, Key=key, Body=b"v3")
+    s3_client.delete_object(Bucket=uploads, Key=key)  # a delete marker on top of three versions
+    before = all_keys(s3_client, uploads)
+    assert sum(1 for k, _ in before if k == key) == 4
+
+    connector = make_connector(uploads)
+    subject = Subject.of(user_id=["1"])
+    inventory = connector.locate(subject)
+    assert inventory.total == 4 + 1 + 1 + 1  # clip-0 (3 versions + marker), clip-1, clip-2, avatar
+    outcome = connector.erase(subject, "k")
+    assert outcome.level is EvidenceLevel.VERIFIED_ABSENT
+    assert outcome.deleted == inventory.total
+
+    after = all_keys(s3_client, uploads)
+    assert not [k for k, _ in after if k.startswith("uploads/1/") or k == "avatars/1.jpg"]
+    expected_survivors = {k for p in NEIGHBOURS for k in upload_keys(p)} | {
+        "uploads/1-old/x.mp4", "uploads/1.mp4", "avatars/1.jpg.bak", "uploads/10/clip-9.mp4"
+    }
+    assert {k for k, _ in after} == expected_survivors
+    assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
+
+
+def test_erase_twice_is_harmless(s3_client: Any, uploads: str) -> None:
+    connector = make_connector(uploads)
+    subject = Subject.of(user_id=["1"])
+    first = connector.erase(subject, "k")
+    second = connector.erase(subject, "k")
+    assert first.deleted == 4 and second.deleted == 0
+    assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
+
+
+def test_legal_hold_gives_blocked_never_success(s3_client: Any, uploads: str) -> None:
+    head = s3_client.head_object(Bucket=uploads, Key="uploads/1/clip-1.mp4")
+    s3_client.put_object_legal_hold(
+        Bucket=uploads, Key="uploads/1/clip-1.mp4", VersionId=head["VersionId"], LegalHold={"Status": "ON"}
+    )
+    connector = make_connector(uploads)
+    subject = Subject.of(user_id=["1"])
+    outcome = connector.erase(subject, "k")
+    assert outcome.level is EvidenceLevel.BLOCKED
+    assert (outcome.deleted, outcome.blocked) == (3, 1)
+    verification = connector.verify(subject)
+    assert verification.level is EvidenceLevel.BLOCKED
+    assert verification.total_remaining == 1
+
+
+def test_more_than_a_thousand_versions_are_deleted_in_batches(
+    s3_client: Any, bucket_name: str, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_client.create_bucket(Bucket=bucket_name)
+    s3_client.put_bucket_versioning(Bucket=bucket_name, VersioningConfiguration={"Status": "Enabled"})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: s3_client.put_object(Bucket=bucket_name, Key=f"uploads/7/{n}", Body=b""), range(1201)))
+    s3_client.put_object(Bucket=bucket_name, Key="uploads/77/keep", Body=b"")
+    monkeypatch.setenv("TEST_S3_ENDPOINT", moto_url)
+    connector = make_connector(bucket_name)
+    batch_sizes: list[int] = []
+    connector._client.meta.events.register(  # observe what goes on the wire: moto itself accepts any size
+        "before-call.s3.DeleteObjects",
+        lambda params, **_: batch_sizes.append(params["body"].count(b"<Object>")),
+    )
+    outcome = connector.erase(Subject.of(user_id=["7"]), "k")
+    assert outcome.deleted == 1201
+    assert batch_sizes == [1000, 201]
+    assert [k for k, _ in all_keys(s3_client, bucket_name)] == ["uploads/77/keep"]
+
+
+@pytest.mark.parametrize("value", ["'; DROP TABLE users; --", "*", "%", "1*", "1%"])
+def test_hostile_values_are_literal_and_touch_nothing(s3_client: Any, uploads: str, value: str) -> None:
+    before = all_keys(s3_client, uploads)
+    connector = make_connector(uploads)
+    subject = Subject.of(user_id=[value])
+    assert connector.locate(subject).total == 0
+    assert connector.erase(subject, "k").deleted == 0
+    assert all_keys(s3_client, uploads) == before
+    assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
+
+
+@pytest.mark.parametrize("value", ["../", "..", ".", "", "1/../10", "10/", "a\nb"])
+def test_values_that_are_not_one_path_segment_are_refused(s3_client: Any, uploads: str, value: str) -> None:
+    before = all_keys(s3_client, uploads)
+    connector = make_connector(uploads)
+    subject = Subject.of(user_id=[value, "1"]) if value else Subject.of(user_id=[value, "1"])
+    connector.erase(subject, "k")
+    after = all_keys(s3_client, uploads)
+    # only the child's own objects went
+    assert {k for k, _ in before} - {k for k, _ in after} == set(upload_keys(CHILD))
+    verification = connector.verify(subject)
+    assert verification.level is EvidenceLevel.FAILED
+    assert "cannot be used in key templates" in verification.detail
+
+
+def test_missing_bucket_is_terminal(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_S3_ENDPOINT", moto_url)
+    with pytest.raises(TerminalError, match="NoSuchBucket") as info:
+        make_connector("no-such-bucket-here").locate(Subject.of(user_id=["1042"]))
+    assert "1042" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["uploads/{user_id}{email}/", "uploads/", "uploads/{nope}/", "{user_id}-{user_id}/", "{{user_id}}/", "a/{user_id}"
+     "/{email}"],
+)
+def test_bad_templates_are_refused(template: str) -> None:
+    with pytest.raises(ValueError, match="key template"):
+        S3Settings.model_validate({"mapping": {"buckets": [{"bucket": "abc", "keys": [template]}]}})
+
+
+def test_a_template_without_trailing_slash_is_one_exact_key(s3_client: Any, uploads: str) -> None:
+    connector = make_connector(uploads)
+    connector.erase(Subject.of(user_id=["1"]), "k")
+    assert ("avatars/1.jpg.bak", False) in all_keys(s3_client, uploads)
