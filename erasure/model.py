@@ -61,6 +61,11 @@ class Subject:
     def kinds(self) -> frozenset[IdentifierType]:
         return frozenset(k for k, v in self.identifiers.items() if v)
 
+    def only(self, kinds: Iterable[IdentifierType]) -> Subject:
+        """The identifiers of the given types: a system sees only the types it is keyed by."""
+        wanted = set(kinds)
+        return Subject({k: v for k, v in self.identifiers.items() if k in wanted})
+
     def __repr__(self) -> str:  # never print identifier values
         counts = {str(k): len(v) for k, v in self.identifiers.items()}
         return f"Subject(<redacted> {counts})"

@@ -1,0 +1,182 @@
+"""What crosses Temporal: activity names and their one-dataclass-in, one-dataclass-out types.
+
+Only request ids, system names, counts, levels, digests and vendor job ids travel here: never an identifier.
+Workflows import this module (and nothing else of `activities/`), so it stays free of I/O and heavy imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Activity names: one place, used by the workflows and the activity class alike.
+PLAN = "erasure.plan"
+LOCATE = "erasure.locate"
+ERASE = "erasure.erase"
+POLL = "erasure.poll"
+VERIFY = "erasure.verify"
+RECORD_EVENT = "erasure.record_event"
+RECORD_RECEIPT = "erasure.record_receipt"
+SEAL = "erasure.seal"
+SHRED = "erasure.shred"
+
+# Error types the workflows branch on (ApplicationError.type).
+JOB_STILL_RUNNING = "JobStillRunning"
+TERMINAL = "TerminalError"
+VAULT_SEALED = "VaultSealed"
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    initial_interval_s: float
+    backoff: float
+    maximum_interval_s: float
+    maximum_attempts: int
+    start_to_close_s: float
+    heartbeat_s: float
+
+
+@dataclass(frozen=True)
+class SystemPlan:
+    system: str
+    category: str
+    connector: str
+    task_queue: str
+    asynchronous: bool
+    verifiable: bool
+    retry: RetrySpec
+    poll_every_s: float
+    service_time_s: float
+    deadline_s: float
+
+
+@dataclass(frozen=True)
+class RequestInput:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    systems: list[SystemPlan]
+    max_concurrency: int
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class SystemInput:
+    request_id: str
+    plan: SystemPlan
+
+
+@dataclass(frozen=True)
+class StepInput:
+    request_id: str
+    system: str
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    counts: dict[str, int]
+    note: str
+
+
+@dataclass(frozen=True)
+class EraseResult:
+    level: str
+    deleted: int
+    blocked: int
+    key_commitment: str | None
+    key_count: int
+    job_id: str | None
+    vendor_status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PollInput:
+    request_id: str
+    system: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class PollResult:
+    succeeded: bool
+    vendor_status: str
+    finished_at: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    level: str
+    remaining: dict[str, int]
+    detail: str
+
+
+@dataclass(frozen=True)
+class EventInput:
+    request_id: str
+    system: str | None
+    kind: str
+    event_key: str
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReceiptInput:
+    """The facts of one system's outcome, as the workflow saw them; the activity signs and logs them once."""
+
+    request_id: str
+    system: str
+    action: str
+    level: str
+    detail: str
+    notes: list[str]
+    workflow_id: str
+    run_id: str
+    started_at: str
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class ReceiptResult:
+    sha256: str
+    leaf_index: int
+
+
+@dataclass(frozen=True)
+class SystemResult:
+    system: str
+    level: str
+    receipt_sha256: str
+
+
+@dataclass(frozen=True)
+class SealInput:
+    request_id: str
+    results: list[SystemResult]
+
+
+@dataclass(frozen=True)
+class SealResult:
+    outcome: str
+    certificate_sha256: str
+    tree_size: int
+
+
+@dataclass(frozen=True)
+class ShredInput:
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShredResult:
+    shredded: bool
+    receipt_sha256: str
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    outcome: str
+    systems: list[SystemResult]

@@ -1,0 +1,412 @@
+"""The activities: thin glue between the workflows and the connectors, the vault, the ledger and the evidence.
+
+Each activity reads the subject from the vault by request id, so no identifier ever crosses Temporal. Blocking work
+runs in a thread while the activity heartbeats, so a dead worker is noticed within one heartbeat timeout. Errors are
+mapped here once: terminal ones stop Temporal's retries, transient ones are retried, throttling waits as asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import (
+    ERASE,
+    JOB_STILL_RUNNING,
+    LOCATE,
+    PLAN,
+    POLL,
+    RECORD_EVENT,
+    RECORD_RECEIPT,
+    SEAL,
+    SHRED,
+    TERMINAL,
+    VAULT_SEALED,
+    EraseResult,
+    EventInput,
+    LocateResult,
+    Plan,
+    PollInput,
+    PollResult,
+    ReceiptInput,
+    ReceiptResult,
+    RequestInput,
+    RetrySpec,
+    SealInput,
+    SealResult,
+    ShredInput,
+    ShredResult,
+    StepInput,
+    SystemPlan,
+    VerifyResult,
+)
+from connectors.base import Connector
+from connectors.registry import connector_class
+from erasure.catalogue import Catalogue, SystemSpec, catalogue_from_snapshot
+from erasure.errors import TerminalError, Throttled, TransientError
+from erasure.ledger import Ledger, RequestState, TaskState
+from erasure.model import EvidenceLevel, JobHandle, JobStatus, Subject
+from erasure.pseudonyms import Pseudonymizer
+from erasure.tlog import TransparencyLog
+from erasure.vault import Vault, VaultSealed
+from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
+from evidence.merkle import MemoryTree
+from evidence.statement import (
+    CertificateFacts,
+    ReceiptFacts,
+    SystemOutcome,
+    certificate_statement,
+    outcome_for,
+    receipt_statement,
+)
+
+T = TypeVar("T")
+log = structlog.get_logger("erasure.activities")
+
+REQUEST_SYSTEM = "*"  # the certificate and the shredding receipt belong to the request, not to one system
+
+
+class ErasureActivities:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        vault: Vault,
+        tlog: TransparencyLog,
+        suppression: Pseudonymizer,
+        task_queue: str,
+        grace_s: float,
+        code_version: str,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self._ledger = ledger
+        self._vault = vault
+        self._tlog = tlog
+        self._suppression = suppression
+        self._task_queue = task_queue
+        self._grace_s = grace_s
+        self._code_version = code_version
+        self._executor = executor
+        self._catalogue = lru_cache(maxsize=256)(self._load_catalogue)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.plan, self.locate, self.erase, self.poll, self.verify,
+            self.record_event, self.record_receipt, self.seal, self.shred,
+        ]  # fmt: skip
+
+    # -- planning ---------------------------------------------------------------------------------------------
+
+    @activity.defn(name=PLAN)
+    async def plan(self, input: RequestInput) -> Plan:
+        return await self._run(input.request_id, None, lambda: self._plan(input.request_id))
+
+    def _plan(self, request_id: str) -> Plan:
+        catalogue = self._catalogue(request_id)
+        systems = [
+            self._system_plan(catalogue.system(task.system))
+            for task in self._ledger.tasks(request_id)
+            if task.state != TaskState.NOT_APPLICABLE
+        ]
+        self._ledger.set_state(request_id, RequestState.EXECUTING)
+        return Plan(systems=systems, max_concurrency=catalogue.max_concurrency, grace_s=self._grace_s)
+
+    def _system_plan(self, spec: SystemSpec) -> SystemPlan:
+        caps = connector_class(spec.connector).capabilities
+        queue = f"{self._task_queue}-{spec.connector}" if caps.rate_per_second else self._task_queue
+        retry = spec.retry
+        return SystemPlan(
+            system=spec.name,
+            category=spec.category.value,
+            connector=spec.connector,
+            task_queue=queue,
+            asynchronous=caps.asynchronous,
+            verifiable=caps.verifiable,
+            retry=RetrySpec(
+                initial_interval_s=retry.initial_interval.total_seconds(),
+                backoff=retry.backoff,
+                maximum_interval_s=retry.maximum_interval.total_seconds(),
+                maximum_attempts=retry.maximum_attempts,
+                start_to_close_s=retry.start_to_close.total_seconds(),
+                heartbeat_s=retry.heartbeat.total_seconds(),
+            ),
+            poll_every_s=(spec.poll.every or caps.poll_every).total_seconds(),
+            service_time_s=(spec.poll.service_time or caps.service_time).total_seconds(),
+            deadline_s=(spec.poll.deadline or caps.deadline).total_seconds(),
+        )
+
+    # -- one system -------------------------------------------------------------------------------------------
+
+    @activity.defn(name=LOCATE)
+    async def locate(self, input: StepInput) -> LocateResult:
+        def work() -> LocateResult:
+            self._ledger.update_task(input.request_id, input.system, state=TaskState.LOCATING,
+                                     started_at=_now())  # fmt: skip
+            with self._connector(input) as (connector, subject):
+                inventory = connector.locate(subject)
+            self._ledger.update_task(
+                input.request_id, input.system, state=TaskState.ERASING, records_before=inventory.total,
+                detail=inventory.note,
+            )  # fmt: skip
+            return LocateResult(counts=dict(inventory.counts), note=inventory.note)
+
+        return await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=ERASE)
+    async def erase(self, input: StepInput) -> EraseResult:
+        def work() -> EraseResult:
+            with self._connector(input) as (connector, subject):
+                outcome = connector.erase(subject, idempotency_key=f"{input.request_id}/{input.system}")
+            commitment = self._commitment(input.request_id, outcome.deleted_keys)
+            job_id = outcome.job.job_id if outcome.job else None
+            self._ledger.update_task(
+                input.request_id, input.system,
+                state=TaskState.WAITING_VENDOR if job_id else TaskState.VERIFYING,
+                deleted=outcome.deleted, blocked=outcome.blocked, key_commitment=commitment,
+                key_count=len(outcome.deleted_keys), vendor_job_id=job_id,
+                vendor_status=outcome.vendor_status or None, detail=outcome.detail,
+            )  # fmt: skip
+            return EraseResult(
+                level=outcome.level.value, deleted=outcome.deleted, blocked=outcome.blocked,
+                key_commitment=commitment, key_count=len(outcome.deleted_keys), job_id=job_id,
+                vendor_status=outcome.vendor_status, detail=outcome.detail,
+            )  # fmt: skip
+
+        return await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=POLL)
+    async def poll(self, input: PollInput) -> PollResult:
+        def work() -> PollResult:
+            with self._connector(StepInput(input.request_id, input.system), need_subject=False) as (connector, _):
+                state = connector.poll(JobHandle(job_id=input.job_id))
+            self._ledger.update_task(input.request_id, input.system, vendor_status=state.vendor_status)
+            if state.status is JobStatus.RUNNING:
+                # retryable on purpose: the workflow's retry policy is the polling schedule
+                raise ApplicationError(f"vendor job {state.vendor_status}", type=JOB_STILL_RUNNING)
+            finished = state.finished_at.isoformat() if state.finished_at else None
+            self._ledger.update_task(input.request_id, input.system, state=TaskState.VERIFYING)
+            return PollResult(state.status is JobStatus.SUCCEEDED, state.vendor_status, finished, state.detail)
+
+        return await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=VERIFY)
+    async def verify(self, input: StepInput) -> VerifyResult:
+        def work() -> VerifyResult:
+            with self._connector(input) as (connector, subject):
+                verification = connector.verify(subject)
+            after = verification.total_remaining if connector.capabilities.verifiable else None
+            self._ledger.update_task(input.request_id, input.system, records_after=after)
+            return VerifyResult(verification.level.value, dict(verification.remaining), verification.detail)
+
+        return await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=RECORD_EVENT)
+    async def record_event(self, input: EventInput) -> None:
+        await self._run(
+            input.request_id, input.system,
+            lambda: self._ledger.record_event(input.request_id, input.system, input.kind, input.event_key,
+                                              dict(input.detail)),
+        )  # fmt: skip
+
+    @activity.defn(name=RECORD_RECEIPT)
+    async def record_receipt(self, input: ReceiptInput) -> ReceiptResult:
+        def work() -> ReceiptResult:
+            task = self._ledger.task(input.request_id, input.system)
+            facts = ReceiptFacts(
+                request_id=input.request_id, system=input.system, category=task.category,
+                connector=task.connector, action=input.action, evidence_level=input.level,
+                records_before=task.records_before, records_after=task.records_after, blocked=task.blocked,
+                locations={}, key_commitment=task.key_commitment, key_count=task.key_count,
+                vendor_job_id=task.vendor_job_id, vendor_status=task.vendor_status, detail=input.detail,
+                notes=tuple(input.notes), workflow_id=input.workflow_id, run_id=input.run_id,
+                activity_id=activity.info().activity_id, code_version=self._code_version,
+                started_at=input.started_at, finished_at=input.finished_at,
+            )  # fmt: skip
+            logged = self._tlog.append_once(input.request_id, input.system, input.action, lambda: self._sign(
+                receipt_statement(facts)))  # fmt: skip
+            self._ledger.update_task(
+                input.request_id, input.system, state=TaskState.DONE, evidence_level=input.level,
+                detail=input.detail, finished_at=datetime.fromisoformat(input.finished_at),
+            )  # fmt: skip
+            return ReceiptResult(hashlib.sha256(logged.envelope).hexdigest(), logged.leaf_index)
+
+        return await self._run(input.request_id, input.system, work)
+
+    # -- the request ------------------------------------------------------------------------------------------
+
+    @activity.defn(name=SEAL)
+    async def seal(self, input: SealInput) -> SealResult:
+        return await self._run(input.request_id, None, lambda: self._seal(input))
+
+    def _seal(self, input: SealInput) -> SealResult:
+        request = self._ledger.request(input.request_id)
+        if request is None:
+            raise TerminalError(f"request {input.request_id} is not in the ledger")
+        tasks = {t.system: t for t in self._ledger.tasks(input.request_id)}
+        receipts = self._receipts(input.request_id)
+        systems = tuple(
+            SystemOutcome(
+                system=r.system, category=tasks[r.system].category, evidence_level=r.level,
+                records_before=tasks[r.system].records_before, records_after=tasks[r.system].records_after,
+                receipt=receipt_path(r.system),
+            )  # fmt: skip
+            for r in sorted(input.results, key=lambda r: r.system)
+        )
+        outcome = outcome_for(s.evidence_level for s in systems)
+        facts = CertificateFacts(
+            request_id=input.request_id, kind=request.kind, legal_basis=request.legal_basis,
+            jurisdiction_reference=request.reference, received_at=request.received_on.isoformat(),
+            deadline=request.deadline.isoformat(), outcome=outcome, outcome_reason=outcome_reason(systems),
+            systems=systems, exceptions=tuple(self._exceptions(tasks)), log_origin=self._tlog.origin,
+            code_version=self._code_version, issued_at=_now().isoformat(),
+        )  # fmt: skip
+        statement = certificate_statement(facts, {receipt_path(s): env for s, env in receipts.items()})
+        logged = self._tlog.append_once(input.request_id, REQUEST_SYSTEM, "certificate",
+                                        lambda: self._sign(statement))  # fmt: skip
+        checkpoint, _ = self._tlog.checkpoint()
+        self._suppress(input.request_id)
+        self._ledger.set_state(input.request_id, RequestState.CERTIFIED, outcome)
+        return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest(), checkpoint.size)
+
+    def _exceptions(self, tasks: dict[str, Any]) -> Iterator[str]:
+        for task in tasks.values():
+            if task.state == TaskState.NOT_APPLICABLE:
+                yield f"{task.system}: not searched, {task.detail}"
+
+    def _suppress(self, request_id: str) -> None:
+        """The erased subject's keyed hashes join the suppression list, so ingestion can refuse their data."""
+        rows = [(k.value, digest) for k, digest in self._suppression.of_subject(self._vault.subject(request_id))]
+        with self._ledger.pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO suppression (identifier_type, digest) VALUES (%s, %s) ON CONFLICT DO NOTHING", rows
+            )
+
+    @activity.defn(name=SHRED)
+    async def shred(self, input: ShredInput) -> ShredResult:
+        return await self._run(input.request_id, None, lambda: shred_request(
+            self._ledger, self._vault, self._tlog, self._sign, input.request_id, input.reason, self._code_version,
+            workflow_id=activity.info().workflow_id, run_id=activity.info().workflow_run_id,
+            activity_id=activity.info().activity_id,
+        ))  # fmt: skip
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _sign(self, statement: bytes) -> bytes:
+        return sign_envelope(statement, IN_TOTO_PAYLOAD_TYPE, self._tlog.signer).to_json()
+
+    def _receipts(self, request_id: str) -> dict[str, bytes]:
+        with self._ledger.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT system, envelope FROM receipts WHERE request_id = %s AND action = 'erase'", [request_id]
+            ).fetchall()
+        return {str(system): bytes(envelope) for system, envelope in rows}
+
+    def _load_catalogue(self, request_id: str) -> Catalogue:
+        return catalogue_from_snapshot(self._ledger.catalogue_snapshot(request_id))
+
+    @contextmanager
+    def _connector(self, step: StepInput, *, need_subject: bool = True) -> Iterator[tuple[Connector, Subject]]:
+        spec = self._catalogue(step.request_id).system(step.system)
+        subject = self._vault.subject(step.request_id).only(spec.identifiers) if need_subject else Subject({})
+        with spec.build_connector() as connector:
+            yield connector, subject
+
+    def _commitment(self, request_id: str, keys: tuple[str, ...]) -> str | None:
+        """A Merkle root over HMACs of the deleted keys: binds what was deleted without revealing it."""
+        if not keys:
+            return None
+        secret = self._vault.commitment_key(request_id)
+        tree = MemoryTree()
+        for key in sorted(keys):
+            tree.append(hmac.new(secret, key.encode(), hashlib.sha256).digest())
+        return tree.root().hex()
+
+    async def _run(self, request_id: str, system: str | None, work: Callable[[], T]) -> T:
+        """Run blocking work in a thread, heartbeating, with errors mapped to Temporal's terms."""
+        structlog.contextvars.bind_contextvars(request_id=request_id, system=system)
+        info = activity.info()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, work)
+        beat = (info.heartbeat_timeout or timedelta(0)).total_seconds() / 3
+        try:
+            while beat > 0:
+                done, _ = await asyncio.wait({future}, timeout=min(beat, 5.0))
+                if done:
+                    break
+                activity.heartbeat()
+            return await future
+        except ApplicationError:
+            raise
+        except VaultSealed as exc:
+            raise ApplicationError(str(exc), type=VAULT_SEALED, non_retryable=True) from None
+        except Throttled as exc:
+            delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else None
+            raise ApplicationError(str(exc), type="Throttled", next_retry_delay=delay) from None
+        except TransientError as exc:
+            log.warning("activity will be retried", activity=info.activity_type, error=str(exc))
+            raise ApplicationError(str(exc), type="TransientError") from None
+        except TerminalError as exc:
+            log.error("activity refused", activity=info.activity_type, error=str(exc))
+            raise ApplicationError(str(exc), type=TERMINAL, non_retryable=True) from None
+        except Exception as exc:
+            # An unexpected error's message may quote data: keep only its type and where it happened.
+            where = "".join(traceback.format_tb(exc.__traceback__)[-3:])
+            log.error("unexpected error in activity", activity=info.activity_type, error_type=type(exc).__name__,
+                      where=where)  # fmt: skip
+            raise ApplicationError(f"unexpected {type(exc).__name__} in {info.activity_type}",
+                                   type="UnexpectedError") from None  # fmt: skip
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id", "system")
+
+
+def shred_request(
+    ledger: Ledger, vault: Vault, tlog: TransparencyLog, sign: Callable[[bytes], bytes], request_id: str, reason: str,
+    code_version: str, *, workflow_id: str, run_id: str, activity_id: str,
+) -> ShredResult:  # fmt: skip
+    """Destroy the request's data key and log a receipt saying so; safe to run again."""
+    started = _now()
+    with ledger.pool.connection() as conn:
+        destroyed_now = vault.destroy(conn, request_id)
+    if not vault.is_destroyed(request_id):
+        raise TerminalError(f"request {request_id} has no vault key to destroy")
+    facts = ReceiptFacts(
+        request_id=request_id, system="vault", category="orchestrator", connector="vault", action="shred",
+        evidence_level=EvidenceLevel.VERIFIED_ABSENT.value, records_before=1, records_after=0, blocked=0,
+        locations={}, key_commitment=None, key_count=0, vendor_job_id=None, vendor_status=None,
+        detail=f"the request's data key was destroyed ({reason}); its sealed identifiers can no longer be read",
+        notes=(), workflow_id=workflow_id, run_id=run_id, activity_id=activity_id, code_version=code_version,
+        started_at=started.isoformat(), finished_at=_now().isoformat(),
+    )  # fmt: skip
+    logged = tlog.append_once(request_id, REQUEST_SYSTEM, "shred", lambda: sign(receipt_statement(facts)))
+    tlog.checkpoint()
+    ledger.set_state(request_id, RequestState.CLOSED)
+    if destroyed_now:
+        ledger.record_event(request_id, None, "shredded", "shredded", {"reason": reason})
+    return ShredResult(shredded=True, receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
+
+
+def receipt_path(system: str) -> str:
+    return f"receipts/{system}.dsse.json"
+
+
+def outcome_reason(systems: tuple[SystemOutcome, ...]) -> str:
+    counts: dict[str, int] = {}
+    for s in systems:
+        counts[s.evidence_level] = counts.get(s.evidence_level, 0) + 1
+    return ", ".join(f"{n} {level}" for level, n in sorted(counts.items()))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

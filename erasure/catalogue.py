@@ -1,0 +1,163 @@
+"""The catalogue of systems that may hold a subject's data (YAML, validated with pydantic).
+
+Each system names its connector kind, its category, the identifier types it is keyed by, its connection settings
+(secrets only by environment variable name) and the connector's mapping. The connector's own settings model
+validates `connection` and `mapping`, so an error names the file, the system and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from connectors.base import Connector, StrictModel
+from connectors.registry import connector_class, kinds
+from erasure.errors import InvalidInput
+from erasure.model import Category, IdentifierType
+
+SYSTEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class RetrySettings(StrictModel):
+    """How Temporal retries this system's activities. Transient errors only: terminal ones never retry."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff: float = Field(default=2.0, ge=1.0)
+    maximum_interval: timedelta = timedelta(minutes=5)
+    maximum_attempts: int = Field(default=10, ge=1)
+    start_to_close: timedelta = timedelta(minutes=10)
+    heartbeat: timedelta = timedelta(seconds=30)
+
+
+class PollSettings(StrictModel):
+    """Overrides of the vendor's job timings (defaults come from the connector's capabilities)."""
+
+    every: timedelta | None = None
+    service_time: timedelta | None = None
+    deadline: timedelta | None = None
+
+
+class SystemSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=SYSTEM_NAME)
+    connector: str
+    category: Category
+    identifiers: list[IdentifierType] = Field(min_length=1)
+    description: str = ""
+    connection: dict[str, Any] = Field(default_factory=dict)
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    retry: RetrySettings = RetrySettings()
+    poll: PollSettings = PollSettings()
+
+    @field_validator("connector")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in kinds():
+            raise ValueError(f"unknown connector {value!r}; expected one of {', '.join(kinds())}")
+        return value
+
+    @model_validator(mode="after")
+    def _identifiers_supported(self) -> SystemSpec:
+        unsupported = set(self.identifiers) - connector_class(self.connector).supported_identifiers
+        if unsupported:
+            raise ValueError(
+                f"connector {self.connector} cannot use identifier type(s) {', '.join(sorted(unsupported))}"
+            )
+        return self
+
+    def connector_settings(self) -> StrictModel:
+        return connector_class(self.connector).settings_model.model_validate(
+            {"connection": self.connection, "mapping": self.mapping}
+        )
+
+    def build_connector(self) -> Connector:
+        return connector_class(self.connector)(self.name, self.connector_settings())
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    systems: list[SystemSpec] = Field(min_length=1)
+    max_concurrency: int = Field(default=8, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Catalogue:
+        names = [s.name for s in self.systems]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"system names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def system(self, name: str) -> SystemSpec:
+        for spec in self.systems:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The catalogue as stored with a request: it holds no secrets, only environment variable names."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
+
+
+def load_catalogue(path: Path) -> Catalogue:
+    data = _read_yaml(path)
+    try:
+        catalogue = Catalogue.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(str(path), *_describe(exc, data)) from None
+    for spec in catalogue.systems:
+        # the connector's own model checks `connection` and `mapping`; errors keep the system's name and field path
+        try:
+            spec.connector_settings()
+        except ValidationError as exc:
+            field, problem = _describe(exc, {"connection": spec.connection, "mapping": spec.mapping})
+            raise InvalidInput(str(path), f"systems[{spec.name}].{field}", problem) from None
+    return catalogue
+
+
+def catalogue_from_snapshot(snapshot: dict[str, Any]) -> Catalogue:
+    return Catalogue.model_validate(snapshot)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        raise InvalidInput(str(path), where, "is not valid YAML") from None
+
+
+def _describe(exc: ValidationError, data: Any) -> tuple[str, str]:
+    """The first error as (field path, problem), with system names in place of list positions."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    parts: list[str] = []
+    node: Any = data
+    for loc in error["loc"]:
+        if isinstance(loc, int) and isinstance(node, list) and loc < len(node):
+            item = node[loc]
+            name = item.get("name") if isinstance(item, dict) else None
+            parts.append(f"[{name}]" if isinstance(name, str) else f"[{loc}]")
+            node = item
+        else:
+            parts.append(f".{loc}" if parts else str(loc))
+            node = node.get(loc) if isinstance(node, dict) else None
+    field = "".join(parts) or "(top level)"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return field, message[0].lower() + message[1:] if message else message

@@ -1,0 +1,95 @@
+"""Intake: a validated order becomes a stored request and a started workflow, or nothing at all."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+
+from activities.contracts import RequestInput
+from erasure.catalogue import Catalogue, load_catalogue
+from erasure.errors import InvalidInput
+from erasure.ledger import TaskState
+from erasure.orders import Order, load_order
+from erasure.services import Services
+from workflows.request import ErasureRequestWorkflow
+
+
+@dataclass(frozen=True)
+class Submission:
+    request_id: str
+    systems: list[str]
+    not_applicable: list[str]
+
+
+def validate(order_path: Path, catalogue_path: Path) -> tuple[Order, Catalogue]:
+    """Everything that can be wrong with the input is found here, before anything is stored or started."""
+    order = load_order(order_path)
+    catalogue = load_catalogue(catalogue_path)
+    if isinstance(order.scope, list):
+        known = {s.name for s in catalogue.systems}
+        for name in order.scope:
+            if name not in known:
+                raise InvalidInput(str(order_path), "scope", f"no system named {name!r} in {catalogue_path}")
+    return order, catalogue
+
+
+async def submit(services: Services, client: Client, order: Order, catalogue: Catalogue) -> Submission:
+    request_id = str(uuid.uuid4())
+    subject = order.subject.to_subject()
+    in_scope = [s for s in catalogue.systems if order.scope == "all" or s.name in order.scope]
+    planned, skipped = [], []
+    with services.pool.connection() as conn, conn.transaction():
+        services.ledger.create_request(
+            conn,
+            {
+                "request_id": request_id,
+                "kind": order.kind.value,
+                "legal_basis": order.legal_basis,
+                "reference": order.reference(),
+                "requester": order.requester_record(),
+                "received_on": order.received,
+                "deadline": order.deadline,
+                "scope": order.scope,
+                "catalogue_sha256": catalogue.digest(),
+            },
+            catalogue.snapshot(),
+        )
+        services.vault.create(
+            conn,
+            request_id,
+            {
+                services.vault.SUBJECT: {k.value: list(v) for k, v in subject.identifiers.items()},
+                services.vault.REQUESTER: order.sealed_requester(),
+            },
+        )
+        services.ledger.add_pseudonyms(
+            conn, request_id, [(k.value, p) for k, p in services.pseudonyms.of_subject(subject)]
+        )
+        for spec in in_scope:
+            usable = subject.kinds() & set(spec.identifiers)
+            if usable:
+                services.ledger.add_task(conn, request_id, spec.name, spec.category.value, spec.connector)
+                planned.append(spec.name)
+            else:
+                kinds = ", ".join(sorted(k.value for k in spec.identifiers))
+                services.ledger.add_task(
+                    conn, request_id, spec.name, spec.category.value, spec.connector, TaskState.NOT_APPLICABLE,
+                    f"the request has no identifier of a type it is keyed by ({kinds})",
+                )
+                skipped.append(spec.name)
+    try:
+        await client.start_workflow(
+            ErasureRequestWorkflow.run,
+            RequestInput(request_id),
+            id=request_id,
+            task_queue=services.config.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except BaseException:
+        services.ledger.delete_request(request_id)  # nothing stays behind for a request that never started
+        raise
+    return Submission(request_id, planned, skipped)

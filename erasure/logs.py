@@ -1,0 +1,98 @@
+"""Logging: JSON lines under `$ERASURE_HOME/logs/`, readable lines on a terminal, and no identifier in either.
+
+A processor drops fields named like identifiers and masks values shaped like emails, phone numbers and advertising
+ids (UUID-shaped) anywhere else, except in the fields that carry our own random ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+IDENTIFIER_FIELDS = frozenset(
+    {"email", "phone", "user_id", "device_id", "advertising_id", "username", "identifier", "identifiers", "subject"}
+)
+# Our own random ids are UUID-shaped like advertising ids; these fields may keep them.
+OWN_ID_FIELDS = frozenset({"request_id", "workflow_id", "run_id", "activity_id", "vendor_job_id", "task_queue"})
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_UUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b")
+_PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])")
+
+
+def mask(text: str) -> str:
+    text = _EMAIL.sub("[email]", text)
+    text = _UUID.sub("[id]", text)
+    return _PHONE.sub("[phone]", text)
+
+
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if key in IDENTIFIER_FIELDS:
+            event[key] = "[redacted]"
+        elif key not in OWN_ID_FIELDS and isinstance(event[key], str):
+            event[key] = mask(event[key])
+    return event
+
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+    redact,
+]
+
+
+def configure(logs_dir: Path, component: str, *, level: int = logging.INFO) -> Path:
+    """Send every log record (ours and the libraries') through the redaction processor to both outputs."""
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    path = logs_dir / f"{component}.jsonl"
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+            foreign_pre_chain=_SHARED,
+        )
+    )
+    handlers: list[logging.Handler] = [file_handler]
+    if sys.stderr.isatty():
+        console = logging.StreamHandler()
+        console.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.dev.ConsoleRenderer(colors=True),
+                ],
+                foreign_pre_chain=_SHARED,
+            )
+        )
+        handlers.append(console)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_erasure", False):
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        handler._erasure = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    return path
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -1,0 +1,159 @@
+"""An erasure order as a person writes it (YAML), validated at the edge with pydantic.
+
+The order splits in two on intake: the facts of the request (kind, legal basis, dates, the court's reference) go
+to the ledger; the subject's identifiers and a guardian's name and contact are sealed in the vault.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from erasure.errors import InvalidInput
+from erasure.model import IdentifierType, Subject
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RequestKind(StrEnum):
+    COURT_ORDER = "court_order"
+    GUARDIAN_REQUEST = "guardian_request"
+    SUBJECT_REQUEST = "subject_request"
+    REGULATOR_DIRECTION = "regulator_direction"
+
+
+def _identifier_value(value: str) -> str:
+    if not value.strip():
+        raise ValueError("identifier values must not be empty")
+    if _CONTROL.search(value):
+        raise ValueError("identifier values must not contain control characters")
+    return value
+
+
+IdentifierValue = Annotated[str, Field(max_length=512), AfterValidator(_identifier_value)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CourtOrder(_Strict):
+    court: str = Field(min_length=1)
+    claim_number: str = Field(min_length=1)
+    judge: str = ""
+    made_on: date
+    party_reference: str = Field(min_length=1, description="the subject as the order names them, often initials")
+    anonymity_order: bool = False
+    document_sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+
+
+class Guardian(_Strict):
+    name: str = Field(min_length=1)  # personal data: sealed in the vault, never in the ledger
+    contact: str = ""  # idem
+    relationship: Literal["parent", "legal_guardian", "other_with_authority"]
+    authority_check: Literal[
+        "document_check", "verified_parental_consent", "payment_card_check", "in_person", "other"
+    ]
+    verified_by: str = Field(min_length=1, description="the staff member or role who checked the authority")
+    verified_on: date
+
+
+class SubjectIdentifiers(_Strict):
+    user_id: list[IdentifierValue] = []
+    email: list[IdentifierValue] = []
+    phone: list[IdentifierValue] = []
+    device_id: list[IdentifierValue] = []
+    advertising_id: list[IdentifierValue] = []
+    username: list[IdentifierValue] = []
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> SubjectIdentifiers:
+        if not any(getattr(self, kind.value) for kind in IdentifierType):
+            raise ValueError("the subject needs at least one identifier")
+        for value in self.email:
+            local, at, domain = value.rpartition("@")
+            if not at or not local or "." not in domain:
+                raise ValueError("an email must look like name@domain.tld")
+        for value in self.phone:
+            digits = re.sub(r"[\s().-]", "", value)
+            if not re.fullmatch(r"\+?[0-9]{6,16}", digits):
+                raise ValueError("a phone number must be 6 to 16 digits, optionally starting with +")
+        return self
+
+    def to_subject(self) -> Subject:
+        return Subject({kind: tuple(getattr(self, kind.value)) for kind in IdentifierType if getattr(self, kind.value)})
+
+
+class Order(_Strict):
+    kind: RequestKind
+    legal_basis: str = Field(min_length=1)
+    received: date
+    deadline: date
+    court_order: CourtOrder | None = None
+    guardian: Guardian | None = None
+    regulator: str = ""
+    subject: SubjectIdentifiers
+    scope: Literal["all"] | list[str] = "all"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Order:
+        if self.deadline < self.received:
+            raise ValueError("deadline must not be before received")
+        if self.kind is RequestKind.COURT_ORDER and self.court_order is None:
+            raise ValueError("a court_order request needs a court_order section")
+        if self.kind is RequestKind.GUARDIAN_REQUEST and self.guardian is None:
+            raise ValueError("a guardian_request needs a guardian section")
+        if self.kind is RequestKind.REGULATOR_DIRECTION and not self.regulator:
+            raise ValueError("a regulator_direction needs the regulator's name")
+        if isinstance(self.scope, list) and (not self.scope or len(set(self.scope)) != len(self.scope)):
+            raise ValueError("scope must be 'all' or a non-empty list of distinct system names")
+        return self
+
+    def reference(self) -> str:
+        """How evidence names the request's authority, without naming the subject."""
+        if self.court_order is not None:
+            order = self.court_order
+            return f"{order.court}, claim {order.claim_number}, order of {order.made_on.isoformat()} ({order.party_reference})"
+        if self.guardian is not None:
+            g = self.guardian
+            return f"request by a {g.relationship.replace('_', ' ')}, authority checked by {g.authority_check.replace('_', ' ')}"
+        if self.regulator:
+            return f"direction of {self.regulator}"
+        return "the data subject's own request"
+
+    def requester_record(self) -> dict[str, Any]:
+        """What the ledger keeps of the requester: the court's public reference or the guardian's role, no name."""
+        if self.court_order is not None:
+            return {"court_order": self.court_order.model_dump(mode="json")}
+        if self.guardian is not None:
+            return {"guardian": self.guardian.model_dump(mode="json", exclude={"name", "contact"})}
+        return {"regulator": self.regulator} if self.regulator else {}
+
+    def sealed_requester(self) -> dict[str, str]:
+        """The guardian's name and contact, for the vault."""
+        if self.guardian is None:
+            return {}
+        return {"name": self.guardian.name, "contact": self.guardian.contact}
+
+
+def load_order(path: Path) -> Order:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InvalidInput(str(path), f"line {mark.line + 1}" if mark else "(file)", "is not valid YAML") from None
+    try:
+        return Order.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        raise InvalidInput(str(path), field, message[:1].lower() + message[1:]) from None

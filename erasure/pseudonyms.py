@@ -1,0 +1,29 @@
+"""Keyed pseudonyms: HMAC-SHA256 under a secret key, never a plain or unkeyed hash.
+
+An unkeyed SHA-256 of an email is reversed by hashing a list of candidate emails; a keyed HMAC is not, as long as the
+key stays secret. Two keys serve two purposes: the ledger's pseudonyms (to find a subject's past requests) and the
+suppression list (to refuse re-ingestion of an erased subject), so that one can be rotated without the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+
+from erasure.model import IdentifierType, Subject
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes, *, purpose: str) -> None:
+        self._key = hmac.new(key, f"erasure pseudonym v1 {purpose}".encode(), hashlib.sha256).digest()
+
+    def pseudonym(self, kind: IdentifierType, value: str) -> str:
+        # values are taken exactly as given: a case variant may be another person's address
+        message = f"{kind.value}\x00{value.strip()}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def of_subject(self, subject: Subject) -> Iterator[tuple[IdentifierType, str]]:
+        for kind in sorted(subject.kinds()):
+            for value in subject.values(kind):
+                yield kind, self.pseudonym(kind, value)

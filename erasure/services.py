@@ -1,0 +1,60 @@
+"""The orchestrator's own stores, opened once per process: ledger, vault, transparency log and keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import ConnectionPool
+from temporalio.client import Client
+
+from erasure.codec import CodecKeys, data_converter
+from erasure.config import Config
+from erasure.db import migrate, open_pool
+from erasure.keys import local_secret, signing_key
+from erasure.ledger import Ledger
+from erasure.pseudonyms import Pseudonymizer
+from erasure.tlog import TransparencyLog
+from erasure.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault
+
+
+@dataclass
+class Services:
+    config: Config
+    pool: ConnectionPool
+    ledger: Ledger
+    vault: Vault
+    tlog: TransparencyLog
+    pseudonyms: Pseudonymizer
+    suppression: Pseudonymizer
+
+    @classmethod
+    def open(cls, config: Config) -> Services:
+        migrate(config.database_url, config.ledger_schema)
+        pool = open_pool(config.database_url, config.ledger_schema)
+        keys = config.keys_dir
+        return cls(
+            config=config,
+            pool=pool,
+            ledger=Ledger(pool),
+            vault=Vault(pool, master_key(config)),
+            tlog=TransparencyLog(pool, signing_key(keys), config.log_origin),
+            pseudonyms=Pseudonymizer(local_secret(keys, "pseudonym.key"), purpose="ledger"),
+            suppression=Pseudonymizer(local_secret(keys, "suppression.key"), purpose="suppression"),
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def master_key(config: Config) -> MasterKey:
+    if config.kms_key_id:
+        return KmsMasterKey(config.kms_key_id, endpoint_url=config.kms_endpoint_url)
+    return LocalMasterKey(local_secret(config.keys_dir, "master.key"))
+
+
+async def connect_temporal(config: Config) -> Client:
+    return await Client.connect(
+        config.temporal_address,
+        namespace=config.namespace,
+        data_converter=data_converter(CodecKeys(config.keys_dir).codec()),
+    )

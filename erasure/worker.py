@@ -1,0 +1,78 @@
+"""The worker: workflows and activities on the main task queue, plus one rate-limited queue per vendor."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.erasure import ErasureActivities
+from connectors.registry import connector_class, kinds
+from erasure.config import Config, code_version
+from erasure.logs import get_logger
+from erasure.services import Services, connect_temporal
+from workflows.request import ErasureRequestWorkflow
+from workflows.system import SystemErasureWorkflow
+
+log = get_logger("erasure.worker")
+
+
+def build_workers(client: Client, services: Services, executor: ThreadPoolExecutor) -> list[Worker]:
+    config = services.config
+    activities = ErasureActivities(
+        ledger=services.ledger,
+        vault=services.vault,
+        tlog=services.tlog,
+        suppression=services.suppression,
+        task_queue=config.task_queue,
+        grace_s=config.grace_days * 86400,
+        code_version=code_version(),
+        executor=executor,
+    ).all()
+    workers = [
+        Worker(
+            client,
+            task_queue=config.task_queue,
+            workflows=[ErasureRequestWorkflow, SystemErasureWorkflow],
+            activities=activities,
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+    ]
+    for kind in kinds():
+        rate = connector_class(kind).capabilities.rate_per_second
+        if rate:
+            # the server enforces this rate across every worker polling the vendor's queue
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=f"{config.task_queue}-{kind}",
+                    activities=activities,
+                    max_task_queue_activities_per_second=rate,
+                    graceful_shutdown_timeout=timedelta(seconds=10),
+                )
+            )
+    return workers
+
+
+async def run_worker(config: Config) -> None:
+    services = Services.open(config)
+    client = await connect_temporal(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
+        try:
+            async with AsyncExitStack() as running:
+                for worker in build_workers(client, services, executor):
+                    await running.enter_async_context(worker)
+                log.info("worker started", task_queue=config.task_queue)
+                await stop.wait()
+        finally:
+            services.close()
+            log.info("worker stopped")

@@ -1,0 +1,35 @@
+"""Activity options shared by the workflows: per-connector retries and the ledger's patient defaults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import TERMINAL, VAULT_SEALED, RetrySpec
+
+# Ledger and evidence activities only wait for Postgres: retry them until it answers.
+LEDGER: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(
+        maximum_interval=timedelta(seconds=30), non_retryable_error_types=[TERMINAL, VAULT_SEALED]
+    ),
+}
+
+
+def connector_options(retry: RetrySpec, task_queue: str) -> dict[str, Any]:
+    return {
+        "task_queue": task_queue,
+        "start_to_close_timeout": timedelta(seconds=retry.start_to_close_s),
+        "heartbeat_timeout": timedelta(seconds=retry.heartbeat_s),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=retry.initial_interval_s),
+            backoff_coefficient=retry.backoff,
+            maximum_interval=timedelta(seconds=retry.maximum_interval_s),
+            maximum_attempts=retry.maximum_attempts,
+            non_retryable_error_types=[TERMINAL, VAULT_SEALED],
+        ),
+    }
