@@ -1,0 +1,210 @@
+"""in-toto Statement v1 documents: a receipt per system and action, a certificate per request.
+
+Both are canonical JSON (sorted keys, compact) so the same facts always give the same bytes. The facts validate
+themselves when built; a ValueError there is a bug in the caller, never a verification failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from evidence._json import canonical, loads_strict, typed
+from evidence.errors import VerificationError
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+RECEIPT_PREDICATE_TYPE = "https://erasure-orchestrator.dev/receipt/v1"
+CERTIFICATE_PREDICATE_TYPE = "https://erasure-orchestrator.dev/certificate/v1"
+
+DONE_LEVELS = frozenset({"verified_absent", "vendor_attested", "accepted"})
+EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
+ACTIONS = frozenset({"erase", "shred"})
+
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ReceiptFacts:
+    """What one system did for one request. Nothing here may identify the child: counts, names and ids only."""
+
+    request_id: str
+    system: str
+    category: str
+    connector: str
+    action: str
+    evidence_level: str
+    records_before: int | None
+    records_after: int | None
+    blocked: int
+    locations: Mapping[str, tuple[int | None, int | None]]
+    key_commitment: str | None
+    key_count: int
+    vendor_job_id: str | None
+    vendor_status: str | None
+    detail: str
+    notes: tuple[str, ...]
+    workflow_id: str
+    run_id: str
+    activity_id: str
+    code_version: str
+    started_at: str
+    finished_at: str
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(bool(self.system) and "/" not in self.system and not self.system.isspace(), "system", self.system)
+        _check(self.action in ACTIONS, "action", self.action)
+        _check(self.evidence_level in EVIDENCE_LEVELS, "evidence_level", self.evidence_level)
+        for name in ("records_before", "records_after", "blocked", "key_count"):
+            _check_count(getattr(self, name), name)
+        for before, after in self.locations.values():
+            _check_count(before, "locations")
+            _check_count(after, "locations")
+        if self.key_commitment is not None:
+            _check(bool(_HEX_DIGEST.fullmatch(self.key_commitment)), "key_commitment", "not 64 lowercase hex")
+        _check_timestamp(self.started_at, "started_at")
+        _check_timestamp(self.finished_at, "finished_at")
+
+    @property
+    def subject_name(self) -> str:
+        return f"erasure-request/{self.request_id}/{self.system}/{self.action}"
+
+
+@dataclass(frozen=True)
+class SystemOutcome:
+    """One line of the certificate: a system's evidence level and where its receipt is in the bundle."""
+
+    system: str
+    category: str
+    evidence_level: str
+    records_before: int | None
+    records_after: int | None
+    receipt: str
+
+    def __post_init__(self) -> None:
+        _check(self.evidence_level in EVIDENCE_LEVELS, "evidence_level", self.evidence_level)
+        _check_count(self.records_before, "records_before")
+        _check_count(self.records_after, "records_after")
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What was asked, on what authority, and how each system ended. `outcome` must agree with the systems."""
+
+    request_id: str
+    kind: str
+    legal_basis: str
+    jurisdiction_reference: str
+    received_at: str
+    deadline: str
+    outcome: str
+    outcome_reason: str
+    systems: tuple[SystemOutcome, ...]
+    exceptions: tuple[str, ...]
+    log_origin: str
+    code_version: str
+    issued_at: str
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        expected = outcome_for(s.evidence_level for s in self.systems)
+        _check(self.outcome == expected, "outcome", f"{self.outcome}, but the systems' levels give {expected}")
+        _check(bool(self.log_origin) and "\n" not in self.log_origin, "log_origin", self.log_origin)
+        _check_timestamp(self.received_at, "received_at")
+        _check_timestamp(self.issued_at, "issued_at")
+
+
+def receipt_statement(facts: ReceiptFacts) -> bytes:
+    """The receipt Statement: its subject names the request, system and action; the predicate holds every fact."""
+    predicate = {field.name: getattr(facts, field.name) for field in dataclasses.fields(facts)}
+    predicate["locations"] = {name: {"before": b, "after": a} for name, (b, a) in facts.locations.items()}
+    name = facts.subject_name
+    subject = {"name": name, "digest": {"sha256": hashlib.sha256(name.encode("utf-8")).hexdigest()}}
+    return _statement([subject], RECEIPT_PREDICATE_TYPE, predicate)
+
+
+def certificate_statement(facts: CertificateFacts, receipts: Mapping[str, bytes]) -> bytes:
+    """The certificate Statement: one subject per receipt envelope (path in the bundle, SHA-256 of its bytes)."""
+    if not receipts:
+        raise ValueError("a certificate needs at least one receipt: an in-toto statement needs a subject")
+    unknown = sorted({s.receipt for s in facts.systems} - set(receipts))
+    if unknown:
+        raise ValueError(f"certificate names receipts it is not given: {unknown}")
+    subjects = [
+        {"name": path, "digest": {"sha256": hashlib.sha256(receipts[path]).hexdigest()}} for path in sorted(receipts)
+    ]
+    return _statement(subjects, CERTIFICATE_PREDICATE_TYPE, dataclasses.asdict(facts))  # systems become objects
+
+
+def parse_statement(payload: bytes) -> dict[str, Any]:
+    """The Statement as a dict; VerificationError unless it is an in-toto Statement v1 with named, digested subjects."""
+    statement = loads_strict(payload, "statement")
+    if not isinstance(statement, dict):
+        raise VerificationError(f"statement has wrong type: expected object, got {type(statement).__name__}")
+    if statement.get("_type") != STATEMENT_TYPE:
+        got = statement.get("_type")
+        raise VerificationError(f"statement has wrong _type: expected {STATEMENT_TYPE!r}, got {got!r}")
+    typed(statement, "predicateType", str, "statement")
+    typed(statement, "predicate", dict, "statement")
+    subjects = typed(statement, "subject", list, "statement")
+    if not subjects:
+        raise VerificationError("statement has no subject: expected at least 1, got 0")
+    for subject in subjects:
+        _check_subject(subject)
+    return statement
+
+
+def outcome_for(levels: Iterable[str]) -> str:
+    """complete if every system is done, incomplete if any failed (or none ran), else partial (some blocked)."""
+    seen = set(levels)
+    unknown = seen - EVIDENCE_LEVELS
+    if unknown:
+        raise ValueError(f"unknown evidence levels: {sorted(unknown)}")
+    if not seen or "failed" in seen:
+        return "incomplete"
+    return "complete" if seen <= DONE_LEVELS else "partial"
+
+
+def _statement(subjects: list[dict[str, Any]], predicate_type: str, predicate: dict[str, Any]) -> bytes:
+    statement = {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": predicate_type, "predicate": predicate}
+    return canonical(statement)
+
+
+def _check_subject(subject: Any) -> None:
+    if not isinstance(subject, dict):
+        raise VerificationError(f"statement subject has wrong type: expected object, got {type(subject).__name__}")
+    typed(subject, "name", str, "statement subject")
+    digest = typed(subject, "digest", dict, "statement subject")
+    if not digest or not all(isinstance(v, str) for v in digest.values()):
+        raise VerificationError("statement subject digest is malformed: expected algorithm-to-hex strings")
+
+
+def _check(ok: bool, field: str, got: object) -> None:
+    if not ok:
+        raise ValueError(f"invalid {field}: {got!r}")
+
+
+def _check_count(value: int | None, field: str) -> None:
+    _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0), field, value)
+
+
+def _check_request_id(request_id: str) -> None:
+    try:
+        uuid.UUID(request_id)
+    except (ValueError, TypeError, AttributeError):
+        _check(False, "request_id", "not a uuid")
+
+
+def _check_timestamp(value: str, field: str) -> None:
+    """RFC 3339 in UTC: a date and time with 'Z' or '+00:00'."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (ValueError, TypeError):
+        parsed = None
+    _check(parsed is not None and parsed.utcoffset() == timedelta(0), field, value)
