@@ -8,6 +8,7 @@ mapped here once: terminal ones stop Temporal's retries, transient ones are retr
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import traceback
@@ -34,6 +35,7 @@ from activities.contracts import (
     SHRED,
     TERMINAL,
     VAULT_SEALED,
+    VERIFY,
     EraseResult,
     EventInput,
     LocateResult,
@@ -267,7 +269,7 @@ class ErasureActivities:
         outcome = outcome_for(s.evidence_level for s in systems)
         facts = CertificateFacts(
             request_id=input.request_id, kind=request.kind, legal_basis=request.legal_basis,
-            jurisdiction_reference=request.reference, received_at=request.received_on.isoformat(),
+            jurisdiction_reference=request.reference, received_at=f"{request.received_on.isoformat()}T00:00:00Z",
             deadline=request.deadline.isoformat(), outcome=outcome, outcome_reason=outcome_reason(systems),
             systems=systems, exceptions=tuple(self._exceptions(tasks)), log_origin=self._tlog.origin,
             code_version=self._code_version, issued_at=_now().isoformat(),
@@ -338,7 +340,8 @@ class ErasureActivities:
         structlog.contextvars.bind_contextvars(request_id=request_id, system=system)
         info = activity.info()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, work)
+        # the thread sees this activity's context (activity.info(), the bound log fields)
+        future = loop.run_in_executor(self._executor, contextvars.copy_context().run, work)
         beat = (info.heartbeat_timeout or timedelta(0)).total_seconds() / 3
         try:
             while beat > 0:

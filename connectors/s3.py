@@ -147,21 +147,26 @@ class S3Connector(Connector):
 
     def verify(self, subject: Subject) -> Verification:
         remaining: dict[str, int] = {}
+        listed: set[tuple[str, str]] = set()
         locked = 0
         for location, versions in self._scan(subject):
             remaining[location] = remaining.get(location, 0) + len(versions)
             bucket = location.split("/", 1)[0]
+            listed.update((bucket, v.key) for v in versions)
             locked += sum(1 for v in versions if self._is_locked(bucket, v))
         uploads = sum(len(self._uploads(bucket.bucket, subject)) for bucket in self.settings.mapping.buckets)
         if uploads:
             remaining["multipart_uploads"] = uploads
+        # an exact key the listing did not show must also answer 404 to HEAD (a listing is not a read)
         for bucket in self.settings.mapping.buckets:
             for template in map(_parse_template, bucket.keys):
-                if not template.is_prefix:
-                    for value in self._values(subject, template):
-                        remaining_head = self._head_exists(bucket.bucket, template.render(value))
-                        if remaining_head:
-                            remaining[f"{bucket.bucket}/{template.text}:head"] = 1
+                if template.is_prefix:
+                    continue
+                for value in self._values(subject, template):
+                    key = template.render(value)
+                    if (bucket.bucket, key) not in listed and self._head_exists(bucket.bucket, key):
+                        location = f"{bucket.bucket}/{template.text}"
+                        remaining[location] = remaining.get(location, 0) + 1
         total = sum(remaining.values())
         unusable = self._unusable(subject)
         if unusable:

@@ -90,6 +90,8 @@ def configure(logs_dir: Path, component: str, *, level: int = logging.INFO) -> P
         handler._erasure = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs whole URLs at INFO, and some vendors take tokens in the query string
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return path
 
 

@@ -1,0 +1,554 @@
+"""Delta Lake tables on S3 (package `deltalake`, delta-rs): delete a subject's rows and prove nothing of them is left.
+
+A row deleted from a Delta table lives on in three places, so `erase` works through all three:
+
+1. Rows: a MERGE with `WHEN MATCHED DELETE` joins the table to an Arrow table of the subject's keys. The keys travel
+   as Arrow data, never as SQL text, so no value can widen the predicate (delta-rs takes predicates only as SQL
+   strings; the merge predicate here holds nothing but validated column names).
+2. Data files: the rewrite leaves the old Parquet files in place (time travel reads them); a full vacuum with zero
+   retention removes every file the current version no longer references.
+3. The transaction log: old commits carry the keys in add-action min/max statistics (and in partition values and
+   paths when the table is partitioned by the key), and the MERGE commit records its file-pruning predicate, which
+   holds key literals. Log retention is set to zero, a checkpoint written, and every commit before it deleted.
+
+`verify` trusts none of that: it reads the table again, then lists every object version under the table's prefix and
+reads each Parquet data file (key column and statistics) and each log file (JSON commits, checkpoints) for a trace.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+from urllib.parse import unquote
+
+import boto3
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
+from deltalake.schema import PrimitiveType
+from pydantic import Field, field_validator
+
+from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
+from erasure.errors import ErasureError, TerminalError, Throttled, TransientError
+from erasure.model import Category, EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+
+S3Client = Any  # boto3 builds its clients at run time and no stubs are installed
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_LOG_DIR = "_delta_log/"
+_SOURCE_KEY = "erasure_key"  # the merge source's only column
+_TRUNCATED_STAT_MIN = 32  # the shortest cut of a long string statistic (Spark's; delta-rs cuts longer)
+_ZERO_RETENTION = "interval 0 seconds"
+
+
+class Connection(StrictModel):
+    # variable holding an S3 endpoint URL (moto, LocalStack); None: AWS itself. Credentials come from the standard
+    # AWS environment (variables, profile, instance role), never from the catalogue.
+    endpoint_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]+$")
+    allow_http: bool = False
+
+
+class DeltaTableMapping(StrictModel):
+    uri: str  # s3://bucket/path/to/table
+    key_column: str
+    identifier: IdentifierType
+
+    @field_validator("uri")
+    @classmethod
+    def _s3_uri(cls, uri: str) -> str:
+        scheme, _, rest = uri.partition("://")
+        bucket, _, path = rest.partition("/")
+        segments = path.rstrip("/").split("/")
+        if scheme != "s3" or not _BUCKET.fullmatch(bucket):
+            raise ValueError("expected s3://bucket/path")
+        if not path.strip("/") or any(s in ("", ".", "..") for s in segments):
+            raise ValueError("expected a table path after the bucket, without empty, '.' or '..' segments")
+        return f"s3://{bucket}/{path.rstrip('/')}"
+
+    @field_validator("key_column")
+    @classmethod
+    def _sql_identifier(cls, column: str) -> str:
+        if not _IDENTIFIER.fullmatch(column):
+            raise ValueError("expected a column name matching [A-Za-z_][A-Za-z0-9_]*")
+        return column
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("s3://").partition("/")[0]
+
+    @property
+    def path(self) -> str:
+        """The location name: the table's key prefix in its bucket, without a trailing slash."""
+        return self.uri.removeprefix("s3://").partition("/")[2]
+
+
+class DeltaMapping(StrictModel):
+    tables: list[DeltaTableMapping] = Field(min_length=1)
+
+    @field_validator("tables")
+    @classmethod
+    def _each_table_once(cls, tables: list[DeltaTableMapping]) -> list[DeltaTableMapping]:
+        if len({t.path for t in tables}) != len(tables):
+            raise ValueError("each table path may be mapped once (it names the location)")
+        return tables
+
+
+class DeltaSettings(StrictModel):
+    connection: Connection = Connection()
+    mapping: DeltaMapping
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """How many object versions under a table prefix hold a trace of the subject."""
+
+    data_files: int
+    log_files: int
+    scanned: int
+
+
+class DeltaConnector(Connector):
+    kind = "delta"
+    category: ClassVar[Category] = Category.ANALYTICS
+    # one MERGE per table takes the whole batch as an Arrow source; the bound keeps the pruning range useful
+    capabilities = Capabilities(asynchronous=False, verifiable=True, batch_size=5000)
+    settings_model = DeltaSettings
+    supported_identifiers = frozenset(IdentifierType)
+
+    def __init__(self, system: str, settings: Any) -> None:
+        self.settings: DeltaSettings = DeltaSettings.model_validate(settings)
+        super().__init__(system, self.settings)
+        self._endpoint = _endpoint(self.settings.connection)
+        self._s3: S3Client | None = None
+
+    def locate(self, subject: Subject) -> Inventory:
+        counts: dict[str, int] = {}
+        for table, values in self._targets(subject):
+            with _mapped_errors(table.path):
+                counts[table.path] = sum(self._key_counts(table, values).values()) if values else 0
+        return Inventory(counts)
+
+    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+        """Delete, vacuum and clear the log of every mapped table. `idempotency_key` is not needed: a second run's
+        merge finds nothing and its clean-up is a no-op on the data, so repeating is safe."""
+        deleted = 0
+        keys: list[str] = []
+        for table, values in self._targets(subject):
+            if not values:
+                continue
+            with _mapped_errors(table.path):
+                dt = self._open(table)
+                present = sorted(self._key_counts(table, values, dt))  # for the commitment to the deleted keys
+                # the merge runs whatever the count said: it alone decides which rows go, by exact equality
+                deleted += _delete_rows(dt, table.key_column, values)
+                _purge_history(dt)
+            keys.extend(f"{table.path}:{key}" for key in present)
+        return Outcome(
+            level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify decides
+            deleted=deleted,
+            deleted_keys=tuple(keys),
+            detail=f"deleted {deleted} rows; old files vacuumed and log history before the deletion removed",
+        )
+
+    def verify(self, subject: Subject) -> Verification:
+        remaining: dict[str, int] = {}
+        scanned = 0
+        for table, values in self._targets(subject):
+            if not values:
+                remaining.update({table.path: 0, f"{table.path}:data_files": 0, f"{table.path}:log_files": 0})
+                continue
+            with _mapped_errors(table.path):
+                rows = sum(self._key_counts(table, values).values())
+                scan = self._scan_objects(table, _Needle(frozenset(values), table.key_column))
+            remaining[table.path] = rows
+            remaining[f"{table.path}:data_files"] = scan.data_files
+            remaining[f"{table.path}:log_files"] = scan.log_files
+            scanned += scan.scanned
+        level = EvidenceLevel.FAILED if any(remaining.values()) else EvidenceLevel.VERIFIED_ABSENT
+        traces = sum(n for name, n in remaining.items() if name.endswith("_files"))
+        tables = len(self.settings.mapping.tables)
+        detail = f"read {scanned} object versions under {tables} table prefixes; {traces} hold a trace"
+        return Verification(level=level, remaining=remaining, detail=detail)
+
+    def close(self) -> None:
+        if self._s3 is not None:
+            self._s3.close()
+            self._s3 = None
+
+    def _targets(self, subject: Subject) -> list[tuple[DeltaTableMapping, list[str]]]:
+        """Each table with the subject's values for its identifier, all checked before any table is touched."""
+        return [(table, _subject_values(subject, table.identifier)) for table in self.settings.mapping.tables]
+
+    # --- Delta ---------------------------------------------------------------------------------------------------
+
+    def _open(self, table: DeltaTableMapping) -> DeltaTable:
+        return DeltaTable(table.uri, storage_options=self._storage_options())
+
+    def _storage_options(self) -> dict[str, str]:
+        # No AWS_S3_ALLOW_UNSAFE_RENAME and no locking provider: delta-rs 1.x commits with conditional puts
+        # (If-None-Match), which S3 honours since 2024, so a concurrent writer's commit is never overwritten.
+        # Retries are bounded (object_store's default is 10 over 180 s): Temporal retries the whole activity.
+        options = {"AWS_REGION": self.settings.connection.region, "max_retries": "3", "retry_timeout": "60s"}
+        if self._endpoint:
+            options["AWS_ENDPOINT_URL"] = self._endpoint
+        if self.settings.connection.allow_http:
+            options["AWS_ALLOW_HTTP"] = "true"
+        return options
+
+    def _key_counts(
+        self, table: DeltaTableMapping, values: list[str], dt: DeltaTable | None = None
+    ) -> dict[str, int]:
+        """Rows per subject value in the current version, by exact equality and without SQL.
+
+        Files are pruned in delta-rs by partition values and min/max statistics (tuple filters, whose values are
+        data); rows are compared in Arrow after a cast to plain strings, because delta-rs writes string_view columns,
+        and pyarrow has no comparison kernels for those (so no filter is pushed into the pyarrow dataset either).
+        """
+        dt = dt or self._open(table)
+        _require_text_key(dt, table)
+        dataset = dt.to_pyarrow_dataset(file_pruning_predicate=[(table.key_column, "in", values)])
+        wanted = pa.array(values, pa.string())
+        counts: Counter[str] = Counter()
+        for batch in dataset.to_batches(columns=[table.key_column]):
+            keys = batch.column(0).cast(pa.string())
+            counts.update(keys.filter(pc.is_in(keys, wanted)).to_pylist())
+        return dict(counts)
+
+    # --- S3 ------------------------------------------------------------------------------------------------------
+
+    def _client(self) -> S3Client:
+        if self._s3 is None:
+            # Temporal retries the activity; the client only smooths over a single dropped connection.
+            config = Config(retries={"mode": "standard", "total_max_attempts": 2})
+            self._s3 = boto3.client(
+                "s3", endpoint_url=self._endpoint, region_name=self.settings.connection.region, config=config
+            )
+        return self._s3
+
+    def _scan_objects(self, table: DeltaTableMapping, needle: _Needle) -> _Scan:
+        """Read every object version under the table prefix: current, noncurrent, referenced or orphaned. Objects
+        outside the log that are not Parquet (deletion vectors hold row positions only) are judged by their path."""
+        data_files = log_files = scanned = 0
+        for key, version_id, size in self._versions(table.bucket, f"{table.path}/"):
+            scanned += 1
+            relative = key.removeprefix(f"{table.path}/")
+            if relative.startswith(_LOG_DIR):
+                log_files += self._log_file_holds(table.bucket, key, version_id, needle)
+            elif needle.in_path(relative, decode=1) or (
+                key.endswith(".parquet") and self._data_file_holds(table, key, version_id, size, needle)
+            ):
+                data_files += 1
+        return _Scan(data_files=data_files, log_files=log_files, scanned=scanned)
+
+    def _versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, int]]:
+        # Object versions, not just current objects: in a versioned bucket a vacuumed file lives on as a
+        # noncurrent version, and verify must not call that absent.
+        pages = self._client().get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for version in page.get("Versions", []):
+                yield version["Key"], version["VersionId"], version["Size"]
+
+    def _log_file_holds(self, bucket: str, key: str, version_id: str, needle: _Needle) -> bool:
+        body = self._client().get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read()
+        if key.endswith(".parquet"):  # a checkpoint (classic, multi-part or a v2 sidecar)
+            try:
+                rows: list[Any] = pq.read_table(io.BytesIO(body)).to_pylist()
+            except (pa.ArrowException, OSError):
+                return True  # unreadable: absence cannot be shown, so it counts as a trace
+            return needle.in_node(rows)
+        # JSON commits, _last_checkpoint, .crc files, leftovers of failed commits: one JSON document per line
+        return any(needle.in_node(_json_or_text(line)) for line in body.decode("utf-8", "replace").splitlines())
+
+    def _data_file_holds(
+        self, table: DeltaTableMapping, key: str, version_id: str, size: int, needle: _Needle
+    ) -> bool:
+        """Read the key column and its row-group statistics; Parquet pages are compressed, so bytes prove nothing."""
+        try:
+            parquet = pq.ParquetFile(_S3Range(self._client(), table.bucket, key, version_id, size))
+            if table.key_column not in parquet.schema_arrow.names:
+                return False  # a partition column (checked in the path) or a file older than the column
+            index = parquet.schema_arrow.get_field_index(table.key_column)
+            column = parquet.read(columns=[table.key_column]).column(table.key_column).cast(pa.string())
+        except (pa.ArrowException, OSError):
+            return True  # unreadable: fail closed
+        found = pc.any(pc.is_in(column, pa.array(sorted(needle.values), pa.string()))).as_py()
+        return bool(found) or any(needle.in_value(stat) for stat in _statistics(parquet, index))
+
+
+# --- erasure steps -------------------------------------------------------------------------------------------------
+
+
+def _delete_rows(dt: DeltaTable, key_column: str, keys: list[str]) -> int:
+    """MERGE ... WHEN MATCHED DELETE against the keys as Arrow data: exact equality, and no value in SQL text.
+
+    `streamed_exec=False` lets delta-rs derive a file-pruning predicate from the source (so only files whose
+    statistics may hold a key are rewritten). It records that predicate, key literals included, in the commit;
+    `_purge_history` removes that commit with the rest of the old log.
+    """
+    source = pa.table({_SOURCE_KEY: pa.array(keys, pa.string())})
+    metrics = (
+        dt.merge(
+            source=source,
+            predicate=f'target."{key_column}" = source."{_SOURCE_KEY}"',  # validated identifiers only
+            source_alias="source",
+            target_alias="target",
+            streamed_exec=False,
+        )
+        .when_matched_delete()
+        .execute()
+    )
+    return int(metrics["num_target_rows_deleted"])
+
+
+def _purge_history(dt: DeltaTable) -> None:
+    """Remove every copy of the deleted rows that the table's history still holds. Safe to repeat."""
+    # (1) The merge rewrote files without the rows, but the old files remain for time travel. A full vacuum with no
+    #     retention deletes every file the current version does not reference: the old files, their change-data
+    #     files, and orphans of writers that failed to commit (which may hold the rows too).
+    dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
+    # (2) cleanup_metadata deletes only commits older than delta.logRetentionDuration (30 days by default), and a
+    #     checkpoint keeps remove tombstones younger than delta.deletedFileRetentionDuration (a week); tombstones of a
+    #     table partitioned by the key carry it in partition values and paths. Both go to zero, once per table.
+    zero = {"delta.logRetentionDuration": _ZERO_RETENTION, "delta.deletedFileRetentionDuration": _ZERO_RETENTION}
+    configuration = dt.metadata().configuration
+    if any(configuration.get(name) != value for name, value in zero.items()):
+        dt.alter.set_table_properties(zero)
+    # (3) cleanup_metadata never deletes past the last checkpoint, since the table could not be rebuilt without it.
+    #     A checkpoint at the current version holds only live files (their statistics cover remaining rows) and no
+    #     expired tombstones. It is written here, not by waiting for delta.checkpointInterval, so that interval
+    #     needs no change.
+    dt.create_checkpoint()
+    # (4) Delete every commit and checkpoint before that checkpoint: the old add actions with the keys in their
+    #     statistics and the merge commit with its predicate. Time travel to any earlier version ends here.
+    dt.cleanup_metadata()
+
+
+# --- values and traces ---------------------------------------------------------------------------------------------
+
+
+def _subject_values(subject: Subject, identifier: IdentifierType) -> list[str]:
+    """The subject's values of one type, refusing any that could match more than the subject or nothing provably."""
+    values = sorted(set(subject.values(identifier)))
+    if "" in values:
+        raise TerminalError(f"an empty {identifier} value was refused: it would match every row with an empty key")
+    for value in values:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # Delta strings are UTF-8: such a value cannot be stored, so nothing could be shown absent for it
+            raise TerminalError(f"a {identifier} value is not valid unicode text and cannot be matched") from None
+    return values
+
+
+def _require_text_key(dt: DeltaTable, table: DeltaTableMapping) -> None:
+    """Only text keys: a number or date column would make "01" and "1" the same key."""
+    types = {field.name: field.type for field in dt.schema().fields}
+    if table.key_column not in types:
+        raise TerminalError(f"delta table {table.path} has no column {table.key_column}")
+    if (key_type := types[table.key_column]) != PrimitiveType("string"):
+        raise TerminalError(f"key column {table.key_column} of {table.path} is {key_type}; expected text")
+
+
+@dataclass(frozen=True)
+class _Needle:
+    """The subject's values in one table, and the key column whose name says where they may stand.
+
+    Equal values under other columns' names are not traces: `plan = "1"` in the statistics is not user "1".
+    """
+
+    values: frozenset[str]
+    column: str
+
+    def in_node(self, node: Any) -> bool:
+        """In a parsed log entry: under the key column's name (statistics, partition values and their parsed
+        forms), in a key column path segment, or as a literal in text such as a recorded predicate."""
+        if isinstance(node, dict):
+            return any(self._in_entry(name, value) for name, value in node.items())
+        if isinstance(node, tuple) and len(node) == 2:  # pyarrow reads a Parquet map entry as a (key, value) pair
+            return self._in_entry(node[0], node[1])
+        if isinstance(node, list):
+            return any(self.in_node(item) for item in node)
+        return isinstance(node, str) and self._in_text(node)
+
+    def in_value(self, text: str) -> bool:
+        """Equal to a value, or a statistic cut from one: writers cut long strings to a prefix (a maximum with its
+        last character bumped up). Spark cuts at 32 characters; nothing shorter is cut."""
+        if text in self.values:
+            return True
+        if len(text) < _TRUNCATED_STAT_MIN:
+            return False
+        head, last = text[:-1], text[-1]
+        return any(len(v) > len(text) and v.startswith(head) and last >= v[len(head)] for v in self.values)
+
+    def in_path(self, path: str, decode: int) -> bool:
+        """In a Hive partition segment of the key column (`user_id=…/`), percent-decoded up to `decode` times."""
+        for segment in path.split("/"):
+            name, sep, raw = segment.partition("=")
+            forms = {raw}
+            for _ in range(decode):
+                raw = unquote(raw)
+                forms.add(raw)
+            if sep and name == self.column and not self.values.isdisjoint(forms):
+                return True
+        return False
+
+    def _in_entry(self, name: Any, value: Any) -> bool:
+        if name == self.column and isinstance(value, str) and self.in_value(value):
+            return True
+        return self.in_node(value)
+
+    def _in_text(self, text: str) -> bool:
+        if text[:1] in ("{", "[") and not isinstance(parsed := _json_or_text(text), str):
+            return self.in_node(parsed)  # stats and operationParameters hold JSON documents in strings
+        # a logged path encodes the already encoded object key, hence two decodings
+        return self.in_path(text, decode=2) or any(form in text for form in self._literals)
+
+    @cached_property
+    def _literals(self) -> list[str]:
+        """The values as literals inside text: in SQL (a recorded predicate, quotes doubled), or JSON-encoded once
+        or twice (a line that did not parse)."""
+        forms = []
+        for value in self.values:
+            once = json.dumps(value)
+            forms += ["'" + value.replace("'", "''") + "'", once, json.dumps(once)[1:-1]]
+        return forms
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _statistics(parquet: pq.ParquetFile, index: int) -> Iterable[str]:
+    metadata = parquet.metadata
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is not None and stats.has_min_max:
+            for bound in (stats.min, stats.max):
+                yield bound.decode("utf-8", "replace") if isinstance(bound, bytes) else str(bound)
+
+
+class _S3Range(io.RawIOBase):
+    """One S3 object version as a seekable file read by byte ranges, so pyarrow fetches only the Parquet footer and
+    the key column's chunks instead of the whole file."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, version_id: str, size: int) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key, self._version_id = client, bucket, key, version_id
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self._position + len(view), self._size)
+        if end <= self._position:
+            return 0
+        byte_range = f"bytes={self._position}-{end - 1}"
+        response = self._client.get_object(
+            Bucket=self._bucket, Key=self._key, VersionId=self._version_id, Range=byte_range
+        )
+        data = response["Body"].read()
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+# --- configuration and errors --------------------------------------------------------------------------------------
+
+
+def _endpoint(connection: Connection) -> str | None:
+    if connection.endpoint_url_env is None:
+        return None
+    endpoint = secret_from_env(connection.endpoint_url_env)
+    if endpoint.startswith("http://") and not connection.allow_http:
+        raise TerminalError(f"endpoint in {connection.endpoint_url_env} is plain http but allow_http is false")
+    return endpoint
+
+
+# HTTP statuses as object_store prints them ("503 Service Unavailable"), so a duration such as "in 503.2ms" is not one
+_THROTTLED = re.compile(r"\b(429|503) [a-z]|slowdown|throttl|too many requests|requestlimitexceeded", re.I)
+_UNAVAILABLE = re.compile(r"\b5\d\d [a-z]|error sending request|connection|timed out|timeout|broken pipe", re.I)
+_DENIED = re.compile(r"\b403 [a-z]|accessdenied|invalidaccesskeyid|signaturedoesnotmatch|expiredtoken", re.I)
+_MISSING = re.compile(r"\b404 [a-z]|nosuchbucket|nosuchkey", re.I)
+
+
+@contextmanager
+def _mapped_errors(location: str) -> Iterator[None]:
+    """Map delta-rs, pyarrow and boto3 errors to the project's, by kind only: their texts can hold response bodies
+    and SQL with key literals, so no part of them reaches a message."""
+    try:
+        yield
+    except ErasureError:
+        raise
+    except TableNotFoundError as exc:
+        raise TerminalError(f"delta table {location} not found") from exc
+    except CommitFailedError as exc:
+        raise TransientError(f"a concurrent commit on delta table {location} conflicted; erase again") from exc
+    except DeltaProtocolError as exc:
+        raise TerminalError(f"delta table {location} uses a table feature this connector cannot read") from exc
+    except ClientError as exc:
+        raise _from_client_error(location, exc) from exc
+    except BotoConnectionError as exc:
+        raise TransientError(f"s3 connection failed for delta table {location}") from exc
+    except BotoCoreError as exc:
+        raise TerminalError(f"s3 client failed for delta table {location}: {type(exc).__name__}") from exc
+    except (DeltaError, OSError) as exc:
+        raise _from_text(location, str(exc)) from exc
+    except pa.ArrowException as exc:
+        raise TerminalError(f"reading delta table {location} failed: {type(exc).__name__}") from exc
+
+
+def _from_client_error(location: str, exc: ClientError) -> ErasureError:
+    code = str(exc.response.get("Error", {}).get("Code", "unknown"))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    what = f"s3 {exc.operation_name} on delta table {location} failed: {code} (http {status})"
+    if status in (429, 503) or _THROTTLED.search(code):
+        return Throttled(what)
+    if status >= 500:
+        return TransientError(what)
+    return TerminalError(what)
+
+
+def _from_text(location: str, text: str) -> ErasureError:
+    # checked in this order: a 404 inside a throttling retry message is still throttling
+    if _THROTTLED.search(text):
+        return Throttled(f"s3 throttled delta table {location}")
+    if _UNAVAILABLE.search(text):
+        return TransientError(f"s3 unavailable or unreachable for delta table {location}")
+    if _DENIED.search(text):
+        return TerminalError(f"s3 access denied for delta table {location}")
+    if _MISSING.search(text):
+        return TerminalError(f"delta table {location} or its bucket not found")
+    if "scheme is not allowed" in text:
+        return TerminalError(f"plain http to the endpoint of delta table {location} needs allow_http")
+    return TerminalError(f"delta operation failed on table {location}")

@@ -1,0 +1,465 @@
+"""The `erasure` command line. Errors of the project's own tree print one line; `--verbose` shows the traceback.
+
+Exit status: 0 success, 1 failure, 2 bad input (nothing stored, nothing started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from erasure.config import Config
+from erasure.errors import ErasureError, InvalidInput
+from evidence.errors import VerificationError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Erase a child's records everywhere, and prove it.")
+dev_app = typer.Typer(no_args_is_help=True, help="The embedded development stack.")
+evidence_app = typer.Typer(no_args_is_help=True, help="Evidence bundles: export and offline verification.")
+suppression_app = typer.Typer(no_args_is_help=True, help="The suppression list of erased subjects.")
+codec_app = typer.Typer(no_args_is_help=True, help="Keys of the Temporal payload codec.")
+app.add_typer(dev_app, name="dev")
+app.add_typer(evidence_app, name="evidence")
+app.add_typer(suppression_app, name="suppression")
+app.add_typer(codec_app, name="codec")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+_state = {"verbose": False}
+
+DEFAULT_CATALOGUE = Path("examples/systems.yaml")
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False) -> None:
+    _state["verbose"] = verbose
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except InvalidInput as exc:
+        _fail(exc, 2)
+    except VerificationError as exc:
+        err.print(f"[red]verification failed:[/red] {exc}", highlight=False)
+        _fail(exc, 1, printed=True)
+    except ErasureError as exc:
+        _fail(exc, 1)
+
+
+def _fail(exc: Exception, code: int, printed: bool = False) -> None:
+    if _state["verbose"]:
+        err.print_exception()
+    elif not printed:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _config(component: str) -> Config:
+    from erasure.logs import configure
+
+    config = Config.from_env()
+    configure(config.logs_dir, component)
+    return config
+
+
+def _services(config: Config) -> Any:
+    from erasure.services import Services
+
+    try:
+        return Services.open(config)
+    except ErasureError:
+        raise
+    except Exception as exc:  # psycopg's message may hold the password of a DSN: name the type only
+        raise ErasureError(
+            f"cannot open the ledger database ({type(exc).__name__}): is the stack up? try `erasure dev up`"
+        ) from None
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _client(config: Config) -> Any:
+    from erasure.services import connect_temporal
+
+    try:
+        return await connect_temporal(config)
+    except RuntimeError:
+        raise ErasureError(
+            f"cannot reach Temporal at {config.temporal_address}: is the stack up? try `erasure dev up`"
+        ) from None
+
+
+# -- requests ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    order: Annotated[Path, typer.Argument(help="The order file (YAML).")],
+    catalogue: Annotated[Path, typer.Option(help="The catalogue of systems.")] = DEFAULT_CATALOGUE,
+    wait: Annotated[bool, typer.Option(help="Wait for the certificate and print the outcome.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate an order, store it and start its workflow; prints the request id."""
+    from erasure.intake import submit as do_submit
+    from erasure.intake import validate
+
+    with _errors():
+        parsed, systems = validate(order, catalogue)  # bad input stops here: nothing stored, nothing started
+        config = _config("cli")
+
+        async def go() -> Any:
+            client = await _client(config)
+            services = _services(config)
+            try:
+                return await do_submit(services, client, parsed, systems)
+            finally:
+                services.close()
+
+        submission = _run(go())
+        if not wait:
+            if as_json:
+                out.print_json(json.dumps(submission.__dict__))
+            else:
+                out.print(submission.request_id)
+            return
+        _show_status(config, submission.request_id, wait=True, timeout=timeout, as_json=as_json)
+
+
+@app.command()
+def status(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    wait: Annotated[bool, typer.Option(help="Wait until the request is certified.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A request's state: a row per system with its evidence level and records before and after."""
+    with _errors():
+        _show_status(_config("cli"), request_id, wait=wait, timeout=timeout, as_json=as_json)
+
+
+def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float, as_json: bool) -> None:
+    from erasure.ledger import RequestState
+    from erasure.status import request_status
+
+    _check_uuid(request_id)
+    services = _services(config)
+    try:
+        deadline = time.monotonic() + timeout
+        report = request_status(services.ledger, request_id)
+        while wait and report["state"] not in RequestState.SETTLED:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            report = request_status(services.ledger, request_id)
+    finally:
+        services.close()
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        print_status(report)
+    if wait and report["state"] not in RequestState.SETTLED:
+        err.print(f"[yellow]still {report['state']} after {timeout:g} s[/yellow]")
+        raise typer.Exit(1)
+
+
+def print_status(report: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]request[/bold] {report['request_id']}  {report['kind']}  state [bold]{report['state']}[/bold]"
+        f"  outcome [bold]{report['outcome'] or '-'}[/bold]  deadline {report['deadline']}"
+    )
+    table = Table(show_lines=False)
+    for column in ("system", "category", "state", "evidence level", "before", "after", "detail"):
+        table.add_column(column, overflow="fold")
+    for t in report["systems"]:
+        level = t["evidence_level"] or "-"
+        colour = {"verified_absent": "green", "vendor_attested": "green", "accepted": "cyan",
+                  "blocked": "yellow", "failed": "red"}.get(level, "white")  # fmt: skip
+        table.add_row(
+            t["system"], t["category"], t["state"], f"[{colour}]{level}[/{colour}]",
+            _count(t["records_before"]), _count(t["records_after"]), t["detail"],
+        )  # fmt: skip
+    out.print(table)
+    for event in report["events"]:
+        out.print(f"  event: {event['kind']} {event['system'] or ''} {event['at']}")
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _check_uuid(value: str) -> None:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput("arguments", "request_id", "is not a request id (a UUID)") from None
+
+
+@app.command(name="list")
+def list_requests(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The most recent requests."""
+    from erasure.ledger import to_json
+
+    with _errors():
+        services = _services(_config("cli"))
+        try:
+            records = services.ledger.requests()
+        finally:
+            services.close()
+        rows = [{k: v for k, v in to_json(r).items() if k in ("request_id", "kind", "state", "outcome", "deadline",
+                                                               "created_at")} for r in records]  # fmt: skip
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        table = Table()
+        for column in ("request_id", "kind", "state", "outcome", "deadline", "created_at"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(row[c] or "-") for c in ("request_id", "kind", "state", "outcome", "deadline",
+                                                          "created_at")))  # fmt: skip
+        out.print(table)
+
+
+@app.command()
+def shred(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    yes_destroy_the_key: Annotated[bool, typer.Option("--yes-destroy-the-key",
+                                                      help="Confirm: the request's identifiers become unreadable "
+                                                           "for good.")] = False,  # fmt: skip
+) -> None:
+    """Destroy a certified request's data key now, instead of after the grace period."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from workflows.request import SHRED_NOW_UPDATE
+
+    with _errors():
+        _check_uuid(request_id)
+        if not yes_destroy_the_key:
+            raise InvalidInput("arguments", "--yes-destroy-the-key", "is required: shredding cannot be undone")
+        config = _config("cli")
+
+        async def go() -> str:
+            client = await _client(config)
+            try:
+                result: str = await client.get_workflow_handle(request_id).execute_update(SHRED_NOW_UPDATE)
+            except WorkflowUpdateFailedError as exc:
+                raise ErasureError(f"cannot shred now: {exc.cause}") from None
+            return result
+
+        out.print(_run(go()))
+
+
+# -- processes --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: the workflows and activities, until SIGTERM."""
+    from erasure.worker import run_worker
+
+    with _errors():
+        _run(run_worker(_config("worker")))
+
+
+@app.command(name="codec-server")
+def codec_server(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 7242,
+    token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token.")] = "ERASURE_CODEC_TOKEN",
+    ui_origin: Annotated[str, typer.Option(help="The Temporal UI's origin, allowed by CORS.")] = "http://127.0.0.1:8233",
+) -> None:
+    """Serve /encode and /decode for the Temporal UI and CLI, to callers with the bearer token only."""
+    import os
+
+    import uvicorn
+
+    from erasure.codec import CodecKeys
+    from erasure.codec_server import create_app
+
+    with _errors():
+        config = _config("codec-server")
+        token = os.environ.get(token_env, "")
+        if not token:
+            raise InvalidInput("environment", token_env, "must hold the bearer token callers must present")
+        uvicorn.run(create_app(CodecKeys(config.keys_dir).codec(), token, [ui_origin]), host=host, port=port,
+                    log_level="warning")  # fmt: skip
+
+
+@codec_app.command("rotate")
+def codec_rotate() -> None:
+    """Make a new current codec key; older keys stay to decrypt older payloads. Restart workers afterwards."""
+    from erasure.codec import CodecKeys
+
+    with _errors():
+        out.print(f"new codec key {CodecKeys(_config('cli').keys_dir).rotate()}")
+
+
+@dev_app.command("up")
+def dev_up() -> None:
+    """Start the stack in the background, with all state under $ERASURE_HOME."""
+    from erasure import devstack
+
+    with _errors():
+        config = _config("dev")
+        stack = devstack.up(config.home)
+        _print_stack(stack.report(), as_json=False)
+
+
+@dev_app.command("down")
+def dev_down() -> None:
+    """Stop exactly what `dev up` started."""
+    from erasure import devstack
+
+    with _errors():
+        stopped = devstack.down(Config.from_env().home)
+        out.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@dev_app.command("status")
+def dev_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Each part of the stack, and where the stores are (for an auditor's own tools)."""
+    from erasure import devstack
+
+    with _errors():
+        home = Config.from_env().home
+        stack = devstack.Stack.load(home)
+        if stack is None:
+            report: dict[str, Any] = {"erasure_home": str(home), "parts": {}, "temporal_address": None,
+                                      "temporal_ui": None, "database_url": None}  # fmt: skip
+        else:
+            report = stack.report()
+        _print_stack(report, as_json=as_json)
+
+
+def _print_stack(report: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table(show_header=False)
+    for key in ("erasure_home", "temporal_address", "temporal_ui", "database_url", "s3_endpoint", "emulators_url",
+                "codec_server"):  # fmt: skip
+        table.add_row(key, str(report.get(key) or "-"))
+    for name, state in report.get("parts", {}).items():
+        table.add_row(f"part: {name}", state)
+    out.print(table)
+
+
+@app.command()
+def demo() -> None:
+    """The whole job on the embedded stack: a court order for a child on a fictional video app."""
+    from erasure.demo import run_demo
+
+    with _errors():
+        raise typer.Exit(0 if run_demo(_config("demo"), out) else 1)
+
+
+# -- evidence ---------------------------------------------------------------------------------------------------
+
+
+@evidence_app.command("export")
+def evidence_export(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The bundle to write (.zip).")],
+    public_key: Annotated[Path | None, typer.Option(help="Also write the signing public key here.")] = None,
+) -> None:
+    """Write the auditor's bundle: certificate, receipts, proofs, checkpoint, keys, report."""
+    from erasure.export import export_bundle, public_key_file
+
+    with _errors():
+        _check_uuid(request_id)
+        services = _services(_config("cli"))
+        try:
+            bundle = export_bundle(services, request_id, output)
+            if public_key is not None:
+                public_key_file(services, public_key)
+        finally:
+            services.close()
+        out.print(f"wrote {output} ({len(bundle.receipts)} receipts)")
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    bundle: Annotated[Path, typer.Argument(help="The bundle (.zip).")],
+    trusted_key: Annotated[list[Path] | None, typer.Option(help="A trusted public key (PEM); repeatable.")] = None,
+    previous_checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint seen before.")] = None,
+) -> None:
+    """Check a bundle offline; exit 0 only if every check passes."""
+    from evidence.keys import load_public_key_pem
+    from evidence.verify import verify_bundle
+
+    with _errors():
+        keys = [load_public_key_pem(_read(p)) for p in trusted_key] if trusted_key else None
+        previous = _read(previous_checkpoint).decode() if previous_checkpoint else None
+        report = verify_bundle(bundle, trusted_keys=keys, previous_checkpoint=previous)
+        for line in report.checks:
+            out.print(f"[green]ok[/green] {line}", highlight=False)
+        if report.keys_from_bundle:
+            err.print("[yellow]warning:[/yellow] no --trusted-key given: the bundle's own keys were trusted")
+        out.print(f"bundle verified: request {report.request_id}, outcome {report.outcome}, log size {report.tree_size}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
+
+
+# -- suppression ------------------------------------------------------------------------------------------------
+
+
+@suppression_app.command("check")
+def suppression_check(
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    user_id: Annotated[str | None, typer.Option()] = None,
+    device_id: Annotated[str | None, typer.Option()] = None,
+    advertising_id: Annotated[str | None, typer.Option()] = None,
+    username: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Whether an identifier belongs to an erased subject. What is asked is neither stored nor logged."""
+    from erasure.model import IdentifierType
+
+    given = {IdentifierType.EMAIL: email, IdentifierType.PHONE: phone, IdentifierType.USER_ID: user_id,
+             IdentifierType.DEVICE_ID: device_id, IdentifierType.ADVERTISING_ID: advertising_id,
+             IdentifierType.USERNAME: username}  # fmt: skip
+    asked = {k: v for k, v in given.items() if v}
+    with _errors():
+        if len(asked) != 1:
+            raise InvalidInput("arguments", "identifier", "give exactly one of --email, --phone, --user-id, "
+                                                           "--device-id, --advertising-id, --username")  # fmt: skip
+        (kind, value), = asked.items()
+        services = _services(_config("cli"))
+        try:
+            digest = services.suppression.pseudonym(kind, value)
+            with services.pool.connection() as conn:
+                found = conn.execute(
+                    "SELECT 1 FROM suppression WHERE identifier_type = %s AND digest = %s", [kind.value, digest]
+                ).fetchone()
+        finally:
+            services.close()
+        out.print("suppressed: belongs to an erased subject" if found else "not suppressed")
+        raise typer.Exit(0 if found else 3)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

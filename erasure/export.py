@@ -1,0 +1,64 @@
+"""Assemble a request's evidence bundle from the ledger and the transparency log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from activities.erasure import REQUEST_SYSTEM, receipt_path
+from erasure.errors import ErasureError
+from erasure.services import Services
+from evidence.bundle import Bundle, InclusionProof
+from evidence.dsse import Envelope
+from evidence.keys import keyid_of, public_key_pem
+from evidence.report import render_report, verify_instructions
+from evidence.statement import parse_statement
+
+
+def export_bundle(services: Services, request_id: str, path: Path) -> Bundle:
+    with services.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT system, action, envelope, leaf_index FROM receipts WHERE request_id = %s", [request_id]
+        ).fetchall()
+    logged = {(str(system), str(action)): (bytes(envelope), int(index)) for system, action, envelope, index in rows}
+    if (REQUEST_SYSTEM, "certificate") not in logged:
+        raise ErasureError(f"request {request_id} has no certificate yet: wait until `erasure status` says certified")
+    certificate, certificate_index = logged[(REQUEST_SYSTEM, "certificate")]
+    receipts = {
+        receipt_path(system): entry for (system, action), entry in logged.items()
+        if action == "erase" and system != REQUEST_SYSTEM
+    }  # fmt: skip
+    tlog = services.tlog
+    checkpoint, note = tlog.checkpoint()
+    proofs = {"certificate.dsse.json": _proof(services, certificate_index, checkpoint.size)}
+    for name, (_, index) in receipts.items():
+        proofs[name] = _proof(services, index, checkpoint.size)
+    consistency = {
+        size: tuple(tlog.consistency_proof(size, checkpoint.size)) for size in tlog.earlier_checkpoint_sizes(checkpoint.size)
+    }
+    signer = tlog.signer
+    statement = parse_statement(Envelope.from_json(certificate).payload)
+    bundle = Bundle(
+        certificate=certificate,
+        receipts={name: envelope for name, (envelope, _) in receipts.items()},
+        checkpoint=note,
+        proofs=proofs,
+        consistency=consistency,
+        public_keys={keyid_of(signer.public_key): public_key_pem(signer.public_key)},
+        report_html=render_report(statement),
+        verify_txt=verify_instructions([keyid_of(signer.public_key)], tlog.origin),
+    )
+    bundle.write(path)
+    return bundle
+
+
+def _proof(services: Services, leaf_index: int, size: int) -> InclusionProof:
+    return InclusionProof(
+        leaf_index=leaf_index, tree_size=size, hashes=tuple(services.tlog.inclusion_proof(leaf_index, size))
+    )
+
+
+def public_key_file(services: Services, path: Path) -> Path:
+    """Write the signing key's public half, for `--trusted-key` on another machine."""
+    path.write_bytes(public_key_pem(services.tlog.signer.public_key))
+    return path
+

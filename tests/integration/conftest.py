@@ -1,0 +1,146 @@
+"""Integration harness: the real Temporal dev server (session), a ledger schema and task queue per test."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from erasure.codec import CodecKeys, data_converter
+from erasure.config import Config
+from erasure.intake import Submission, submit, validate
+from erasure.ledger import RequestState
+from erasure.services import Services
+from erasure.status import request_status
+from erasure.worker import build_workers
+
+
+def tool(name: str) -> str:
+    """A binary installed by a package into this venv: nothing is downloaded at run time."""
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    assert Path(found).exists(), f"{name} is not installed"
+    return found
+
+
+@pytest.fixture(scope="session")
+def keys_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ERASURE_HOME for the session's keys, shared by the worker and the client (like one deployment)."""
+    home = tmp_path_factory.mktemp("erasure-home")
+    CodecKeys(home / "keys").load()
+    return home
+
+
+@pytest.fixture(scope="session")
+async def temporal(keys_home: Path) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=tool("temporal"),
+        data_converter=data_converter(CodecKeys(keys_home / "keys").codec()),
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@dataclass
+class Harness:
+    config: Config
+    services: Services
+    client: Client
+    tmp: Path
+    executor: ThreadPoolExecutor
+
+    @asynccontextmanager
+    async def worker(self) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for worker in build_workers(self.client, self.services, self.executor):
+                await stack.enter_async_context(worker)
+            yield
+
+    def write_yaml(self, name: str, data: Any) -> Path:
+        path = self.tmp / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    async def submit(self, order: dict[str, Any], catalogue: dict[str, Any]) -> Submission:
+        parsed, systems = validate(self.write_yaml("order.yaml", order), self.write_yaml("systems.yaml", catalogue))
+        return await submit(self.services, self.client, parsed, systems)
+
+    async def run(self, order: dict[str, Any], catalogue: dict[str, Any]) -> dict[str, Any]:
+        """Submit, run the worker until the request is certified, and return its status."""
+        async with self.worker():
+            submission = await self.submit(order, catalogue)
+            return await self.wait_certified(submission.request_id)
+
+    async def wait_certified(self, request_id: str, timeout_s: float = 60) -> dict[str, Any]:
+        import asyncio
+
+        for _ in range(int(timeout_s * 10)):
+            status = request_status(self.services.ledger, request_id)
+            if status["state"] in RequestState.SETTLED:
+                return status
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"request not certified within {timeout_s} s: {status}")
+
+
+@pytest.fixture
+def ledger_schema(database_url: str) -> Iterator[str]:
+    name = f"ledger_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def config(keys_home: Path, database_url: str, temporal: WorkflowEnvironment, ledger_schema: str,
+           task_queue: str) -> Config:  # fmt: skip
+    return Config(
+        home=keys_home,
+        database_url=database_url,
+        temporal_address=temporal.client.service_client.config.target_host,
+        task_queue=task_queue,
+        ledger_schema=ledger_schema,
+        grace_days=30,
+    )
+
+
+@pytest.fixture
+async def harness(config: Config, temporal: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
+    services = Services.open(config)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        try:
+            yield Harness(config, services, temporal.client, tmp_path, executor)
+        finally:
+            services.close()
+
+
+def court_order(subject: dict[str, list[str]], scope: Any = "all") -> dict[str, Any]:
+    return {
+        "kind": "court_order",
+        "legal_basis": "Order of the High Court; UK GDPR Art. 17(1)",
+        "received": "2026-11-20",
+        "deadline": "2026-12-18",
+        "court_order": {
+            "court": "High Court of Justice, King's Bench Division",
+            "claim_number": "KB-2026-000123",
+            "made_on": "2026-11-19",
+            "party_reference": "SMO",
+            "anonymity_order": True,
+        },
+        "subject": subject,
+        "scope": scope,
+    }
