@@ -13,13 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import Connector, StrictModel
 from connectors.registry import connector_class, kinds
 from erasure.errors import InvalidInput
 from erasure.model import Category, IdentifierType
+from erasure.validation import describe, read_yaml
 
 SYSTEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -87,13 +87,14 @@ class Catalogue(BaseModel):
     systems: list[SystemSpec] = Field(min_length=1)
     max_concurrency: int = Field(default=8, ge=1, le=100)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Catalogue:
-        names = [s.name for s in self.systems]
+    @field_validator("systems")
+    @classmethod
+    def _unique_names(cls, systems: list[SystemSpec]) -> list[SystemSpec]:
+        names = [s.name for s in systems]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"system names must be unique; repeated: {', '.join(duplicates)}")
-        return self
+        return systems
 
     def system(self, name: str) -> SystemSpec:
         for spec in self.systems:
@@ -110,54 +111,20 @@ class Catalogue(BaseModel):
 
 
 def load_catalogue(path: Path) -> Catalogue:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     try:
         catalogue = Catalogue.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput(str(path), *_describe(exc, data)) from None
+        raise InvalidInput(str(path), *describe(exc, data)) from None
     for spec in catalogue.systems:
         # the connector's own model checks `connection` and `mapping`; errors keep the system's name and field path
         try:
             spec.connector_settings()
         except ValidationError as exc:
-            field, problem = _describe(exc, {"connection": spec.connection, "mapping": spec.mapping})
+            field, problem = describe(exc, {"connection": spec.connection, "mapping": spec.mapping})
             raise InvalidInput(str(path), f"systems[{spec.name}].{field}", problem) from None
     return catalogue
 
 
 def catalogue_from_snapshot(snapshot: dict[str, Any]) -> Catalogue:
     return Catalogue.model_validate(snapshot)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror or type(exc).__name__}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        raise InvalidInput(str(path), where, "is not valid YAML") from None
-
-
-def _describe(exc: ValidationError, data: Any) -> tuple[str, str]:
-    """The first error as (field path, problem), with system names in place of list positions."""
-    error = exc.errors(include_url=False, include_input=False)[0]
-    parts: list[str] = []
-    node: Any = data
-    for loc in error["loc"]:
-        if isinstance(loc, int) and isinstance(node, list) and loc < len(node):
-            item = node[loc]
-            name = item.get("name") if isinstance(item, dict) else None
-            parts.append(f"[{name}]" if isinstance(name, str) else f"[{loc}]")
-            node = item
-        else:
-            parts.append(f".{loc}" if parts else str(loc))
-            node = node.get(loc) if isinstance(node, dict) else None
-    field = "".join(parts) or "(top level)"
-    message = error["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    return field, message[0].lower() + message[1:] if message else message

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from erasure.config import Config
@@ -52,7 +53,7 @@ def _errors() -> Iterator[None]:
     except InvalidInput as exc:
         _fail(exc, 2)
     except VerificationError as exc:
-        err.print(f"[red]verification failed:[/red] {exc}", highlight=False)
+        err.print(f"[red]verification failed:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         _fail(exc, 1, printed=True)
     except ErasureError as exc:
         _fail(exc, 1)
@@ -62,7 +63,7 @@ def _fail(exc: Exception, code: int, printed: bool = False) -> None:
     if _state["verbose"]:
         err.print_exception()
     elif not printed:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -12,11 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from erasure.errors import InvalidInput
 from erasure.model import IdentifierType, Subject
+from erasure.validation import describe, read_yaml
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -143,17 +143,8 @@ class Order(_Strict):
 
 
 def load_order(path: Path) -> Order:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror or type(exc).__name__}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InvalidInput(str(path), f"line {mark.line + 1}" if mark else "(file)", "is not valid YAML") from None
+    data = read_yaml(path)
     try:
         return Order.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors(include_url=False, include_input=False)[0]
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        raise InvalidInput(str(path), field, message[:1].lower() + message[1:]) from None
+        raise InvalidInput(str(path), *describe(exc, data)) from None
