@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.base import Connector, StrictModel
 from connectors.registry import connector_class, kinds
-from erasure.errors import InvalidInput
+from erasure.errors import InvalidInput, TerminalError
 from erasure.model import Category, IdentifierType
 from erasure.validation import describe, read_yaml
 
@@ -78,7 +80,11 @@ class SystemSpec(BaseModel):
         )
 
     def build_connector(self) -> Connector:
-        return connector_class(self.connector)(self.name, self.connector_settings())
+        """The connector, with `${VAR}` in connection values read from the worker's environment."""
+        settings = connector_class(self.connector).settings_model.model_validate(
+            {"connection": {k: _expand(v) for k, v in self.connection.items()}, "mapping": self.mapping}
+        )
+        return connector_class(self.connector)(self.name, settings)
 
 
 class Catalogue(BaseModel):
@@ -108,6 +114,23 @@ class Catalogue(BaseModel):
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def _expand(value: Any) -> Any:
+    """Endpoints that differ per environment (an emulator's port) are named, not written, in the catalogue."""
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match[str]) -> str:
+        found = os.environ.get(match[1])
+        if not found:
+            raise TerminalError(f"environment variable {match[1]} is not set")
+        return found
+
+    return _ENV_REFERENCE.sub(lookup, value)
 
 
 def load_catalogue(path: Path) -> Catalogue:

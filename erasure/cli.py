@@ -33,8 +33,9 @@ app.add_typer(evidence_app, name="evidence")
 app.add_typer(suppression_app, name="suppression")
 app.add_typer(codec_app, name="codec")
 
-out = Console()
-err = Console(stderr=True)
+# Off a terminal (CI, a pipe) rich would fold tables at 80 columns: give them room instead.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 T = TypeVar("T")
 _state = {"verbose": False}
 

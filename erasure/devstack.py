@@ -111,7 +111,7 @@ def app_database_url(ledger_url: str) -> str:
     return ledger_url.replace("/postgres?", "/clipstream?", 1) if "/postgres?" in ledger_url else ledger_url
 
 
-def up(home: Path, ports: Ports | None = None) -> Stack:
+def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None) -> Stack:
     ports = ports or Ports.from_env()
     home.mkdir(parents=True, exist_ok=True)
     existing = Stack.load(home)
@@ -146,9 +146,10 @@ def up(home: Path, ports: Ports | None = None) -> Stack:
             "s3", logs, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports.s3)]
         )
         stack.s3_endpoint = f"http://127.0.0.1:{ports.s3}"
+        seed = ["--seed", str(emulator_seed)] if emulator_seed else []
         stack.processes["emulators"] = _spawn(
             "emulators", logs, [sys.executable, "-m", "emulators", "--host", "127.0.0.1", "--port", str(ports.emulators),
-                                "--segment-finish-after", "3s", "--meta-finish-after", "2s"],
+                                "--segment-finish-after", "3s", "--meta-finish-after", "0s", *seed],
         )  # fmt: skip
         stack.emulators_url = f"http://127.0.0.1:{ports.emulators}"
         env = {**os.environ, **stack.worker_env(), "ERASURE_CODEC_TOKEN": codec_token(home)}
