@@ -144,3 +144,35 @@ def court_order(subject: dict[str, list[str]], scope: Any = "all") -> dict[str, 
         "subject": subject,
         "scope": scope,
     }
+
+
+@dataclass
+class Vendors:
+    """The Segment and Meta emulators of one test, on a server shared by the session."""
+
+    url: str
+    segment: Any
+    meta: Any
+
+
+@pytest.fixture(scope="session")
+def emulator_board() -> Iterator[Any]:
+    from tests.emulators.switchboard import switchboard
+
+    with switchboard() as (board, url):
+        yield board, url
+
+
+@pytest.fixture
+def vendors(emulator_board: Any, monkeypatch: pytest.MonkeyPatch) -> Vendors:
+    from emulators.app import create_app
+    from emulators.meta import MetaState
+    from emulators.segment import SegmentState
+
+    board, url = emulator_board
+    segment, meta = SegmentState(), MetaState()
+    board.app = create_app(segment, meta)
+    monkeypatch.setenv("ERASURE_EMULATORS_URL", url)
+    monkeypatch.setenv("SEGMENT_TOKEN", segment.token)
+    monkeypatch.setenv("META_ACCESS_TOKEN", meta.access_token)
+    return Vendors(url, segment, meta)

