@@ -1,6 +1,6 @@
 """Delta Lake tables on S3 (package `deltalake`, delta-rs): delete a subject's rows and prove nothing of them is left.
 
-A row deleted from a Delta table lives on in three places, so `erase` works through all three:
+A row deleted from a Delta table lives on in three places (four in a versioned bucket), so `erase` works through all:
 
 1. Rows: a MERGE with `WHEN MATCHED DELETE` joins the table to an Arrow table of the subject's keys. The keys travel
    as Arrow data, never as SQL text, so no value can widen the predicate (delta-rs takes predicates only as SQL
@@ -10,6 +10,8 @@ A row deleted from a Delta table lives on in three places, so `erase` works thro
 3. The transaction log: old commits carry the keys in add-action min/max statistics (and in partition values and
    paths when the table is partitioned by the key), and the MERGE commit records its file-pruning predicate, which
    holds key literals. Log retention is set to zero, a checkpoint written, and every commit before it deleted.
+4. Old object versions: in a versioned bucket the deletions of steps 2 and 3 only lay delete markers; the old
+   versions holding a trace are deleted by version id.
 
 `verify` trusts none of that: it reads the table again, then lists every object version under the table's prefix and
 reads each Parquet data file (key column and statistics) and each log file (JSON commits, checkpoints) for a trace.
@@ -25,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote
 
 import boto3
@@ -42,7 +44,7 @@ from pydantic import Field, field_validator
 
 from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
 from erasure.errors import ErasureError, TerminalError, Throttled, TransientError
-from erasure.model import Category, EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from erasure.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
 
 S3Client = Any  # boto3 builds its clients at run time and no stubs are installed
 
@@ -52,6 +54,8 @@ _LOG_DIR = "_delta_log/"
 _SOURCE_KEY = "erasure_key"  # the merge source's only column
 _TRUNCATED_STAT_MIN = 32  # the shortest cut of a long string statistic (Spark's; delta-rs cuts longer)
 _ZERO_RETENTION = "interval 0 seconds"
+_MAX_DELETE = 1000  # keys per DeleteObjects request
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 
 
 class Connection(StrictModel):
@@ -113,18 +117,20 @@ class DeltaSettings(StrictModel):
 
 
 @dataclass(frozen=True)
-class _Scan:
-    """How many object versions under a table prefix hold a trace of the subject."""
+class _Version:
+    """One version of an object under a table prefix, or a delete marker."""
 
-    data_files: int
-    log_files: int
-    scanned: int
+    key: str
+    version_id: str
+    size: int
+    current: bool
+    marker: bool
 
 
 class DeltaConnector(Connector):
     kind = "delta"
-    category: ClassVar[Category] = Category.ANALYTICS
-    # one MERGE per table takes the whole batch as an Arrow source; the bound keeps the pruning range useful
+    # one MERGE per table holds the batch in memory as its Arrow source; past a few thousand keys the min..max range
+    # delta-rs derives from them for file pruning spans most files anyway
     capabilities = Capabilities(asynchronous=False, verifiable=True, batch_size=5000)
     settings_model = DeltaSettings
     supported_identifiers = frozenset(IdentifierType)
@@ -156,6 +162,7 @@ class DeltaConnector(Connector):
                 # the merge runs whatever the count said: it alone decides which rows go, by exact equality
                 deleted += _delete_rows(dt, table.key_column, values)
                 _purge_history(dt)
+                self._purge_old_versions(table, _Needle(frozenset(values), table.key_column))
             keys.extend(f"{table.path}:{key}" for key in present)
         return Outcome(
             level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify decides
@@ -173,11 +180,14 @@ class DeltaConnector(Connector):
                 continue
             with _mapped_errors(table.path):
                 rows = sum(self._key_counts(table, values).values())
-                scan = self._scan_objects(table, _Needle(frozenset(values), table.key_column))
+                versions = list(self._versions(table))
+                needle = _Needle(frozenset(values), table.key_column)
+                holding = [v for v in versions if self._holds(table, v, needle)]
+            in_log = sum(1 for v in holding if _in_log(table, v))
             remaining[table.path] = rows
-            remaining[f"{table.path}:data_files"] = scan.data_files
-            remaining[f"{table.path}:log_files"] = scan.log_files
-            scanned += scan.scanned
+            remaining[f"{table.path}:data_files"] = len(holding) - in_log
+            remaining[f"{table.path}:log_files"] = in_log
+            scanned += len(versions)
         level = EvidenceLevel.FAILED if any(remaining.values()) else EvidenceLevel.VERIFIED_ABSENT
         traces = sum(n for name, n in remaining.items() if name.endswith("_files"))
         tables = len(self.settings.mapping.tables)
@@ -239,32 +249,55 @@ class DeltaConnector(Connector):
             )
         return self._s3
 
-    def _scan_objects(self, table: DeltaTableMapping, needle: _Needle) -> _Scan:
-        """Read every object version under the table prefix: current, noncurrent, referenced or orphaned. Objects
-        outside the log that are not Parquet (deletion vectors hold row positions only) are judged by their path."""
-        data_files = log_files = scanned = 0
-        for key, version_id, size in self._versions(table.bucket, f"{table.path}/"):
-            scanned += 1
-            relative = key.removeprefix(f"{table.path}/")
-            if relative.startswith(_LOG_DIR):
-                log_files += self._log_file_holds(table.bucket, key, version_id, needle)
-            elif needle.in_path(relative, decode=1) or (
-                key.endswith(".parquet") and self._data_file_holds(table, key, version_id, size, needle)
-            ):
-                data_files += 1
-        return _Scan(data_files=data_files, log_files=log_files, scanned=scanned)
-
-    def _versions(self, bucket: str, prefix: str) -> Iterator[tuple[str, str, int]]:
-        # Object versions, not just current objects: in a versioned bucket a vacuumed file lives on as a
-        # noncurrent version, and verify must not call that absent.
-        pages = self._client().get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+    def _versions(self, table: DeltaTableMapping) -> Iterator[_Version]:
+        """Every version and delete marker under the table prefix: current, noncurrent, referenced or orphaned.
+        Versions, not just objects: in a versioned bucket a deleted file lives on as a noncurrent version."""
+        pages = self._client().get_paginator("list_object_versions").paginate(
+            Bucket=table.bucket, Prefix=f"{table.path}/"
+        )
         for page in pages:
-            for version in page.get("Versions", []):
-                yield version["Key"], version["VersionId"], version["Size"]
+            for v in page.get("Versions", []):
+                yield _Version(v["Key"], v["VersionId"], v["Size"], v["IsLatest"], marker=False)
+            for m in page.get("DeleteMarkers", []):
+                yield _Version(m["Key"], m["VersionId"], 0, m["IsLatest"], marker=True)
 
-    def _log_file_holds(self, bucket: str, key: str, version_id: str, needle: _Needle) -> bool:
-        body = self._client().get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"].read()
-        if key.endswith(".parquet"):  # a checkpoint (classic, multi-part or a v2 sidecar)
+    def _holds(self, table: DeltaTableMapping, version: _Version, needle: _Needle) -> bool:
+        """Whether an object version holds a trace of the subject. Objects outside the log that are not Parquet
+        (deletion vectors hold row positions only) and delete markers are judged by their path."""
+        if _in_log(table, version):
+            return not version.marker and self._log_file_holds(table.bucket, version, needle)
+        if needle.in_path(version.key.removeprefix(f"{table.path}/"), decode=1):
+            return True
+        is_parquet = not version.marker and version.key.endswith(".parquet")
+        return is_parquet and self._data_file_holds(table, version, needle)
+
+    def _purge_old_versions(self, table: DeltaTableMapping, needle: _Needle) -> None:
+        """In a versioned bucket, vacuum and log clean-up only lay delete markers over the files: the old versions
+        keep the rows, the statistics and the predicate. Delete every old version and marker holding a trace (the
+        others stay: they are the table owner's). Nothing is old in an unversioned bucket."""
+        old = [v for v in self._versions(table) if v.marker or not v.current]
+        doomed = [v for v in old if self._holds(table, v, needle)]
+        # versions before markers: a marker removed first would make an old version current again if its own
+        # deletion then failed
+        for batch in (
+            *_chunks([v for v in doomed if not v.marker]),
+            *_chunks([v for v in doomed if v.marker]),
+        ):
+            self._delete_versions(table, batch)
+
+    def _delete_versions(self, table: DeltaTableMapping, batch: list[_Version]) -> None:
+        objects = [{"Key": v.key, "VersionId": v.version_id} for v in batch]
+        response = self._client().delete_objects(Bucket=table.bucket, Delete={"Objects": objects, "Quiet": True})
+        errors = response.get("Errors", [])  # HTTP 200 even when some keys failed
+        if errors:
+            codes = sorted({str(e.get("Code", "unknown")) for e in errors})
+            what = f"{len(errors)} old object versions under {table.path} were not deleted: {', '.join(codes)}"
+            # a legal hold or retention is a person's decision, as is a missing permission
+            raise TransientError(what) if set(codes) & _TRANSIENT_CODES else TerminalError(what)
+
+    def _log_file_holds(self, bucket: str, version: _Version, needle: _Needle) -> bool:
+        body = self._client().get_object(Bucket=bucket, Key=version.key, VersionId=version.version_id)["Body"].read()
+        if version.key.endswith(".parquet"):  # a checkpoint (classic, multi-part or a v2 sidecar)
             try:
                 rows: list[Any] = pq.read_table(io.BytesIO(body)).to_pylist()
             except (pa.ArrowException, OSError):
@@ -273,12 +306,10 @@ class DeltaConnector(Connector):
         # JSON commits, _last_checkpoint, .crc files, leftovers of failed commits: one JSON document per line
         return any(needle.in_node(_json_or_text(line)) for line in body.decode("utf-8", "replace").splitlines())
 
-    def _data_file_holds(
-        self, table: DeltaTableMapping, key: str, version_id: str, size: int, needle: _Needle
-    ) -> bool:
+    def _data_file_holds(self, table: DeltaTableMapping, version: _Version, needle: _Needle) -> bool:
         """Read the key column and its row-group statistics; Parquet pages are compressed, so bytes prove nothing."""
         try:
-            parquet = pq.ParquetFile(_S3Range(self._client(), table.bucket, key, version_id, size))
+            parquet = pq.ParquetFile(_S3Range(self._client(), table.bucket, version))
             if table.key_column not in parquet.schema_arrow.names:
                 return False  # a partition column (checked in the path) or a file older than the column
             index = parquet.schema_arrow.get_field_index(table.key_column)
@@ -428,6 +459,15 @@ class _Needle:
         return forms
 
 
+def _in_log(table: DeltaTableMapping, version: _Version) -> bool:
+    return version.key.startswith(f"{table.path}/{_LOG_DIR}")
+
+
+def _chunks(versions: list[_Version]) -> Iterator[list[_Version]]:
+    for start in range(0, len(versions), _MAX_DELETE):
+        yield versions[start : start + _MAX_DELETE]
+
+
 def _json_or_text(text: str) -> Any:
     try:
         return json.loads(text)
@@ -448,10 +488,10 @@ class _S3Range(io.RawIOBase):
     """One S3 object version as a seekable file read by byte ranges, so pyarrow fetches only the Parquet footer and
     the key column's chunks instead of the whole file."""
 
-    def __init__(self, client: S3Client, bucket: str, key: str, version_id: str, size: int) -> None:
+    def __init__(self, client: S3Client, bucket: str, version: _Version) -> None:
         super().__init__()
-        self._client, self._bucket, self._key, self._version_id = client, bucket, key, version_id
-        self._size = size
+        self._client, self._bucket, self._version = client, bucket, version
+        self._size = version.size
         self._position = 0
 
     def readable(self) -> bool:
@@ -475,7 +515,7 @@ class _S3Range(io.RawIOBase):
             return 0
         byte_range = f"bytes={self._position}-{end - 1}"
         response = self._client.get_object(
-            Bucket=self._bucket, Key=self._key, VersionId=self._version_id, Range=byte_range
+            Bucket=self._bucket, Key=self._version.key, VersionId=self._version.version_id, Range=byte_range
         )
         data = response["Body"].read()
         view[: len(data)] = data

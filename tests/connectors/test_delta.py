@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.delta import DeltaConnector, DeltaSettings, _delete_rows, _mapped_errors
+from erasure.catalogue import SystemSpec
 from erasure.errors import TerminalError, Throttled, TransientError
 from erasure.model import EvidenceLevel, Subject
 from tests.connectors.delta_estate import (
@@ -46,14 +47,18 @@ from tests.connectors.delta_estate import (
 CHILD_VALUES = (*CHILD_IDS, CHILD_EMAIL)
 
 CATALOGUE_ENTRY = """
+name: lakehouse
+connector: delta
+category: analytics
+identifiers: [user_id, email]
 connection:
-  endpoint_url_env: DELTA_TEST_S3_ENDPOINT   # unset in production: AWS itself
+  endpoint_url_env: DELTA_TEST_S3_ENDPOINT   # omitted in production: AWS itself
   region: us-east-1
   allow_http: true
 mapping:
   tables:
-    - {uri: "s3://lake/analytics/events", key_column: user_id, identifier: user_id}
-    - {uri: "s3://lake/marketing/signups", key_column: email, identifier: email}
+    - {uri: "s3://clipstream-lake/analytics/events", key_column: user_id, identifier: user_id}
+    - {uri: "s3://clipstream-lake/marketing/signups", key_column: email, identifier: email}
 """
 
 
@@ -99,16 +104,18 @@ def make_connector(lake: Lake) -> Iterator[MakeConnector]:
         connector.close()
 
 
-def without(rows: dict[str, int] | Any, *keys: str) -> dict[str, int]:
+def without(rows: Mapping[str, int], *keys: str) -> dict[str, int]:
     return {key: count for key, count in rows.items() if key not in keys}
 
 
 # --- settings ------------------------------------------------------------------------------------------------------
 
 
-def test_catalogue_entry_parses() -> None:
-    settings = DeltaSettings.model_validate(yaml.safe_load(CATALOGUE_ENTRY))
-    assert [t.path for t in settings.mapping.tables] == ["analytics/events", "marketing/signups"]
+def test_catalogue_entry_builds_a_connector(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENDPOINT_ENV, "http://127.0.0.1:9")
+    with SystemSpec.model_validate(yaml.safe_load(CATALOGUE_ENTRY)).build_connector() as connector:
+        assert isinstance(connector, DeltaConnector)
+        assert [t.path for t in connector.settings.mapping.tables] == ["analytics/events", "marketing/signups"]
 
 
 @pytest.mark.parametrize(
@@ -141,6 +148,17 @@ def test_settings_refuse_unknown_fields_and_duplicate_tables() -> None:
         DeltaSettings.model_validate({"mapping": {"tables": [table]}, "conection": {}})
     with pytest.raises(ValidationError):
         DeltaSettings.model_validate({"mapping": {"tables": [table, {**table, "key_column": "email"}]}})
+
+
+def test_endpoint_must_be_set_and_plain_http_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = {"uri": "s3://lake/events", "key_column": "user_id", "identifier": "user_id"}
+    settings = {"connection": {"endpoint_url_env": ENDPOINT_ENV}, "mapping": {"tables": [table]}}
+    monkeypatch.delenv(ENDPOINT_ENV, raising=False)
+    with pytest.raises(TerminalError, match=ENDPOINT_ENV):
+        DeltaConnector("lakehouse", settings)
+    monkeypatch.setenv(ENDPOINT_ENV, "http://127.0.0.1:9")
+    with pytest.raises(TerminalError, match="allow_http"):
+        DeltaConnector("lakehouse", settings)
 
 
 # --- locate, erase, verify -----------------------------------------------------------------------------------------
@@ -285,19 +303,45 @@ def test_verify_sees_what_a_plain_delete_leaves(lake: Lake, make_connector: Make
     assert vacuumed.remaining["lake/events:log_files"] >= 3
 
 
-def test_versioned_bucket_is_not_called_absent(lake: Lake, make_connector: MakeConnector) -> None:
-    """Vacuum's deletes leave noncurrent versions in a versioned bucket; verify reads them and says FAILED."""
+def test_old_versions_in_a_versioned_bucket_are_deleted(lake: Lake, make_connector: MakeConnector) -> None:
+    """Vacuum and log clean-up only lay delete markers in a versioned bucket; the old versions holding the child go
+    too, and verify reads every version to say so. Versions and markers without a trace stay."""
     lake.s3.put_bucket_versioning(Bucket=lake.bucket, VersioningConfiguration={"Status": "Enabled"})
-    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options, commits=2)
-    connector = make_connector(("lake/events", "user_id", "user_id"))
+    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options)
+    write_table(lake.uri("lake/by_user"), EVENT_ROWS, lake.options, partition_by=["user_id"], commits=2)
+    connector = make_connector(("lake/events", "user_id", "user_id"), ("lake/by_user", "user_id", "user_id"))
+
     connector.erase(SUBJECT, "k")
 
     verification = connector.verify(SUBJECT)
+    assert verification.level is EvidenceLevel.VERIFIED_ABSENT, verification.remaining
+    for path in ("lake/events", "lake/by_user"):
+        after = lake.files(path)
+        assert byte_traces(after, CHILD_IDS) == [] and parsed_traces(after, CHILD_IDS) == []
+        assert key_counts(lake.uri(path), lake.options) == without(EVENT_ROWS, *CHILD_IDS)
+    listing = lake.s3.list_object_versions(Bucket=lake.bucket, Prefix="lake/events/")
+    assert listing.get("DeleteMarkers") and any(not v["IsLatest"] for v in listing["Versions"])
 
-    assert verification.level is EvidenceLevel.FAILED
-    assert verification.remaining["lake/events"] == 0
-    assert verification.remaining["lake/events:data_files"] >= 1
-    assert verification.remaining["lake/events:log_files"] >= 1
+
+def test_an_old_version_under_legal_hold_is_a_terminal_error(
+    s3_client: Any, moto_url: str, monkeypatch: pytest.MonkeyPatch, bucket_name: str
+) -> None:
+    s3_client.create_bucket(Bucket=bucket_name, ObjectLockEnabledForBucket=True)  # also turns versioning on
+    monkeypatch.setenv(ENDPOINT_ENV, moto_url)
+    uri, options = f"s3://{bucket_name}/lake/events", storage_options(moto_url)
+    write_table(uri, EVENT_ROWS, options, commits=2)
+    held = next(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket_name)["Contents"] if "part-" in o["Key"])
+    s3_client.put_object_legal_hold(Bucket=bucket_name, Key=held, LegalHold={"Status": "ON"})
+    settings = {
+        "connection": {"endpoint_url_env": ENDPOINT_ENV, "allow_http": True},
+        "mapping": {"tables": [{"uri": uri, "key_column": "user_id", "identifier": "user_id"}]},
+    }
+
+    with DeltaConnector("lakehouse", settings) as connector, pytest.raises(TerminalError) as raised:
+        connector.erase(SUBJECT, "k")
+
+    assert "1 old object versions under lake/events were not deleted: AccessDenied" in str(raised.value)
+    assert key_counts(uri, options) == without(EVENT_ROWS, *CHILD_IDS)  # the rows themselves are gone
 
 
 # --- refusals and errors -------------------------------------------------------------------------------------------
