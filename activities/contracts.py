@@ -119,6 +119,7 @@ class EventInput:
     system: str | None
     kind: str
     event_key: str
+    at: str  # the workflow's time of the event
     detail: dict[str, str] = field(default_factory=dict)
 
 
@@ -168,6 +169,7 @@ class SealResult:
 class ShredInput:
     request_id: str
     reason: str
+    requested_at: str  # the workflow's time when the grace period ended (or the operator asked)
 
 
 @dataclass(frozen=True)

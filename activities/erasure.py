@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.contracts import (
     ERASE,
@@ -196,7 +196,10 @@ class ErasureActivities:
             self._ledger.update_task(input.request_id, input.system, vendor_status=state.vendor_status)
             if state.status is JobStatus.RUNNING:
                 # retryable on purpose: the workflow's retry policy is the polling schedule
-                raise ApplicationError(f"vendor job {state.vendor_status}", type=JOB_STILL_RUNNING)
+                raise ApplicationError(
+                    f"vendor job {state.vendor_status}", type=JOB_STILL_RUNNING,
+                    category=ApplicationErrorCategory.BENIGN,  # expected while waiting: not logged as a failure
+                )  # fmt: skip
             finished = state.finished_at.isoformat() if state.finished_at else None
             self._ledger.update_task(input.request_id, input.system, state=TaskState.VERIFYING)
             return PollResult(state.status is JobStatus.SUCCEEDED, state.vendor_status, finished, state.detail)
@@ -219,7 +222,7 @@ class ErasureActivities:
         await self._run(
             input.request_id, input.system,
             lambda: self._ledger.record_event(input.request_id, input.system, input.kind, input.event_key,
-                                              dict(input.detail)),
+                                              datetime.fromisoformat(input.at), dict(input.detail)),
         )  # fmt: skip
 
     @activity.defn(name=RECORD_RECEIPT)
@@ -240,7 +243,8 @@ class ErasureActivities:
                 receipt_statement(facts)))  # fmt: skip
             self._ledger.update_task(
                 input.request_id, input.system, state=TaskState.DONE, evidence_level=input.level,
-                detail=input.detail, finished_at=datetime.fromisoformat(input.finished_at),
+                detail=input.detail, started_at=datetime.fromisoformat(input.started_at),
+                finished_at=datetime.fromisoformat(input.finished_at),
             )  # fmt: skip
             return ReceiptResult(hashlib.sha256(logged.envelope).hexdigest(), logged.leaf_index)
 
@@ -299,8 +303,8 @@ class ErasureActivities:
     async def shred(self, input: ShredInput) -> ShredResult:
         return await self._run(input.request_id, None, lambda: shred_request(
             self._ledger, self._vault, self._tlog, self._sign, input.request_id, input.reason, self._code_version,
-            workflow_id=activity.info().workflow_id, run_id=activity.info().workflow_run_id,
-            activity_id=activity.info().activity_id,
+            at=datetime.fromisoformat(input.requested_at), workflow_id=activity.info().workflow_id,
+            run_id=activity.info().workflow_run_id, activity_id=activity.info().activity_id,
         ))  # fmt: skip
 
     # -- helpers ----------------------------------------------------------------------------------------------
@@ -376,10 +380,12 @@ class ErasureActivities:
 
 def shred_request(
     ledger: Ledger, vault: Vault, tlog: TransparencyLog, sign: Callable[[bytes], bytes], request_id: str, reason: str,
-    code_version: str, *, workflow_id: str, run_id: str, activity_id: str,
+    code_version: str, *, at: datetime, workflow_id: str, run_id: str, activity_id: str,
 ) -> ShredResult:  # fmt: skip
-    """Destroy the request's data key and log a receipt saying so; safe to run again."""
-    started = _now()
+    """Destroy the request's data key and log a receipt saying so; safe to run again.
+
+    `at` is when the workflow asked (its clock is the request's clock, also on a time-skipping test server).
+    """
     with ledger.pool.connection() as conn:
         destroyed_now = vault.destroy(conn, request_id)
     if not vault.is_destroyed(request_id):
@@ -390,13 +396,13 @@ def shred_request(
         locations={}, key_commitment=None, key_count=0, vendor_job_id=None, vendor_status=None,
         detail=f"the request's data key was destroyed ({reason}); its sealed identifiers can no longer be read",
         notes=(), workflow_id=workflow_id, run_id=run_id, activity_id=activity_id, code_version=code_version,
-        started_at=started.isoformat(), finished_at=_now().isoformat(),
+        started_at=_utc(at), finished_at=_utc(at),
     )  # fmt: skip
     logged = tlog.append_once(request_id, REQUEST_SYSTEM, "shred", lambda: sign(receipt_statement(facts)))
     tlog.checkpoint()
     ledger.set_state(request_id, RequestState.CLOSED)
     if destroyed_now:
-        ledger.record_event(request_id, None, "shredded", "shredded", {"reason": reason})
+        ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})
     return ShredResult(shredded=True, receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
 
 
@@ -413,3 +419,7 @@ def outcome_reason(systems: tuple[SystemOutcome, ...]) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()

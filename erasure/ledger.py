@@ -189,14 +189,14 @@ class Ledger:
 
     # -- events -----------------------------------------------------------------------------------------------
 
-    def record_event(self, request_id: str, system: str | None, kind: str, event_key: str,
-                     detail: dict[str, Any] | None = None) -> None:
+    def record_event(self, request_id: str, system: str | None, kind: str, event_key: str, at: datetime,
+                     detail: dict[str, Any] | None = None) -> None:  # fmt: skip
         """Once per (request, event_key): a retried activity records nothing twice."""
         with self.pool.connection() as conn:
             conn.execute(
-                "INSERT INTO events (request_id, system, kind, event_key, detail) VALUES (%s, %s, %s, %s, %s) "
+                "INSERT INTO events (request_id, system, kind, event_key, detail, at) VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (request_id, event_key) DO NOTHING",
-                [request_id, system, kind, event_key, Jsonb(detail or {})],
+                [request_id, system, kind, event_key, Jsonb(detail or {}), at],
             )
 
     def events(self, request_id: str) -> list[EventRecord]:

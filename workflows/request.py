@@ -73,7 +73,9 @@ class ErasureRequestWorkflow:
             reason = "operator asked to shred now"
         except asyncio.TimeoutError:
             pass
-        await workflow.execute_activity(SHRED, ShredInput(request_id, reason), result_type=ShredResult, **LEDGER)
+        await workflow.execute_activity(
+            SHRED, ShredInput(request_id, reason, workflow.now().isoformat()), result_type=ShredResult, **LEDGER
+        )
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, object]:

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
@@ -93,7 +93,7 @@ class SystemErasureWorkflow:
         try:
             result = await self._poll(input, job_id, service)
         except ActivityError as err:
-            if not isinstance(err.cause, TimeoutError):
+            if not _timed_out(err):
                 return EvidenceLevel.FAILED, _describe(err)
             days = plan.service_time_s / 86400
             self._notes.append(f"escalated: the vendor's job was still running after its service time ({days:g} days)")
@@ -101,7 +101,7 @@ class SystemErasureWorkflow:
             try:
                 result = await self._poll(input, job_id, timedelta(seconds=plan.deadline_s - plan.service_time_s))
             except ActivityError as late:
-                if not isinstance(late.cause, TimeoutError):
+                if not _timed_out(late):
                     return EvidenceLevel.FAILED, _describe(late)
                 deadline_days = plan.deadline_s / 86400
                 await self._event(input, "deadline_passed", {"after_days": f"{deadline_days:g}", "job": job_id})
@@ -135,7 +135,9 @@ class SystemErasureWorkflow:
     async def _event(self, input: SystemInput, kind: str, detail: dict[str, str]) -> None:
         key = f"{kind}:{input.plan.system}"
         await workflow.execute_activity(
-            RECORD_EVENT, EventInput(input.request_id, input.plan.system, kind, key, detail), **LEDGER
+            RECORD_EVENT,
+            EventInput(input.request_id, input.plan.system, kind, key, workflow.now().isoformat(), detail),
+            **LEDGER,
         )
 
 
@@ -147,6 +149,11 @@ def _combine(level: str, detail: str, verified: VerifyResult, verifiable: bool) 
         return EvidenceLevel.FAILED if EvidenceLevel.FAILED in (level, verified.level) else level, detail
     best = max(level, verified.level, key=lambda v: _RANK[EvidenceLevel(v)])
     return best, verified.detail if best == verified.level and verified.detail else detail
+
+
+def _timed_out(err: ActivityError) -> bool:
+    """The poll ran out of time: either its schedule-to-close timeout fired, or no retry fitted before it."""
+    return isinstance(err.cause, TimeoutError) or err.retry_state == RetryState.TIMEOUT
 
 
 def _describe(err: ActivityError) -> str:

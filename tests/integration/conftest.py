@@ -56,6 +56,19 @@ async def temporal(keys_home: Path) -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest.fixture(scope="session")
+async def time_skipping(keys_home: Path) -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server: waits of days pass in moments while the test awaits a result."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=tool("temporal-test-server"),
+        data_converter=data_converter(CodecKeys(keys_home / "keys").codec()),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 @dataclass
 class Harness:
     config: Config
@@ -63,6 +76,7 @@ class Harness:
     client: Client
     tmp: Path
     executor: ThreadPoolExecutor
+    env: WorkflowEnvironment
 
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[None]:
@@ -123,7 +137,19 @@ async def harness(config: Config, temporal: WorkflowEnvironment, tmp_path: Path)
     services = Services.open(config)
     with ThreadPoolExecutor(max_workers=16) as executor:
         try:
-            yield Harness(config, services, temporal.client, tmp_path, executor)
+            yield Harness(config, services, temporal.client, tmp_path, executor, temporal)
+        finally:
+            services.close()
+
+
+@pytest.fixture
+async def skipping_harness(config: Config, time_skipping: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A harness on the time-skipping server: `await` a workflow's result and its timers and retries fly by."""
+    config = config.with_(temporal_address=time_skipping.client.service_client.config.target_host)
+    services = Services.open(config)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        try:
+            yield Harness(config, services, time_skipping.client, tmp_path, executor, time_skipping)
         finally:
             services.close()
 
