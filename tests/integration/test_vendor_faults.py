@@ -1,0 +1,88 @@
+"""Vendors that throttle and fail for a while, on the real dev server: the workflow waits as told and retries only
+what retrying can help, on each vendor's own rate-limited task queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.hashing import meta_email, sha256_hex
+from erasure.estate import CHILD, NEIGHBOURS
+from tests.integration.conftest import Harness, Vendors, court_order
+
+AUDIENCE = "23850000000000042"
+FAST = {"initial_interval": "PT0.2S", "maximum_interval": "PT1S", "heartbeat": "PT5S"}
+
+
+def vendor_catalogue() -> dict[str, Any]:
+    return {
+        "systems": [
+            {"name": "segment", "connector": "segment", "category": "analytics", "identifiers": ["user_id"],
+             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+             "poll": {"every": "PT0.5S"}, "retry": FAST},
+            {"name": "meta_ads", "connector": "meta_audiences", "category": "ad_targeting", "identifiers": ["email"],
+             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
+             "mapping": {"audience_ids": [AUDIENCE], "schema": ["EMAIL"]}, "retry": FAST},
+        ]
+    }  # fmt: skip
+
+
+def seed(vendors: Vendors) -> None:
+    vendors.segment.profiles = {str(CHILD.user_id), *(str(p.user_id) for p in NEIGHBOURS)}
+    vendors.segment.finish_after_polls = 1
+    vendors.meta.finish_after_polls = 1
+    vendors.meta.audiences = {
+        AUDIENCE: {(sha256_hex(meta_email(p.email or "")),) for p in (CHILD, *NEIGHBOURS[1:])}
+    }
+
+
+async def test_throttling_and_server_errors_are_waited_out_then_the_request_completes(
+    harness: Harness, vendors: Vendors
+) -> None:
+    seed(vendors)
+    vendors.segment.quota_reset = datetime.now(UTC) + timedelta(seconds=1)
+    vendors.segment.fail_next_with = [429, 503]  # throttled until the quota resets, then a server error
+    vendors.meta.fail_next_with = [17, 613, 502]  # Graph throttling codes (HTTP 400), then a bad gateway
+    vendors.meta.regain_access_minutes = 0  # Meta says when access returns; here at once
+
+    status = await harness.run(court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}),
+                               vendor_catalogue())  # fmt: skip
+
+    levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
+    assert levels == {"segment": "vendor_attested", "meta_ads": "vendor_attested"}
+    assert status["outcome"] == "complete"
+    posts = [r for r in vendors.segment.received if r.method == "POST"]
+    assert len(posts) == 3  # 429, 503, then accepted: one regulation, no duplicate
+    assert len(vendors.segment.regulations) == 1
+    assert vendors.meta.fail_next_with == [] and vendors.segment.fail_next_with == []  # every fault was served
+    assert len(vendors.meta.received) == 1  # the emulator records the removal it accepted: once
+    assert vendors.segment.profiles == {str(p.user_id) for p in NEIGHBOURS}
+    assert vendors.meta.audiences[AUDIENCE] == {(sha256_hex(meta_email(p.email or "")),) for p in NEIGHBOURS[1:]}
+
+
+async def test_a_refusal_is_recorded_with_its_reason_and_not_retried(harness: Harness, vendors: Vendors) -> None:
+    seed(vendors)
+    vendors.segment.token = "another-workspace-token"  # our token is refused: 401
+    status = await harness.run(court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}),
+                               vendor_catalogue())  # fmt: skip
+
+    segment = {s["system"]: s for s in status["systems"]}["segment"]
+    assert segment["evidence_level"] == "failed"
+    assert "401" in segment["detail"]
+    assert len([r for r in vendors.segment.received if r.method == "POST"]) == 1  # terminal: tried once
+    assert status["outcome"] == "incomplete"
+
+
+async def test_vendor_activities_run_on_the_vendors_own_task_queue(harness: Harness, vendors: Vendors) -> None:
+    seed(vendors)
+    async with harness.worker():
+        submission = await harness.submit(court_order({"user_id": [str(CHILD.user_id)]}), vendor_catalogue())
+        await harness.wait_certified(submission.request_id)
+    history = await harness.client.get_workflow_handle(f"{submission.request_id}/segment").fetch_history()
+    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events
+                 if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
+    queues = {a.activity_type.name: a.task_queue.name for a in scheduled}
+    vendor_queue = f"{harness.config.task_queue}-segment"
+    assert queues["erasure.erase"] == vendor_queue
+    assert queues["erasure.poll"] == vendor_queue
+    assert queues["erasure.record_receipt"] == harness.config.task_queue  # the ledger's work is not rate-limited
