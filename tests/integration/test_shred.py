@@ -1,0 +1,77 @@
+"""`erasure shred`: an operator destroys a certified request's key now; the evidence still verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from erasure.export import export_bundle
+from erasure.vault import Vault, VaultSealed
+from evidence.verify import verify_bundle
+from tests.integration.conftest import Harness, court_order
+from tests.integration.estate import catalogue, plant
+
+
+@pytest.fixture(autouse=True)
+def app_env(monkeypatch: pytest.MonkeyPatch, database_url: str, moto_url: str) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", database_url)
+    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
+
+
+async def cli(harness: Harness, *args: str) -> tuple[int, str, str]:
+    env = {
+        **os.environ,
+        "ERASURE_HOME": str(harness.config.home),
+        "DATABASE_URL": harness.config.database_url,
+        "ERASURE_TEMPORAL_ADDRESS": harness.config.temporal_address,
+        "ERASURE_TASK_QUEUE": harness.config.task_queue,
+        "ERASURE_LEDGER_SCHEMA": harness.config.ledger_schema,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "erasure.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_shred_now_destroys_the_key_and_the_bundle_still_verifies(
+    harness: Harness, database_url: str, schema: str, s3_client: Any, bucket_name: str, tmp_path: Path
+) -> None:
+    plant(database_url, schema, s3_client, bucket_name)
+    async with harness.worker():
+        submission = await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))
+        request_id = submission.request_id
+        await harness.wait_certified(request_id)
+        before = tmp_path / "before.zip"
+        export_bundle(harness.services, request_id, before)
+
+        code, _, err = await cli(harness, "shred", request_id)
+        assert code == 2 and "--yes-destroy-the-key" in err  # refused without the confirmation
+        assert harness.services.vault.open(request_id, Vault.SUBJECT)
+
+        code, out, err = await cli(harness, "shred", request_id, "--yes-destroy-the-key")
+        assert code == 0, err
+        assert "shredded" in out
+
+    record = harness.services.ledger.request(request_id)
+    assert record is not None and record.state == "closed"
+    with pytest.raises(VaultSealed):
+        harness.services.vault.open(request_id, Vault.SUBJECT)
+    events = harness.services.ledger.events(request_id)
+    assert [(e.kind, e.detail) for e in events] == [("shredded", {"reason": "operator asked to shred now"})]
+    after = tmp_path / "after.zip"
+    export_bundle(harness.services, request_id, after)
+    key = [harness.services.tlog.signer.public_key]
+    assert verify_bundle(after, trusted_keys=key).outcome == "complete"
+    with zipfile.ZipFile(before) as first:
+        previous = first.read("log/checkpoint.txt").decode()
+    assert verify_bundle(before, trusted_keys=key).outcome == "complete"
+    # the log grew by the shredding receipt, and only grew: the later bundle is consistent with the earlier one
+    verify_bundle(after, trusted_keys=key, previous_checkpoint=previous)
