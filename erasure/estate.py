@@ -77,13 +77,16 @@ def create_app_schema(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     ddl = APP_TABLES.replace("{schema}", sql.Identifier(schema).as_string(conn))
     for statement in filter(str.strip, ddl.split(";")):
-        conn.execute(statement)  # type: ignore[call-overload]
+        conn.execute(statement.encode())
 
 
 def seed_people(conn: psycopg.Connection, schema: str, people: Iterable[Person]) -> None:
     """Each person gets videos and device tokens; everyone follows and comments on everyone else."""
     people = list(people)
-    table = lambda name: sql.Identifier(schema, name)  # noqa: E731
+
+    def table(name: str) -> sql.Identifier:
+        return sql.Identifier(schema, name)
+
     video_ids: dict[int, list[int]] = {}
     for p in people:
         conn.execute(

@@ -71,7 +71,7 @@ class ErasureRequestWorkflow:
         try:
             await workflow.wait_condition(lambda: self._shred_now, timeout=timedelta(seconds=grace_s))
             reason = "operator asked to shred now"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await workflow.execute_activity(
             SHRED, ShredInput(request_id, reason, workflow.now().isoformat()), result_type=ShredResult, **LEDGER

@@ -15,7 +15,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         ERASE,
-        JOB_STILL_RUNNING,
         LOCATE,
         POLL,
         RECORD_EVENT,

@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 import psycopg
 import pyarrow as pa
-import pytest
 import yaml
 from deltalake import write_deltalake
 from temporalio.client import Client
