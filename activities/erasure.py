@@ -160,7 +160,7 @@ class ErasureActivities:
                 inventory = connector.locate(subject)
             self._ledger.update_task(
                 input.request_id, input.system, state=TaskState.ERASING, records_before=inventory.total,
-                detail=inventory.note,
+                counts_before=dict(inventory.counts), detail=inventory.note,
             )  # fmt: skip
             return LocateResult(counts=dict(inventory.counts), note=inventory.note)
 
@@ -211,8 +211,12 @@ class ErasureActivities:
         def work() -> VerifyResult:
             with self._connector(input) as (connector, subject):
                 verification = connector.verify(subject)
-            after = verification.total_remaining if connector.capabilities.verifiable else None
-            self._ledger.update_task(input.request_id, input.system, records_after=after)
+            verifiable = connector.capabilities.verifiable
+            self._ledger.update_task(
+                input.request_id, input.system,
+                records_after=verification.total_remaining if verifiable else None,
+                counts_after=dict(verification.remaining) if verifiable else None,
+            )  # fmt: skip
             return VerifyResult(verification.level.value, dict(verification.remaining), verification.detail)
 
         return await self._run(input.request_id, input.system, work)
@@ -233,7 +237,8 @@ class ErasureActivities:
                 request_id=input.request_id, system=input.system, category=task.category,
                 connector=task.connector, action=input.action, evidence_level=input.level,
                 records_before=task.records_before, records_after=task.records_after, blocked=task.blocked,
-                locations={}, key_commitment=task.key_commitment, key_count=task.key_count,
+                locations=_locations(task.counts_before, task.counts_after), key_commitment=task.key_commitment,
+                key_count=task.key_count,
                 vendor_job_id=task.vendor_job_id, vendor_status=task.vendor_status, detail=input.detail,
                 notes=tuple(input.notes), workflow_id=input.workflow_id, run_id=input.run_id,
                 activity_id=activity.info().activity_id, code_version=self._code_version,
@@ -404,6 +409,12 @@ def shred_request(
     if destroyed_now:
         ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})
     return ShredResult(shredded=True, receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
+
+
+def _locations(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, tuple[int | None, int | None]]:
+    """Counts per location, before and after; a location seen only once has None on the other side."""
+    before, after = before or {}, after or {}
+    return {name: (before.get(name), after.get(name)) for name in sorted(before.keys() | after.keys())}
 
 
 def receipt_path(system: str) -> str:

@@ -63,6 +63,8 @@ class TaskRecord:
     evidence_level: str | None
     records_before: int | None
     records_after: int | None
+    counts_before: dict[str, int] | None
+    counts_after: dict[str, int] | None
     deleted: int | None
     blocked: int
     key_commitment: str | None
@@ -180,11 +182,12 @@ class Ledger:
         if unknown:
             raise ValueError(f"unknown task fields: {', '.join(sorted(unknown))}")
         assignments = ", ".join(f"{name} = %({name})s" for name in changes)
+        values = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items()}
         with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE system_tasks SET {assignments}, updated_at = now() "  # noqa: S608 (names checked above)
                 "WHERE request_id = %(request_id)s AND system = %(system)s",
-                {**changes, "request_id": request_id, "system": system},
+                {**values, "request_id": request_id, "system": system},
             )
 
     # -- events -----------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import psycopg
 import pytest
 
 from erasure.estate import CHILD, count_rows
+from evidence.dsse import Envelope
+from evidence.statement import parse_statement
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 
@@ -40,6 +42,15 @@ async def test_court_order_erases_every_system_and_spares_neighbours(
     with psycopg.connect(database_url) as conn:
         assert count_rows(conn, schema) == {"users": 3, "videos": 6, "comments": 6, "follows": 6, "device_tokens": 3}
     assert surviving_keys(s3_client, bucket_name) == neighbour_keys()
+
+    # the signed receipt states the counts per table, before and after
+    with harness.services.pool.connection() as conn:
+        row = conn.execute("SELECT envelope FROM receipts WHERE system = 'app_db'").fetchone()
+    assert row is not None
+    predicate = parse_statement(Envelope.from_json(bytes(row[0])).payload)["predicate"]
+    assert predicate["evidence_level"] == "verified_absent"
+    assert predicate["locations"]["comments"] == {"before": 6, "after": 0}
+    assert predicate["locations"]["users"] == {"before": 1, "after": 0}
 
 
 async def test_legal_hold_leaves_the_request_blocked_not_complete(
