@@ -29,8 +29,9 @@ def start_worker(harness: Harness, home: Path, database_url: str, moto_url: str)
         "APP_DATABASE_URL": database_url,
         "ERASURE_S3_ENDPOINT": moto_url,
     }
-    log = open(home / "worker-stdout.log", "ab")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env, stdout=log, stderr=log)
+    # the worker's own log is $ERASURE_HOME/logs/worker.jsonl
+    return subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 async def wait_for(predicate: Any, timeout_s: float, what: str) -> None:

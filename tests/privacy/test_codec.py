@@ -6,8 +6,8 @@ import base64
 import json
 from pathlib import Path
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
 from temporalio.api.common.v1 import Payload
 
 from erasure.codec import ENCODING, CodecError, CodecKeys, EncryptionCodec, data_converter
@@ -71,6 +71,10 @@ async def test_failure_messages_are_encrypted_too(tmp_path: Path) -> None:
     assert "child@example.org" in str(decoded)
 
 
+def asgi_client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec")  # type: ignore[arg-type]
+
+
 def wire(payload: Payload) -> dict[str, object]:
     return {
         "metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
@@ -81,27 +85,28 @@ def wire(payload: Payload) -> dict[str, object]:
 async def test_codec_server_decodes_only_for_the_bearer_token(tmp_path: Path) -> None:
     codec = CodecKeys(tmp_path).codec()
     [encoded] = await codec.encode([plain()])
-    client = TestClient(create_app(codec, "s3cret-token", ["http://127.0.0.1:8233"]))
+    client = asgi_client(create_app(codec, "s3cret-token", ["http://127.0.0.1:8233"]))
     body = json.dumps({"payloads": [wire(encoded)]})
 
-    assert client.post("/decode", content=body).status_code == 401
-    assert client.post("/decode", content=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.post("/encode", content=body, headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+    assert (await client.post("/decode", content=body)).status_code == 401
+    assert (await client.post("/decode", content=body, headers={"Authorization": "Bearer wrong"})).status_code == 401
+    assert (await client.post("/encode", content=body, headers={"Authorization": "Basic s3cret-token"})).status_code == 401
 
-    response = client.post("/decode", content=body, headers={"Authorization": "Bearer s3cret-token"})
+    response = await client.post("/decode", content=body, headers={"Authorization": "Bearer s3cret-token"})
     assert response.status_code == 200
     [decoded] = response.json()["payloads"]
     assert base64.b64decode(decoded["data"]) == SECRET
 
-    encoded_again = client.post(
-        "/encode", content=json.dumps({"payloads": [wire(plain())]}), headers={"Authorization": "Bearer s3cret-token"}
+    encoded_again = (
+        await client.post("/encode", content=json.dumps({"payloads": [wire(plain())]}),
+                          headers={"Authorization": "Bearer s3cret-token"})  # fmt: skip
     ).json()["payloads"][0]
     assert base64.b64decode(encoded_again["metadata"]["encoding"]) == ENCODING
 
 
-def test_codec_server_refuses_a_foreign_payload(tmp_path: Path) -> None:
-    client = TestClient(create_app(CodecKeys(tmp_path).codec(), "t", []))
-    response = client.post("/decode", content=json.dumps({"payloads": [wire(plain())]}),
-                           headers={"Authorization": "Bearer t"})  # fmt: skip
+async def test_codec_server_refuses_a_foreign_payload(tmp_path: Path) -> None:
+    client = asgi_client(create_app(CodecKeys(tmp_path).codec(), "t", []))
+    response = await client.post("/decode", content=json.dumps({"payloads": [wire(plain())]}),
+                                 headers={"Authorization": "Bearer t"})  # fmt: skip
     assert response.status_code == 400
     assert "not encrypted" in response.json()["message"]
