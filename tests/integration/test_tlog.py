@@ -62,10 +62,12 @@ def tlog(database_url: str, ledger: str, signer: Ed25519Signer) -> Iterator[Tran
 
 
 def _open_log(database_url: str, schema: str, signer_pem: bytes) -> TransparencyLog:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     key = load_pem_private_key(signer_pem, password=None)
-    return TransparencyLog(open_pool(database_url, schema, max_size=1), Ed25519Signer(key), ORIGIN)  # type: ignore[arg-type]
+    assert isinstance(key, Ed25519PrivateKey)
+    return TransparencyLog(open_pool(database_url, schema, max_size=1), Ed25519Signer(key), ORIGIN)
 
 
 def _process_appends(database_url: str, schema: str, signer_pem: bytes, worker: str, ready: Any, start: Any,
@@ -101,18 +103,28 @@ def _envelope_maker(signer: Ed25519Signer, worker: str, system: str, made: list[
     return make
 
 
-def _spawn(target: Callable[..., None], count: int, *args: Any) -> tuple[list[Any], Any, Any]:
-    """Start `count` processes that report ready and then wait for `start`; returns them, start and results."""
+@pytest.fixture
+def spawned() -> Iterator[list[Any]]:
+    """The test's processes; any still running when the test ends (it failed) are terminated."""
+    processes: list[Any] = []
+    yield processes
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=10)
+
+
+def _spawn(processes: list[Any], target: Callable[..., None], count: int, *args: Any) -> tuple[Any, Any]:
+    """Start `count` processes that report ready and then wait for `start`; returns start and the results queue."""
     ready, start, results = SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue()
-    processes = []
     for n in range(count):
         worker = f"process-{n}"
         process = SPAWN.Process(target=target, args=(*args[:3], worker, *args[3:], ready, start, results))
         process.start()
         processes.append(process)
-    for _ in processes:
+    for _ in range(count):
         ready.get(timeout=60)
-    return processes, start, results
+    return start, results
 
 
 def _join(processes: list[Any], results: Any) -> dict[str, Any]:
@@ -127,9 +139,9 @@ def _join(processes: list[Any], results: Any) -> dict[str, Any]:
 
 
 def test_concurrent_appends_from_threads_and_processes_make_one_consistent_log(
-    tlog: TransparencyLog, database_url: str, ledger: str, signer: Ed25519Signer
+    tlog: TransparencyLog, database_url: str, ledger: str, signer: Ed25519Signer, spawned: list[Any]
 ) -> None:
-    processes, start, results = _spawn(_process_appends, PROCESSES, database_url, ledger, signer.private_pem())
+    start, results = _spawn(spawned, _process_appends, PROCESSES, database_url, ledger, signer.private_pem())
     checkpoints: dict[int, str] = {}
     done = threading.Event()
 
@@ -148,7 +160,7 @@ def test_concurrent_appends_from_threads_and_processes_make_one_consistent_log(
         appending = [threads.submit(thread_appends, n) for n in range(THREADS)]
         start.set()
         indexes = dict(f.result(timeout=120) for f in appending)
-        indexes |= _join(processes, results)
+        indexes |= _join(spawned, results)
         done.set()
         checkpointer.result(timeout=30)
 
@@ -195,7 +207,7 @@ def test_concurrent_appends_from_threads_and_processes_make_one_consistent_log(
 
 
 def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
-    tlog: TransparencyLog, database_url: str, ledger: str, signer: Ed25519Signer
+    tlog: TransparencyLog, database_url: str, ledger: str, signer: Ed25519Signer, spawned: list[Any]
 ) -> None:
     request_id = str(uuid.uuid4())
     with psycopg.connect(database_url, autocommit=True, options=f"-c search_path={ledger}") as conn:
@@ -208,9 +220,8 @@ def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
     for i in range(3):  # the log already holds other entries
         tlog.append_entry(entry("earlier", i))
     systems = ["app_db", "uploads", "segment"]
-    processes, start, results = _spawn(
-        _process_append_once, 2, database_url, ledger, signer.private_pem(), request_id, systems
-    )
+    start, results = _spawn(spawned, _process_append_once, 2, database_url, ledger, signer.private_pem(), request_id,
+                            systems)  # fmt: skip
 
     def attempt(n: int, system: str) -> tuple[str, Logged, bool]:
         made: list[bytes] = []
@@ -222,7 +233,7 @@ def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
         futures = [threads.submit(attempt, n, system) for n in range(4) for system in systems]
         start.set()
         attempts = [f.result(timeout=120) for f in futures]
-        for _, out in _join(processes, results).items():
+        for _, out in _join(spawned, results).items():
             attempts += [(system, Logged(envelope, index), made) for system, envelope, index, made in out]
 
     assert tlog.size() == 3 + len(systems)
@@ -230,12 +241,12 @@ def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
         rows = conn.execute(
             "SELECT system, envelope, leaf_index FROM receipts WHERE request_id = %s ORDER BY leaf_index", [request_id]
         ).fetchall()
-        leaves = dict(conn.execute("SELECT leaf_index, entry FROM tlog_leaves").fetchall())
+        leaves = {int(i): bytes(e) for i, e in conn.execute("SELECT leaf_index, entry FROM tlog_leaves").fetchall()}
     assert sorted(str(r[0]) for r in rows) == sorted(systems)
     assert sorted(int(r[2]) for r in rows) == [3, 4, 5]
     for system, envelope, index in rows:
         seen = {logged for s, logged, _ in attempts if s == system}
         assert seen == {Logged(bytes(envelope), int(index))}, f"{system}: attempts saw different receipts"
-        assert bytes(leaves[index]) == bytes(envelope)  # the receipt row and its leaf hold the same bytes
+        assert leaves[int(index)] == bytes(envelope)  # the receipt row and its leaf hold the same bytes
         assert sum(made for s, _, made in attempts if s == system) == 1  # only the winner signed
     assert len(attempts) == len(systems) * (4 + 2)
