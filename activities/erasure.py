@@ -286,10 +286,9 @@ class ErasureActivities:
         statement = certificate_statement(facts, {receipt_path(s): env for s, env in receipts.items()})
         logged = self._tlog.append_once(input.request_id, REQUEST_SYSTEM, "certificate",
                                         lambda: self._sign(statement))  # fmt: skip
-        checkpoint, _ = self._tlog.checkpoint()
         self._suppress(input.request_id)
         self._ledger.set_state(input.request_id, RequestState.CERTIFIED, outcome)
-        return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest(), checkpoint.size)
+        return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest(), self._tlog.size())
 
     def _exceptions(self, tasks: dict[str, Any]) -> Iterator[str]:
         for task in tasks.values():
@@ -404,7 +403,6 @@ def shred_request(
         started_at=_utc(at), finished_at=_utc(at),
     )  # fmt: skip
     logged = tlog.append_once(request_id, REQUEST_SYSTEM, "shred", lambda: sign(receipt_statement(facts)))
-    tlog.checkpoint()
     ledger.set_state(request_id, RequestState.CLOSED)
     if destroyed_now:
         ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})

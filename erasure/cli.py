@@ -377,15 +377,19 @@ def evidence_export(
     request_id: Annotated[str, typer.Argument(help="The request id.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The bundle to write (.zip).")],
     public_key: Annotated[Path | None, typer.Option(help="Also write the signing public key here.")] = None,
+    since: Annotated[list[Path] | None, typer.Option(help="A checkpoint the auditor holds (from an earlier bundle): "
+                                                          "the bundle proves the log only grew since; repeatable.")]
+    = None,
 ) -> None:
     """Write the auditor's bundle: certificate, receipts, proofs, checkpoint, keys, report."""
     from erasure.export import export_bundle, public_key_file
 
     with _errors():
         _check_uuid(request_id)
+        held = [_read_text(p) for p in since or []]
         services = _services(_config("cli"))
         try:
-            bundle = export_bundle(services, request_id, output)
+            bundle = export_bundle(services, request_id, output, since=held)
             if public_key is not None:
                 public_key_file(services, public_key)
         finally:
@@ -405,7 +409,7 @@ def evidence_verify(
 
     with _errors():
         keys = [load_public_key_pem(_read(p)) for p in trusted_key] if trusted_key else None
-        previous = _read(previous_checkpoint).decode() if previous_checkpoint else None
+        previous = _read_text(previous_checkpoint) if previous_checkpoint else None
         report = verify_bundle(bundle, trusted_keys=keys, previous_checkpoint=previous)
         for line in report.checks:
             out.print(f"[green]ok[/green] {line}", highlight=False)
@@ -419,6 +423,13 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return _read(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(str(path), "(file)", "is not UTF-8 text (a checkpoint is a UTF-8 signed note)") from None
 
 
 # -- suppression ------------------------------------------------------------------------------------------------

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from activities.erasure import REQUEST_SYSTEM, receipt_path
-from erasure.errors import ErasureError
+from erasure.errors import ErasureError, InvalidInput
 from erasure.services import Services
 from evidence.bundle import Bundle, InclusionProof
+from evidence.checkpoint import open_checkpoint
 from evidence.dsse import Envelope
+from evidence.errors import VerificationError
 from evidence.keys import keyid_of, public_key_pem
 from evidence.report import render_report, verify_instructions
 from evidence.statement import parse_statement
 
 
-def export_bundle(services: Services, request_id: str, path: Path) -> Bundle:
+# Consistency proofs from this many of the most recent published checkpoints travel in every bundle; an auditor
+# holding an older checkpoint asks for a proof from it with `since`.
+RECENT_CHECKPOINTS = 100
+
+
+def export_bundle(services: Services, request_id: str, path: Path, since: Sequence[str] = ()) -> Bundle:
+    """Write the request's bundle; `since` are checkpoints (signed notes) an auditor already holds."""
     with services.pool.connection() as conn:
         rows = conn.execute(
             "SELECT system, action, envelope, leaf_index FROM receipts WHERE request_id = %s", [request_id]
@@ -28,13 +37,13 @@ def export_bundle(services: Services, request_id: str, path: Path) -> Bundle:
         if action == "erase" and system != REQUEST_SYSTEM
     }  # fmt: skip
     tlog = services.tlog
-    checkpoint, note = tlog.checkpoint()
+    checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it
     proofs = {"certificate.dsse.json": _proof(services, certificate_index, checkpoint.size)}
     for name, (_, index) in receipts.items():
         proofs[name] = _proof(services, index, checkpoint.size)
-    consistency = {
-        size: tuple(tlog.consistency_proof(size, checkpoint.size)) for size in tlog.earlier_checkpoint_sizes(checkpoint.size)
-    }
+    sizes = set(tlog.earlier_checkpoint_sizes(checkpoint.size, RECENT_CHECKPOINTS))
+    sizes.update(_held_size(services, held, checkpoint.size) for held in since)
+    consistency = {size: tuple(tlog.consistency_proof(size, checkpoint.size)) for size in sorted(sizes)}
     signer = tlog.signer
     statement = parse_statement(Envelope.from_json(certificate).payload)
     bundle = Bundle(
@@ -49,6 +58,20 @@ def export_bundle(services: Services, request_id: str, path: Path) -> Bundle:
     )
     bundle.write(path)
     return bundle
+
+
+def _held_size(services: Services, note: str, current_size: int) -> int:
+    """The size of a checkpoint an auditor holds, once it is shown to be one of this log's own."""
+    tlog = services.tlog
+    try:
+        held = open_checkpoint(note, [(tlog.origin, tlog.signer.public_key)])
+    except VerificationError as exc:
+        raise InvalidInput("--since", "checkpoint", f"is not a checkpoint of this log: {exc}") from None
+    if held.size > current_size:
+        raise InvalidInput("--since", "checkpoint", f"is larger than the log ({held.size} > {current_size})")
+    if held.size and tlog.root(held.size) != held.root_hash:
+        raise ErasureError(f"the checkpoint at size {held.size} does not match this log's root at that size")
+    return held.size
 
 
 def _proof(services: Services, leaf_index: int, size: int) -> InclusionProof:

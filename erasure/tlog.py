@@ -131,7 +131,7 @@ class TransparencyLog:
             stored = conn.execute("SELECT note FROM tlog_checkpoints WHERE tree_size = %s", [size]).fetchone()
             return checkpoint, str(stored[0])  # type: ignore[index]
 
-    def earlier_checkpoint_sizes(self, before: int, limit: int = 1000) -> list[int]:
+    def earlier_checkpoint_sizes(self, before: int, limit: int) -> list[int]:
         with self._pool.connection() as conn:
             rows = conn.execute(
                 "SELECT tree_size FROM tlog_checkpoints WHERE tree_size > 0 AND tree_size < %s "

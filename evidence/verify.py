@@ -195,7 +195,10 @@ def _check_consistency(previous: Checkpoint, current: Checkpoint, proofs: Mappin
         )
     proof = () if previous.size in (0, current.size) else proofs.get(previous.size)  # those need no proof
     if proof is None:
-        raise VerificationError(f"no consistency proof from the previous size {previous.size} to {current.size}")
+        raise VerificationError(
+            f"no consistency proof from the previous size {previous.size} to {current.size}: ask for a bundle "
+            "exported with that checkpoint (erasure evidence export --since)"
+        )
     try:
         verify_consistency(previous.size, current.size, previous.root_hash, current.root_hash, proof)
     except VerificationError as exc:

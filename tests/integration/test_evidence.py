@@ -41,7 +41,8 @@ from erasure.cli import app
 from erasure.config import Config, code_version
 from erasure.db import migrate, open_pool
 from erasure.estate import CHILD, count_rows
-from erasure.export import export_bundle, public_key_file
+from erasure.errors import ErasureError
+from erasure.export import RECENT_CHECKPOINTS, export_bundle, public_key_file
 from erasure.intake import submit, validate
 from erasure.services import Services
 from erasure.tlog import TransparencyLog
@@ -594,24 +595,26 @@ def test_previous_checkpoint_signed_by_another_key_is_rejected(sealed: Sealed) -
         verify(sealed, sealed.bundle_b, previous=other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=VerificationError,
-    reason="erasure/export.py puts in log/consistency.json proofs from the 1,000 newest checkpoints only "
-    "(erasure/tlog.py earlier_checkpoint_sizes, limit=1000, and a checkpoint is signed at every seal, shred and "
-    "export): a checkpoint an auditor kept from an earlier bundle that is older than that is then rejected with "
-    "'no consistency proof', although the log only grew",
-)
-def test_bundle_verifies_against_a_checkpoint_older_than_the_last_thousand(sealed: Sealed, tmp_path: Path) -> None:
+def test_an_auditors_older_checkpoint_is_proved_on_request(sealed: Sealed, tmp_path: Path) -> None:
+    """Bundles carry proofs from the latest published checkpoints; an auditor holding an older one asks for it."""
     services = sealed.harness.services
-    for i in range(1001):  # about a thousand requests later, each sealed with a checkpoint of its own
+    for i in range(RECENT_CHECKPOINTS + 1):  # many requests later, each bundle publishing a checkpoint
         services.tlog.append_entry(b"a later entry %d" % i)
         services.tlog.checkpoint()
-    export_bundle(services, sealed.a, tmp_path / "bundle_a_later.zip")
+    export_bundle(services, sealed.a, tmp_path / "later.zip")
+    with pytest.raises(VerificationError, match=r"no consistency proof from the previous size 3 .*--since"):
+        verify(sealed, tmp_path / "later.zip", previous=sealed.checkpoint("a"))
 
-    report = verify(sealed, tmp_path / "bundle_a_later.zip", previous=sealed.checkpoint("a"))
+    export_bundle(services, sealed.a, tmp_path / "later_since.zip", since=[sealed.checkpoint("a")])
+    report = verify(sealed, tmp_path / "later_since.zip", previous=sealed.checkpoint("a"))
 
     assert report.checks[-1].endswith("is consistent with the previous checkpoint at size 3")
+
+
+def test_export_refuses_a_checkpoint_from_another_log(sealed: Sealed, forked_checkpoint: Callable[[int], str],
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    with pytest.raises(ErasureError, match="does not match this log's root"):
+        export_bundle(sealed.harness.services, sealed.a, tmp_path / "x.zip", since=[forked_checkpoint(3)])
 
 
 @pytest.mark.parametrize("defect", ["fork", "rollback"])
@@ -676,12 +679,6 @@ def test_the_bundles_own_verify_txt_passes_with_standard_tools(sealed: Sealed, t
     assert result.stdout.count(" included") == 3 and "NOT INCLUDED" not in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="erasure/cli.py evidence_verify decodes --previous-checkpoint with a bare .decode(): a file that is not "
-    "UTF-8 escapes as an unhandled UnicodeDecodeError (a traceback) instead of a one-line failure",
-)
 def test_cli_refuses_a_previous_checkpoint_that_is_not_text(sealed: Sealed, tmp_path: Path) -> None:
     previous = tmp_path / "previous.txt"
     previous.write_bytes(b"\xff\xfe" + sealed.checkpoint("a").encode("utf-16-le"))  # saved as UTF-16 by an editor
@@ -689,7 +686,8 @@ def test_cli_refuses_a_previous_checkpoint_that_is_not_text(sealed: Sealed, tmp_
     result = cli(str(sealed.bundle_b), "--trusted-key", str(sealed.key_pem), "--previous-checkpoint", str(previous))
 
     assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code in (1, 2)
+    assert result.exit_code == 2
+    assert "is not UTF-8 text" in result.stderr
 
 
 # -- shredding --------------------------------------------------------------------------------------------------------
