@@ -15,7 +15,7 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from evidence.checkpoint import Checkpoint, sign_checkpoint
-from evidence.keys import Ed25519Signer
+from evidence.keys import Signer
 from evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, new_nodes, root
 
 
@@ -45,7 +45,7 @@ class Logged:
 
 
 class TransparencyLog:
-    def __init__(self, pool: ConnectionPool, signer: Ed25519Signer, origin: str) -> None:
+    def __init__(self, pool: ConnectionPool, signer: Signer, origin: str) -> None:
         self._pool = pool
         self.signer = signer
         self.origin = origin

@@ -94,3 +94,11 @@ def test_bundle_signed_by_someone_else_is_rejected(make_bundle: MakeBundle, atta
 def test_no_trusted_keys_trusts_nothing(make_bundle: MakeBundle) -> None:
     with pytest.raises(VerificationError, match="not signed by a trusted key"):
         verify_bundle(make_bundle().path, trusted_keys=[])
+
+
+def test_any_of_several_trusted_keys_will_do_across_a_key_rotation(
+    make_bundle: MakeBundle, signer: Ed25519Signer
+) -> None:
+    retired, next_key = Ed25519Signer.generate(), Ed25519Signer.generate()
+    report = verify_bundle(make_bundle().path, trusted_keys=[retired.public_key, signer.public_key, next_key.public_key])
+    assert report.outcome == "partial"
