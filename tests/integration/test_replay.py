@@ -1,0 +1,80 @@
+"""Replay saved workflow histories against today's workflow code: a change that would break requests already
+running (non-determinism) fails here first. Guard deliberate changes with `workflow.patched(...)`.
+
+The histories in tests/histories were recorded from real runs, with a codec key kept beside them for this purpose
+only. To record them again after a deliberate, patched change: `ERASURE_RECORD_HISTORIES=1 pytest
+tests/integration/test_replay.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from activities.contracts import RequestResult
+from erasure.codec import CodecKeys, data_converter
+from tests.integration.conftest import Harness, Vendors, court_order
+from tests.integration.estate import catalogue, plant
+from workflows.request import ErasureRequestWorkflow
+from workflows.system import SystemErasureWorkflow
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+RECORDING = os.environ.get("ERASURE_RECORD_HISTORIES") == "1"
+SAVED = {
+    # a whole request on a vendor that never finishes: polls, escalation, deadline, certificate, grace, shredding
+    "request_with_overdue_vendor": "request",
+    "overdue_vendor": "request/segment",
+    # a storage system on the real dev server: locate, erase, verify, receipt
+    "storage_system": "request/app_db",
+}
+
+
+def save(name: str, history: WorkflowHistory, keys_home: Path) -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    shutil.copytree(keys_home / "keys" / "codec", HISTORIES / "codec", dirs_exist_ok=True)
+
+
+@pytest.mark.skipif(not RECORDING, reason="records histories only when ERASURE_RECORD_HISTORIES=1")
+async def test_record_histories(harness: Harness, skipping_harness: Harness, vendors: Vendors, database_url: str,
+                                moto_url: str, schema: str, s3_client: Any, bucket_name: str,
+                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("APP_DATABASE_URL", database_url)
+    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
+    plant(database_url, schema, s3_client, bucket_name)
+    status = await harness.run(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))
+    storage = await harness.client.get_workflow_handle(f"{status['request_id']}/app_db").fetch_history()
+    save("storage_system", storage, harness.config.home)
+
+    vendors.segment.outcome = "NEVER"
+    overdue = {"systems": [{"name": "segment", "connector": "segment", "category": "analytics",
+                            "identifiers": ["user_id"], "poll": {"every": "P1D"},
+                            "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"}}]}  # fmt: skip
+    async with skipping_harness.worker():
+        submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), overdue)
+        handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await handle.result()
+    save("request_with_overdue_vendor", await handle.fetch_history(), skipping_harness.config.home)
+    child = skipping_harness.client.get_workflow_handle(f"{submission.request_id}/segment")
+    save("overdue_vendor", await child.fetch_history(), skipping_harness.config.home)
+
+
+@pytest.mark.skipif(RECORDING, reason="recording")
+@pytest.mark.parametrize("name", sorted(SAVED))
+async def test_saved_history_replays_on_todays_code(name: str) -> None:
+    raw = (HISTORIES / f"{name}.json").read_text()
+    history = WorkflowHistory.from_json(SAVED[name], json.loads(raw))
+    replayer = Replayer(
+        workflows=[ErasureRequestWorkflow, SystemErasureWorkflow],
+        data_converter=data_converter(CodecKeys(HISTORIES).codec()),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
