@@ -171,7 +171,7 @@ class MemoryTree:
     def append(self, entry: bytes) -> int:
         """Add an entry; returns its leaf index."""
         index = self.size
-        for level, position, value in new_nodes(index, leaf_hash(entry), self):
+        for level, _position, value in new_nodes(index, leaf_hash(entry), self):
             if level == len(self._levels):
                 self._levels.append([])
             self._levels[level].append(value)  # nodes of a level complete left to right: position is its length

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -85,6 +88,32 @@ class Harness:
                 await stack.enter_async_context(worker)
             yield
 
+    def process_env(self, home: Path | None = None) -> dict[str, str]:
+        """The environment of an `erasure` process of this deployment: a home of its own, the same keys."""
+        if home is not None and not (home / "keys").exists():
+            shutil.copytree(self.config.home / "keys", home / "keys")
+        return {
+            **os.environ,
+            "ERASURE_HOME": str(home or self.config.home),
+            "DATABASE_URL": self.config.database_url,
+            "ERASURE_TEMPORAL_ADDRESS": self.config.temporal_address,
+            "ERASURE_TASK_QUEUE": self.config.task_queue,
+            "ERASURE_LEDGER_SCHEMA": self.config.ledger_schema,
+        }
+
+    def start_worker(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """`erasure worker` in a process of its own; its log is $ERASURE_HOME/logs/worker.jsonl."""
+        return subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    async def cli(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "erasure.cli", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await process.communicate()
+        return subprocess.CompletedProcess(list(args), process.returncode or 0, stdout.decode(), stderr.decode())
+
     def write_yaml(self, name: str, data: Any) -> Path:
         path = self.tmp / name
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -101,8 +130,6 @@ class Harness:
             return await self.wait_certified(submission.request_id)
 
     async def wait_certified(self, request_id: str, timeout_s: float = 60) -> dict[str, Any]:
-        import asyncio
-
         for _ in range(int(timeout_s * 10)):
             status = request_status(self.services.ledger, request_id)
             if status["state"] in RequestState.SETTLED:
@@ -132,26 +159,28 @@ def config(keys_home: Path, database_url: str, temporal: WorkflowEnvironment, le
     )
 
 
-@pytest.fixture
-async def harness(config: Config, temporal: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def open_harness(config: Config, env: WorkflowEnvironment, tmp: Path) -> AsyncIterator[Harness]:
+    config = config.with_(temporal_address=env.client.service_client.config.target_host)
     services = Services.open(config)
     with ThreadPoolExecutor(max_workers=16) as executor:
         try:
-            yield Harness(config, services, temporal.client, tmp_path, executor, temporal)
+            yield Harness(config, services, env.client, tmp, executor, env)
         finally:
             services.close()
+
+
+@pytest.fixture
+async def harness(config: Config, temporal: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with open_harness(config, temporal, tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture
 async def skipping_harness(config: Config, time_skipping: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
     """A harness on the time-skipping server: `await` a workflow's result and its timers and retries fly by."""
-    config = config.with_(temporal_address=time_skipping.client.service_client.config.target_host)
-    services = Services.open(config)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        try:
-            yield Harness(config, services, time_skipping.client, tmp_path, executor, time_skipping)
-        finally:
-            services.close()
+    async with open_harness(config, time_skipping, tmp_path) as opened:
+        yield opened
 
 
 def court_order(subject: dict[str, list[str]], scope: Any = "all") -> dict[str, Any]:

@@ -6,14 +6,12 @@ log file, and the exported bundle. Zero hits. The suppression list answers for t
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -128,40 +126,21 @@ def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: V
     }  # fmt: skip
 
 
-async def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "erasure.cli", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    stdout, stderr = await process.communicate()
-    return subprocess.CompletedProcess(args, process.returncode or 0, stdout, stderr)
-
-
 async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
     harness: Harness, vendors: Vendors, database_url: str, moto_url: str, schema: str, bucket_name: str,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     catalogue = plant(database_url, schema, moto_url, bucket_name, vendors)
     home = tmp_path / "home"
-    shutil.copytree(harness.config.home / "keys", home / "keys")
-    env = {
-        **os.environ,
-        "ERASURE_HOME": str(home),
-        "DATABASE_URL": harness.config.database_url,
-        "ERASURE_TEMPORAL_ADDRESS": harness.config.temporal_address,
-        "ERASURE_TASK_QUEUE": harness.config.task_queue,
-        "ERASURE_LEDGER_SCHEMA": harness.config.ledger_schema,
-        "APP_DATABASE_URL": database_url,
-        "ERASURE_S3_ENDPOINT": moto_url,
-    }
+    env = {**harness.process_env(home), "APP_DATABASE_URL": database_url, "ERASURE_S3_ENDPOINT": moto_url}
     (tmp_path / "order.yaml").write_text(yaml.safe_dump(court_order({"user_id": [str(CHILD.user_id)],
                                                                     "email": [CHILD.email], "phone": [CHILD.phone]})))
     (tmp_path / "systems.yaml").write_text(yaml.safe_dump(catalogue))
-    worker = subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = harness.start_worker(env)
     try:
-        submitted = await cli(env, "submit", str(tmp_path / "order.yaml"), "--catalogue",
+        submitted = await harness.cli(env, "submit", str(tmp_path / "order.yaml"), "--catalogue",
                               str(tmp_path / "systems.yaml"), "--wait", "--timeout", "120", "--json")  # fmt: skip
-        assert submitted.returncode == 0, submitted.stderr.decode()
+        assert submitted.returncode == 0, submitted.stderr
         status = json.loads(submitted.stdout)
         request_id = status["request_id"]
         assert status["outcome"] == "complete", [(s["system"], s["evidence_level"], s["detail"]) for s in status["systems"]]
@@ -170,13 +149,13 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
             "segment": "vendor_attested", "meta_audiences": "vendor_attested",
         }  # fmt: skip
         bundle = tmp_path / "bundle.zip"
-        exported = await cli(env, "evidence", "export", request_id, "-o", str(bundle))
-        assert exported.returncode == 0, exported.stderr.decode()
+        exported = await harness.cli(env, "evidence", "export", request_id, "-o", str(bundle))
+        assert exported.returncode == 0, exported.stderr
         # the suppression list knows the erased subject, not the neighbour; what is asked is not kept
-        assert (await cli(env, "suppression", "check", "--email", CHILD.email or "")).returncode == 0
-        assert (await cli(env, "suppression", "check", "--user-id", str(CHILD.user_id))).returncode == 0
-        neighbour = await cli(env, "suppression", "check", "--email", NEIGHBOURS[0].email or "")
-        assert neighbour.returncode == 3 and b"not suppressed" in neighbour.stdout
+        assert (await harness.cli(env, "suppression", "check", "--email", CHILD.email or "")).returncode == 0
+        assert (await harness.cli(env, "suppression", "check", "--user-id", str(CHILD.user_id))).returncode == 0
+        neighbour = await harness.cli(env, "suppression", "check", "--email", NEIGHBOURS[0].email or "")
+        assert neighbour.returncode == 3 and "not suppressed" in neighbour.stdout
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,23 +21,6 @@ def app_env(monkeypatch: pytest.MonkeyPatch, database_url: str, moto_url: str) -
     monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
 
 
-async def cli(harness: Harness, *args: str) -> tuple[int, str, str]:
-    env = {
-        **os.environ,
-        "ERASURE_HOME": str(harness.config.home),
-        "DATABASE_URL": harness.config.database_url,
-        "ERASURE_TEMPORAL_ADDRESS": harness.config.temporal_address,
-        "ERASURE_TASK_QUEUE": harness.config.task_queue,
-        "ERASURE_LEDGER_SCHEMA": harness.config.ledger_schema,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "erasure.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
-
-
 async def test_shred_now_destroys_the_key_and_the_bundle_still_verifies(
     harness: Harness, database_url: str, schema: str, s3_client: Any, bucket_name: str, tmp_path: Path
 ) -> None:
@@ -52,13 +32,18 @@ async def test_shred_now_destroys_the_key_and_the_bundle_still_verifies(
         before = tmp_path / "before.zip"
         export_bundle(harness.services, request_id, before)
 
-        code, _, err = await cli(harness, "shred", request_id)
-        assert code == 2 and "--yes-destroy-the-key" in err  # refused without the confirmation
+        env = harness.process_env()
+        refused = await harness.cli(env, "shred", request_id)
+        assert refused.returncode == 2 and "--yes-destroy-the-key" in refused.stderr  # the confirmation is required
         assert harness.services.vault.open(request_id, Vault.SUBJECT)
 
-        code, out, err = await cli(harness, "shred", request_id, "--yes-destroy-the-key")
-        assert code == 0, err
-        assert "shredded" in out
+        shredded = await harness.cli(env, "shred", request_id, "--yes-destroy-the-key")
+        assert shredded.returncode == 0, shredded.stderr
+        assert "shredded" in shredded.stdout
+        listed = await harness.cli(env, "list", "--json")
+        assert request_id in listed.stdout
+        status = await harness.cli(env, "status", request_id, "--json")
+        assert '"state": "closed"' in status.stdout
 
     record = harness.services.ledger.request(request_id)
     assert record is not None and record.state == "closed"

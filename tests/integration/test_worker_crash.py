@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +12,6 @@ import psycopg
 from erasure.estate import count_rows
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
-
-
-def start_worker(harness: Harness, home: Path, database_url: str, moto_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ERASURE_HOME": str(home),
-        "DATABASE_URL": harness.config.database_url,
-        "ERASURE_TEMPORAL_ADDRESS": harness.config.temporal_address,
-        "ERASURE_TASK_QUEUE": harness.config.task_queue,
-        "ERASURE_LEDGER_SCHEMA": harness.config.ledger_schema,
-        "APP_DATABASE_URL": database_url,
-        "ERASURE_S3_ENDPOINT": moto_url,
-    }
-    # the worker's own log is $ERASURE_HOME/logs/worker.jsonl
-    return subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 async def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
@@ -47,15 +27,15 @@ async def test_sigkill_mid_fan_out_then_a_new_worker_completes_the_request(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     plant(database_url, schema, s3_client, bucket_name)
-    home = tmp_path / "worker-home"
-    shutil.copytree(harness.config.home / "keys", home / "keys")  # the same deployment's keys
+    env = {**harness.process_env(tmp_path / "worker-home"), "APP_DATABASE_URL": database_url,
+           "ERASURE_S3_ENDPOINT": moto_url}  # fmt: skip
     systems = catalogue(schema, bucket_name)
     systems["systems"][0]["connection"]["lock_timeout_ms"] = 120_000  # app_db waits on the lock below
 
     with psycopg.connect(database_url) as blocker:
         # Hold app_db's erasure at a lock so the fan-out is caught half done: uploads finishes, app_db waits.
         blocker.execute(f'LOCK TABLE "{schema}".device_tokens IN ACCESS EXCLUSIVE MODE')
-        first = start_worker(harness, home, database_url, moto_url)
+        first = harness.start_worker(env)
         try:
             submission = await harness.submit(court_order({"user_id": ["1"]}), systems)
             request_id = submission.request_id
@@ -70,7 +50,7 @@ async def test_sigkill_mid_fan_out_then_a_new_worker_completes_the_request(
         assert ledger.task(request_id, "app_db").state == "locating"
         blocker.rollback()  # release the lock: the killed worker's transaction died with its connection
 
-    second = start_worker(harness, home, database_url, moto_url)
+    second = harness.start_worker(env)
     try:
         status = await harness.wait_certified(request_id, timeout_s=120)
     finally:
