@@ -19,6 +19,13 @@ RECORD_RECEIPT = "erasure.record_receipt"
 SEAL = "erasure.seal"
 SHRED = "erasure.shred"
 
+
+
+def vendor_task_queue(main: str, connector: str) -> str:
+    """A rate-limited vendor's own task queue: the server enforces its rate across every worker."""
+    return f"{main}-{connector}"
+
+
 # Error types the workflows branch on (ApplicationError.type).
 JOB_STILL_RUNNING = "JobStillRunning"
 TERMINAL = "TerminalError"

@@ -53,6 +53,7 @@ from activities.contracts import (
     StepInput,
     SystemPlan,
     VerifyResult,
+    vendor_task_queue,
 )
 from connectors.base import Connector
 from connectors.registry import connector_class
@@ -127,7 +128,7 @@ class ErasureActivities:
 
     def _system_plan(self, spec: SystemSpec) -> SystemPlan:
         caps = connector_class(spec.connector).capabilities
-        queue = f"{self._task_queue}-{spec.connector}" if caps.rate_per_second else self._task_queue
+        queue = vendor_task_queue(self._task_queue, spec.connector) if caps.rate_per_second else self._task_queue
         retry = spec.retry
         return SystemPlan(
             system=spec.name,

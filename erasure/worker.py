@@ -11,6 +11,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.contracts import vendor_task_queue
 from activities.erasure import ErasureActivities
 from connectors.registry import connector_class, kinds
 from erasure.config import Config, code_version
@@ -50,7 +51,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
             workers.append(
                 Worker(
                     client,
-                    task_queue=f"{config.task_queue}-{kind}",
+                    task_queue=vendor_task_queue(config.task_queue, kind),
                     activities=activities,
                     max_task_queue_activities_per_second=rate,
                     graceful_shutdown_timeout=timedelta(seconds=10),

@@ -21,8 +21,10 @@ def plant(database_url: str, schema: str, s3: Any, bucket: str, *, object_lock: 
     for person in (CHILD, *NEIGHBOURS):
         for key in upload_keys(person):
             s3.put_object(Bucket=bucket, Key=key, Body=b"video")
-    s3.put_object(Bucket=bucket, Key="uploads/1/clip-0.mp4", Body=b"second version")
-    s3.delete_object(Bucket=bucket, Key="uploads/1/clip-1.mp4")  # a delete marker over a version
+    for body in (b"second version", b"third version"):
+        s3.put_object(Bucket=bucket, Key="uploads/1/clip-0.mp4", Body=body)
+    s3.delete_object(Bucket=bucket, Key="uploads/1/clip-0.mp4")  # three versions under a delete marker
+    s3.delete_object(Bucket=bucket, Key="uploads/1/clip-1.mp4")  # a delete marker over one version
 
 
 def catalogue(schema: str, bucket: str, **retry: Any) -> dict[str, Any]:

@@ -745,7 +745,7 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
             second = await env.run(activities.erase, step)
             env.info = dataclasses.replace(env.info, attempt=1)
 
-            assert first.deleted == {"app_db": 18, "uploads": 6}[system]
+            assert first.deleted == {"app_db": 18, "uploads": 8}[system]
             assert (second.deleted, second.blocked, second.key_count) == (0, 0, 0)
             with psycopg.connect(database_url) as conn:
                 assert count_rows(conn, schema) == rows

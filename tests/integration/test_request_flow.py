@@ -36,8 +36,8 @@ async def test_court_order_erases_every_system_and_spares_neighbours(
     assert systems["app_db"]["evidence_level"] == "verified_absent"
     assert (systems["app_db"]["records_before"], systems["app_db"]["records_after"]) == (18, 0)
     assert systems["uploads"]["evidence_level"] == "verified_absent"
-    # clip-0 has two versions, clip-1 a version and a delete marker, clip-2 one version, the avatar one
-    assert (systems["uploads"]["records_before"], systems["uploads"]["records_after"]) == (6, 0)
+    # clip-0: three versions and a delete marker; clip-1: a version and a marker; clip-2 and the avatar: one each
+    assert (systems["uploads"]["records_before"], systems["uploads"]["records_after"]) == (8, 0)
 
     with psycopg.connect(database_url) as conn:
         assert count_rows(conn, schema) == {"users": 3, "videos": 6, "comments": 6, "follows": 6, "device_tokens": 3}

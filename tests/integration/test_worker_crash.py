@@ -58,7 +58,7 @@ async def test_sigkill_mid_fan_out_then_a_new_worker_completes_the_request(
         second.wait(timeout=30)
 
     levels = {s["system"]: (s["evidence_level"], s["records_before"], s["records_after"]) for s in status["systems"]}
-    assert levels == {"app_db": ("verified_absent", 18, 0), "uploads": ("verified_absent", 6, 0)}
+    assert levels == {"app_db": ("verified_absent", 18, 0), "uploads": ("verified_absent", 8, 0)}
     assert status["outcome"] == "complete"
     with psycopg.connect(database_url) as conn:
         assert count_rows(conn, schema)["users"] == 3
