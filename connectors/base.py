@@ -32,7 +32,6 @@ class Capabilities:
 
     asynchronous: bool = False  # erase returns a vendor job that must be polled
     verifiable: bool = True  # verify looks again itself (else the vendor's word is the evidence)
-    batch_size: int = 1000  # most identifiers or keys per vendor call
     rate_per_second: float | None = None  # enforced by the server on the vendor's own task queue
     poll_every: timedelta = timedelta(minutes=10)
     service_time: timedelta = timedelta(days=30)  # the vendor's stated time to finish; past it we escalate

@@ -131,7 +131,7 @@ class DeltaConnector(Connector):
     kind = "delta"
     # one MERGE per table holds the batch in memory as its Arrow source; past a few thousand keys the min..max range
     # delta-rs derives from them for file pruning spans most files anyway
-    capabilities = Capabilities(asynchronous=False, verifiable=True, batch_size=5000)
+    capabilities = Capabilities(asynchronous=False, verifiable=True)
     settings_model = DeltaSettings
     supported_identifiers = frozenset(IdentifierType)
 

@@ -1,11 +1,10 @@
-"""Normalising and hashing identifiers the way ad platforms match them.
+"""Normalising and hashing identifiers the way Meta matches them.
 
 Pure functions, no I/O. A wrong normalisation is not a cosmetic bug: the hash then names nobody (the removal silently
 misses the child) or names somebody else (a neighbour is removed), so each rule follows the vendor's document:
 
-- Meta (custom audiences): email trimmed, trailing dots removed, lower-cased; phone as digits only, country code first,
-  no "+" and no leading zeros.
-- Google (Customer Match): email trimmed, inner whitespace removed, lower-cased; phone in E.164 with a leading "+".
+- email: trimmed, trailing dots removed, lower-cased;
+- phone: digits only, country code first, no "+" and no leading zeros.
 
 Phones written without "+" or "00" are read as national numbers of `default_country_code` (digits, e.g. "44"): one
 national trunk "0" is dropped (for "1", an 11-digit number's leading trunk "1") except where the zero is part of the
@@ -23,7 +22,6 @@ _ZERO_IS_PART_OF_NUMBER = frozenset({"39", "378", "379"})
 _NANP = "1"
 _NON_DIGITS = re.compile(r"[^0-9]")
 _TRAILING_DOTS_AND_SPACE = re.compile(r"[\s.]+$")
-_WHITESPACE = re.compile(r"\s+")
 _COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
 
 
@@ -40,16 +38,6 @@ def meta_email(raw: str) -> str:
 
 def meta_phone(raw: str, default_country_code: str | None) -> str:
     return _international_digits(raw, default_country_code)
-
-
-def google_email(raw: str) -> str:
-    normalised = _WHITESPACE.sub("", raw).lower()
-    _require_email(normalised)
-    return normalised
-
-
-def google_phone(raw: str, default_country_code: str | None) -> str:
-    return "+" + _international_digits(raw, default_country_code)
 
 
 def _require_email(value: str) -> None:

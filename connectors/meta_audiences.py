@@ -88,7 +88,6 @@ class MetaAudiencesConnector(Connector):
     capabilities = Capabilities(
         asynchronous=False,
         verifiable=False,
-        batch_size=MAX_ROWS,
         # Each call carries up to 10,000 rows, so a subject is one call per audience; the ad account's business use
         # case quota is shared with the platform's own audience syncs, which should keep the headroom.
         rate_per_second=2.0,

@@ -104,7 +104,7 @@ class _Scope:
 
 class PostgresConnector(Connector):
     kind = "postgres"
-    capabilities = Capabilities(asynchronous=False, verifiable=True, batch_size=10000)
+    capabilities = Capabilities(asynchronous=False, verifiable=True)
     settings_model = PostgresSettings
     supported_identifiers = frozenset(IdentifierType)
     settings: PostgresSettings

@@ -78,7 +78,6 @@ class SegmentConnector(Connector):
     capabilities = Capabilities(
         asynchronous=True,
         verifiable=False,
-        batch_size=MAX_SUBJECT_IDS,
         # One call per request; the regulation quota is counted per period, so speed buys nothing and a slow,
         # steady rate keeps bursts of requests from spending it on a 429.
         rate_per_second=1.0,

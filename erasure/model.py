@@ -39,11 +39,6 @@ class EvidenceLevel(StrEnum):
     BLOCKED = "blocked"
     FAILED = "failed"
 
-    @property
-    def is_done(self) -> bool:
-        """Blocked and failed systems are not done; a request with either is not complete."""
-        return self in (EvidenceLevel.VERIFIED_ABSENT, EvidenceLevel.VENDOR_ATTESTED, EvidenceLevel.ACCEPTED)
-
 
 @dataclass(frozen=True)
 class Subject:

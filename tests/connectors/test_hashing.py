@@ -28,10 +28,6 @@ def test_meta_email(raw: str, expected: str) -> None:
     assert hashing.meta_email(raw) == expected
 
 
-def test_google_email_removes_inner_whitespace() -> None:
-    assert hashing.google_email(" Child Name @Example.com\n") == "childname@example.com"
-
-
 @pytest.mark.parametrize(
     ("raw", "country", "expected"),
     [
@@ -48,10 +44,6 @@ def test_google_email_removes_inner_whitespace() -> None:
 )
 def test_meta_phone(raw: str, country: str | None, expected: str) -> None:
     assert hashing.meta_phone(raw, country) == expected
-
-
-def test_google_phone_is_e164_with_plus() -> None:
-    assert hashing.google_phone("07700 900123", "44") == f"+{UK}"
 
 
 def test_neighbours_stay_apart() -> None:
@@ -96,8 +88,6 @@ _phones = st.tuples(
 def test_email_normalisation_is_idempotent(raw: str) -> None:
     once = hashing.meta_email(raw)
     assert hashing.meta_email(once) == once
-    google = hashing.google_email(raw)
-    assert hashing.google_email(google) == google
 
 
 @given(_phones)
@@ -108,6 +98,3 @@ def test_phone_normalisation_is_idempotent(parts: tuple[str, str]) -> None:
     except ValueError:
         return  # too short or too long: refused, never guessed
     assert hashing.meta_phone("+" + meta, None) == meta  # Meta's form drops the "+", which marks it international
-    google = hashing.google_phone(raw, "44")
-    assert google == "+" + meta
-    assert hashing.google_phone(google, None) == google
