@@ -98,7 +98,7 @@ class _Version:
 
 class S3Connector(Connector):
     kind = "s3"
-    capabilities = Capabilities(asynchronous=False, verifiable=True, batch_size=_MAX_DELETE)
+    capabilities = Capabilities(asynchronous=False, verifiable=True)
     settings_model = S3Settings
     supported_identifiers = frozenset(IdentifierType)
     settings: S3Settings
@@ -141,7 +141,8 @@ class S3Connector(Connector):
                 done, refused = self._delete_batch(bucket, batch)
                 deleted.extend(f"{bucket}/{v.key}@{v.version_id}" for v in done)
                 blocked += refused
-            self._abort_uploads(bucket, subject)
+        for mapping in self.settings.mapping.buckets:  # a bucket may hold an unfinished upload and no object
+            self._abort_uploads(mapping, subject)
         level = EvidenceLevel.BLOCKED if blocked else EvidenceLevel.VERIFIED_ABSENT
         detail = f"{blocked} object version(s) under legal hold or retention" if blocked else ""
         return Outcome(level=level, deleted=len(deleted), blocked=blocked, deleted_keys=tuple(deleted), detail=detail)
@@ -155,7 +156,7 @@ class S3Connector(Connector):
             remaining[location] = remaining.get(location, 0) + len(versions)
             listed.update((bucket, v.key) for v in versions)
             locked += sum(1 for v in versions if self._is_locked(bucket, v))
-        uploads = sum(len(self._uploads(mapping.bucket, subject)) for mapping in self.settings.mapping.buckets)
+        uploads = sum(len(self._uploads(mapping, subject)) for mapping in self.settings.mapping.buckets)
         if uploads:
             remaining["multipart_uploads"] = uploads
         # an exact key the listing did not show must also answer 404 to HEAD (a listing is not a read)
@@ -229,22 +230,20 @@ class S3Connector(Connector):
             raise _map_error(self.system, "list object versions", exc) from exc
         return out
 
-    def _uploads(self, bucket: str, subject: Subject) -> list[tuple[str, str]]:
+    def _uploads(self, mapping: BucketMapping, subject: Subject) -> list[tuple[str, str]]:
+        """Unfinished multipart uploads of the subject's keys: (key, upload id)."""
         found: list[tuple[str, str]] = []
-        for mapping in self.settings.mapping.buckets:
-            if mapping.bucket != bucket:
-                continue
-            for template in map(_parse_template, mapping.keys):
-                for value in self._values(subject, template):
-                    key = template.render(value)
-                    try:
-                        pages = self._client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
-                        for page in pages:
-                            for upload in page.get("Uploads", []):
-                                if upload["Key"] == key or (template.is_prefix and upload["Key"].startswith(key)):
-                                    found.append((upload["Key"], upload["UploadId"]))
-                    except (ClientError, BotoCoreError) as exc:
-                        raise _map_error(self.system, "list multipart uploads", exc) from exc
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        for template in map(_parse_template, mapping.keys):
+            for value in self._values(subject, template):
+                key = template.render(value)
+                try:
+                    for page in paginator.paginate(Bucket=mapping.bucket, Prefix=key):
+                        for upload in page.get("Uploads", []):
+                            if upload["Key"] == key or (template.is_prefix and upload["Key"].startswith(key)):
+                                found.append((upload["Key"], upload["UploadId"]))
+                except (ClientError, BotoCoreError) as exc:
+                    raise _map_error(self.system, "list multipart uploads", exc) from exc
         return found
 
     # -- deletion --------------------------------------------------------------------------------------------
@@ -295,10 +294,10 @@ class S3Connector(Connector):
                 return False
             raise _map_error(self.system, "get retention", exc) from exc
 
-    def _abort_uploads(self, bucket: str, subject: Subject) -> None:
-        for key, upload_id in self._uploads(bucket, subject):
+    def _abort_uploads(self, mapping: BucketMapping, subject: Subject) -> None:
+        for key, upload_id in self._uploads(mapping, subject):
             try:
-                self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                self._client.abort_multipart_upload(Bucket=mapping.bucket, Key=key, UploadId=upload_id)
             except (ClientError, BotoCoreError) as exc:
                 raise _map_error(self.system, "abort multipart upload", exc) from exc
 

@@ -130,7 +130,7 @@ def test_hostile_values_are_literal_and_touch_nothing(s3_client: Any, uploads: s
 def test_values_that_are_not_one_path_segment_are_refused(s3_client: Any, uploads: str, value: str) -> None:
     before = all_keys(s3_client, uploads)
     connector = make_connector(uploads)
-    subject = Subject.of(user_id=[value, "1"]) if value else Subject.of(user_id=[value, "1"])
+    subject = Subject.of(user_id=[value, "1"])
     connector.erase(subject, "k")
     after = all_keys(s3_client, uploads)
     # only the child's own objects went
@@ -161,3 +161,18 @@ def test_a_template_without_trailing_slash_is_one_exact_key(s3_client: Any, uplo
     connector = make_connector(uploads)
     connector.erase(Subject.of(user_id=["1"]), "k")
     assert ("avatars/1.jpg.bak", False) in all_keys(s3_client, uploads)
+
+
+def test_an_unfinished_upload_is_aborted_even_where_no_object_is_left(s3_client: Any, uploads: str) -> None:
+    connector = make_connector(uploads)
+    subject = Subject.of(user_id=["1"])
+    connector.erase(subject, "k")  # the child's objects are gone; then an upload begun earlier is found
+    s3_client.create_multipart_upload(Bucket=uploads, Key="uploads/1/draft.mp4")
+    s3_client.create_multipart_upload(Bucket=uploads, Key="uploads/10/draft.mp4")  # a neighbour's: must stay
+    assert connector.verify(subject).remaining["multipart_uploads"] == 1
+
+    connector.erase(subject, "k")
+
+    assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
+    left = s3_client.list_multipart_uploads(Bucket=uploads).get("Uploads", [])
+    assert [u["Key"] for u in left] == ["uploads/10/draft.mp4"]
