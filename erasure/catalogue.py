@@ -75,16 +75,17 @@ class SystemSpec(BaseModel):
         return self
 
     def connector_settings(self) -> StrictModel:
-        return connector_class(self.connector).settings_model.model_validate(
-            {"connection": self.connection, "mapping": self.mapping}
-        )
+        return self._settings(self.connection)
 
     def build_connector(self) -> Connector:
         """The connector, with `${VAR}` in connection values read from the worker's environment."""
-        settings = connector_class(self.connector).settings_model.model_validate(
-            {"connection": {k: _expand(v) for k, v in self.connection.items()}, "mapping": self.mapping}
-        )
+        settings = self._settings({k: _expand(v) for k, v in self.connection.items()})
         return connector_class(self.connector)(self.name, settings)
+
+    def _settings(self, connection: dict[str, Any]) -> StrictModel:
+        return connector_class(self.connector).settings_model.model_validate(
+            {"connection": connection, "mapping": self.mapping}
+        )
 
 
 class Catalogue(BaseModel):
