@@ -23,7 +23,9 @@ test: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy evidence connectors erasure activities workflows emulators
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy domain evidence connectors stores erasure activities workflows emulators examples
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/evidence_log.py

@@ -20,7 +20,6 @@ SEAL = "erasure.seal"
 SHRED = "erasure.shred"
 
 
-
 def vendor_task_queue(main: str, connector: str) -> str:
     """A rate-limited vendor's own task queue: the server enforces its rate across every worker."""
     return f"{main}-{connector}"

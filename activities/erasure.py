@@ -56,14 +56,9 @@ from activities.contracts import (
     vendor_task_queue,
 )
 from connectors.base import Connector
-from connectors.registry import connector_class
-from erasure.catalogue import Catalogue, SystemSpec, catalogue_from_snapshot
-from erasure.errors import TerminalError, Throttled, TransientError
-from erasure.ledger import Ledger, RequestState, TaskState
-from erasure.model import EvidenceLevel, JobHandle, JobStatus, Subject
-from erasure.pseudonyms import Pseudonymizer
-from erasure.tlog import TransparencyLog
-from erasure.vault import Vault, VaultSealed
+from connectors.registry import build_connector
+from domain.errors import TerminalError, Throttled, TransientError
+from domain.model import EvidenceLevel, JobHandle, JobStatus, Subject
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from evidence.merkle import MemoryTree
 from evidence.statement import (
@@ -74,6 +69,11 @@ from evidence.statement import (
     outcome_for,
     receipt_statement,
 )
+from stores.catalogue import Catalogue, SystemSpec, catalogue_from_snapshot
+from stores.ledger import Ledger, RequestState, TaskState
+from stores.pseudonyms import Pseudonymizer
+from stores.tlog import TransparencyLog
+from stores.vault import Vault, VaultSealed
 
 T = TypeVar("T")
 log = structlog.get_logger("erasure.activities")
@@ -106,9 +106,16 @@ class ErasureActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [
-            self.plan, self.locate, self.erase, self.poll, self.verify,
-            self.record_event, self.record_receipt, self.seal, self.shred,
-        ]  # fmt: skip
+            self.plan,
+            self.locate,
+            self.erase,
+            self.poll,
+            self.verify,
+            self.record_event,
+            self.record_receipt,
+            self.seal,
+            self.shred,
+        ]
 
     # -- planning ---------------------------------------------------------------------------------------------
 
@@ -127,7 +134,7 @@ class ErasureActivities:
         return Plan(systems=systems, max_concurrency=catalogue.max_concurrency, grace_s=self._grace_s)
 
     def _system_plan(self, spec: SystemSpec) -> SystemPlan:
-        caps = connector_class(spec.connector).capabilities
+        caps = spec.kind.capabilities
         queue = vendor_task_queue(self._task_queue, spec.connector) if caps.rate_per_second else self._task_queue
         retry = spec.retry
         return SystemPlan(
@@ -155,14 +162,17 @@ class ErasureActivities:
     @activity.defn(name=LOCATE)
     async def locate(self, input: StepInput) -> LocateResult:
         def work() -> LocateResult:
-            self._ledger.update_task(input.request_id, input.system, state=TaskState.LOCATING,
-                                     started_at=_now())  # fmt: skip
+            self._ledger.update_task(input.request_id, input.system, state=TaskState.LOCATING, started_at=_now())
             with self._connector(input) as (connector, subject):
                 inventory = connector.locate(subject)
             self._ledger.update_task(
-                input.request_id, input.system, state=TaskState.ERASING, records_before=inventory.total,
-                counts_before=dict(inventory.counts), detail=inventory.note,
-            )  # fmt: skip
+                input.request_id,
+                input.system,
+                state=TaskState.ERASING,
+                records_before=inventory.total,
+                counts_before=dict(inventory.counts),
+                detail=inventory.note,
+            )
             return LocateResult(counts=dict(inventory.counts), note=inventory.note)
 
         return await self._run(input.request_id, input.system, work)
@@ -175,17 +185,27 @@ class ErasureActivities:
             commitment = self._commitment(input.request_id, outcome.deleted_keys)
             job_id = outcome.job.job_id if outcome.job else None
             self._ledger.update_task(
-                input.request_id, input.system,
+                input.request_id,
+                input.system,
                 state=TaskState.WAITING_VENDOR if job_id else TaskState.VERIFYING,
-                deleted=outcome.deleted, blocked=outcome.blocked, key_commitment=commitment,
-                key_count=len(outcome.deleted_keys), vendor_job_id=job_id,
-                vendor_status=outcome.vendor_status or None, detail=outcome.detail,
-            )  # fmt: skip
+                deleted=outcome.deleted,
+                blocked=outcome.blocked,
+                key_commitment=commitment,
+                key_count=len(outcome.deleted_keys),
+                vendor_job_id=job_id,
+                vendor_status=outcome.vendor_status or None,
+                detail=outcome.detail,
+            )
             return EraseResult(
-                level=outcome.level.value, deleted=outcome.deleted, blocked=outcome.blocked,
-                key_commitment=commitment, key_count=len(outcome.deleted_keys), job_id=job_id,
-                vendor_status=outcome.vendor_status, detail=outcome.detail,
-            )  # fmt: skip
+                level=outcome.level.value,
+                deleted=outcome.deleted,
+                blocked=outcome.blocked,
+                key_commitment=commitment,
+                key_count=len(outcome.deleted_keys),
+                job_id=job_id,
+                vendor_status=outcome.vendor_status,
+                detail=outcome.detail,
+            )
 
         return await self._run(input.request_id, input.system, work)
 
@@ -198,9 +218,10 @@ class ErasureActivities:
             if state.status is JobStatus.RUNNING:
                 # retryable on purpose: the workflow's retry policy is the polling schedule
                 raise ApplicationError(
-                    f"vendor job {state.vendor_status}", type=JOB_STILL_RUNNING,
+                    f"vendor job {state.vendor_status}",
+                    type=JOB_STILL_RUNNING,
                     category=ApplicationErrorCategory.BENIGN,  # expected while waiting: not logged as a failure
-                )  # fmt: skip
+                )
             finished = state.finished_at.isoformat() if state.finished_at else None
             self._ledger.update_task(input.request_id, input.system, state=TaskState.VERIFYING)
             return PollResult(state.status is JobStatus.SUCCEEDED, state.vendor_status, finished, state.detail)
@@ -214,10 +235,11 @@ class ErasureActivities:
                 verification = connector.verify(subject)
             verifiable = connector.capabilities.verifiable
             self._ledger.update_task(
-                input.request_id, input.system,
+                input.request_id,
+                input.system,
                 records_after=verification.total_remaining if verifiable else None,
                 counts_after=dict(verification.remaining) if verifiable else None,
-            )  # fmt: skip
+            )
             return VerifyResult(verification.level.value, dict(verification.remaining), verification.detail)
 
         return await self._run(input.request_id, input.system, work)
@@ -225,33 +247,58 @@ class ErasureActivities:
     @activity.defn(name=RECORD_EVENT)
     async def record_event(self, input: EventInput) -> None:
         await self._run(
-            input.request_id, input.system,
-            lambda: self._ledger.record_event(input.request_id, input.system, input.kind, input.event_key,
-                                              datetime.fromisoformat(input.at), dict(input.detail)),
-        )  # fmt: skip
+            input.request_id,
+            input.system,
+            lambda: self._ledger.record_event(
+                input.request_id,
+                input.system,
+                input.kind,
+                input.event_key,
+                datetime.fromisoformat(input.at),
+                dict(input.detail),
+            ),
+        )
 
     @activity.defn(name=RECORD_RECEIPT)
     async def record_receipt(self, input: ReceiptInput) -> ReceiptResult:
         def work() -> ReceiptResult:
             task = self._ledger.task(input.request_id, input.system)
             facts = ReceiptFacts(
-                request_id=input.request_id, system=input.system, category=task.category,
-                connector=task.connector, action=input.action, evidence_level=input.level,
-                records_before=task.records_before, records_after=task.records_after, blocked=task.blocked,
-                locations=_locations(task.counts_before, task.counts_after), key_commitment=task.key_commitment,
+                request_id=input.request_id,
+                system=input.system,
+                category=task.category,
+                connector=task.connector,
+                action=input.action,
+                evidence_level=input.level,
+                records_before=task.records_before,
+                records_after=task.records_after,
+                blocked=task.blocked,
+                locations=_locations(task.counts_before, task.counts_after),
+                key_commitment=task.key_commitment,
                 key_count=task.key_count,
-                vendor_job_id=task.vendor_job_id, vendor_status=task.vendor_status, detail=input.detail,
-                notes=tuple(input.notes), workflow_id=input.workflow_id, run_id=input.run_id,
-                activity_id=activity.info().activity_id, code_version=self._code_version,
-                started_at=input.started_at, finished_at=input.finished_at,
-            )  # fmt: skip
-            logged = self._tlog.append_once(input.request_id, input.system, input.action, lambda: self._sign(
-                receipt_statement(facts)))  # fmt: skip
+                vendor_job_id=task.vendor_job_id,
+                vendor_status=task.vendor_status,
+                detail=input.detail,
+                notes=tuple(input.notes),
+                workflow_id=input.workflow_id,
+                run_id=input.run_id,
+                activity_id=activity.info().activity_id,
+                code_version=self._code_version,
+                started_at=input.started_at,
+                finished_at=input.finished_at,
+            )
+            logged = self._tlog.append_once(
+                input.request_id, input.system, input.action, lambda: self._sign(receipt_statement(facts))
+            )
             self._ledger.update_task(
-                input.request_id, input.system, state=TaskState.DONE, evidence_level=input.level,
-                detail=input.detail, started_at=datetime.fromisoformat(input.started_at),
+                input.request_id,
+                input.system,
+                state=TaskState.DONE,
+                evidence_level=input.level,
+                detail=input.detail,
+                started_at=datetime.fromisoformat(input.started_at),
                 finished_at=datetime.fromisoformat(input.finished_at),
-            )  # fmt: skip
+            )
             return ReceiptResult(hashlib.sha256(logged.envelope).hexdigest(), logged.leaf_index)
 
         return await self._run(input.request_id, input.system, work)
@@ -270,23 +317,33 @@ class ErasureActivities:
         receipts = self._receipts(input.request_id)
         systems = tuple(
             SystemOutcome(
-                system=r.system, category=tasks[r.system].category, evidence_level=r.level,
-                records_before=tasks[r.system].records_before, records_after=tasks[r.system].records_after,
+                system=r.system,
+                category=tasks[r.system].category,
+                evidence_level=r.level,
+                records_before=tasks[r.system].records_before,
+                records_after=tasks[r.system].records_after,
                 receipt=receipt_path(r.system),
-            )  # fmt: skip
+            )
             for r in sorted(input.results, key=lambda r: r.system)
         )
         outcome = outcome_for(s.evidence_level for s in systems)
         facts = CertificateFacts(
-            request_id=input.request_id, kind=request.kind, legal_basis=request.legal_basis,
-            jurisdiction_reference=request.reference, received_at=f"{request.received_on.isoformat()}T00:00:00Z",
-            deadline=request.deadline.isoformat(), outcome=outcome, outcome_reason=outcome_reason(systems),
-            systems=systems, exceptions=tuple(self._exceptions(tasks)), log_origin=self._tlog.origin,
-            code_version=self._code_version, issued_at=_now().isoformat(),
-        )  # fmt: skip
+            request_id=input.request_id,
+            kind=request.kind,
+            legal_basis=request.legal_basis,
+            jurisdiction_reference=request.reference,
+            received_at=f"{request.received_on.isoformat()}T00:00:00Z",
+            deadline=request.deadline.isoformat(),
+            outcome=outcome,
+            outcome_reason=outcome_reason(systems),
+            systems=systems,
+            exceptions=tuple(self._exceptions(tasks)),
+            log_origin=self._tlog.origin,
+            code_version=self._code_version,
+            issued_at=_now().isoformat(),
+        )
         statement = certificate_statement(facts, {receipt_path(s): env for s, env in receipts.items()})
-        logged = self._tlog.append_once(input.request_id, REQUEST_SYSTEM, "certificate",
-                                        lambda: self._sign(statement))  # fmt: skip
+        logged = self._tlog.append_once(input.request_id, REQUEST_SYSTEM, "certificate", lambda: self._sign(statement))
         self._suppress(input.request_id)
         self._ledger.set_state(input.request_id, RequestState.CERTIFIED, outcome)
         return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest(), self._tlog.size())
@@ -306,11 +363,23 @@ class ErasureActivities:
 
     @activity.defn(name=SHRED)
     async def shred(self, input: ShredInput) -> ShredResult:
-        return await self._run(input.request_id, None, lambda: shred_request(
-            self._ledger, self._vault, self._tlog, self._sign, input.request_id, input.reason, self._code_version,
-            at=datetime.fromisoformat(input.requested_at), workflow_id=activity.info().workflow_id or "",
-            run_id=activity.info().workflow_run_id or "", activity_id=activity.info().activity_id,
-        ))  # fmt: skip
+        return await self._run(
+            input.request_id,
+            None,
+            lambda: shred_request(
+                self._ledger,
+                self._vault,
+                self._tlog,
+                self._sign,
+                input.request_id,
+                input.reason,
+                self._code_version,
+                at=datetime.fromisoformat(input.requested_at),
+                workflow_id=activity.info().workflow_id or "",
+                run_id=activity.info().workflow_run_id or "",
+                activity_id=activity.info().activity_id,
+            ),
+        )
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -331,7 +400,7 @@ class ErasureActivities:
     def _connector(self, step: StepInput, *, need_subject: bool = True) -> Iterator[tuple[Connector, Subject]]:
         spec = self._catalogue(step.request_id).system(step.system)
         subject = self._vault.subject(step.request_id).only(spec.identifiers) if need_subject else Subject({})
-        with spec.build_connector() as connector:
+        with build_connector(spec.connector, spec.name, spec.resolved_settings()) as connector:
             yield connector, subject
 
     def _commitment(self, request_id: str, keys: tuple[str, ...]) -> str | None:
@@ -375,18 +444,30 @@ class ErasureActivities:
         except Exception as exc:
             # An unexpected error's message may quote data: keep only its type and where it happened.
             where = "".join(traceback.format_tb(exc.__traceback__)[-3:])
-            log.error("unexpected error in activity", activity=info.activity_type, error_type=type(exc).__name__,
-                      where=where)  # fmt: skip
-            raise ApplicationError(f"unexpected {type(exc).__name__} in {info.activity_type}",
-                                   type="UnexpectedError") from None  # fmt: skip
+            log.error(
+                "unexpected error in activity", activity=info.activity_type, error_type=type(exc).__name__, where=where
+            )
+            raise ApplicationError(
+                f"unexpected {type(exc).__name__} in {info.activity_type}", type="UnexpectedError"
+            ) from None
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "system")
 
 
 def shred_request(
-    ledger: Ledger, vault: Vault, tlog: TransparencyLog, sign: Callable[[bytes], bytes], request_id: str, reason: str,
-    code_version: str, *, at: datetime, workflow_id: str, run_id: str, activity_id: str,
-) -> ShredResult:  # fmt: skip
+    ledger: Ledger,
+    vault: Vault,
+    tlog: TransparencyLog,
+    sign: Callable[[bytes], bytes],
+    request_id: str,
+    reason: str,
+    code_version: str,
+    *,
+    at: datetime,
+    workflow_id: str,
+    run_id: str,
+    activity_id: str,
+) -> ShredResult:
     """Destroy the request's data key and log a receipt saying so; safe to run again.
 
     `at` is when the workflow asked (its clock is the request's clock, also on a time-skipping test server).
@@ -396,13 +477,29 @@ def shred_request(
     if not vault.is_destroyed(request_id):
         raise TerminalError(f"request {request_id} has no vault key to destroy")
     facts = ReceiptFacts(
-        request_id=request_id, system="vault", category="orchestrator", connector="vault", action="shred",
-        evidence_level=EvidenceLevel.VERIFIED_ABSENT.value, records_before=1, records_after=0, blocked=0,
-        locations={}, key_commitment=None, key_count=0, vendor_job_id=None, vendor_status=None,
+        request_id=request_id,
+        system="vault",
+        category="orchestrator",
+        connector="vault",
+        action="shred",
+        evidence_level=EvidenceLevel.VERIFIED_ABSENT.value,
+        records_before=1,
+        records_after=0,
+        blocked=0,
+        locations={},
+        key_commitment=None,
+        key_count=0,
+        vendor_job_id=None,
+        vendor_status=None,
         detail=f"the request's data key was destroyed ({reason}); its sealed identifiers can no longer be read",
-        notes=(), workflow_id=workflow_id, run_id=run_id, activity_id=activity_id, code_version=code_version,
-        started_at=_utc(at), finished_at=_utc(at),
-    )  # fmt: skip
+        notes=(),
+        workflow_id=workflow_id,
+        run_id=run_id,
+        activity_id=activity_id,
+        code_version=code_version,
+        started_at=_utc(at),
+        finished_at=_utc(at),
+    )
     logged = tlog.append_once(request_id, REQUEST_SYSTEM, "shred", lambda: sign(receipt_statement(facts)))
     ledger.set_state(request_id, RequestState.CLOSED)
     if destroyed_now:

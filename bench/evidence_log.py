@@ -58,8 +58,12 @@ SYSTEMS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=100_000, help="entries appended one per transaction")
-    parser.add_argument("--checkpoint-every", type=int, default=100,
-                        help="sign a checkpoint every N appends, as seals do (export proves consistency from them)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        help="sign a checkpoint every N appends, as seals do (export proves consistency from them)",
+    )
     parser.add_argument("--samples", type=int, default=200, help="random leaves / sizes per proof timing")
     parser.add_argument("--receipts", type=int, default=2_000, help="receipts appended through append_once")
     parser.add_argument("--batched", type=int, default=10_000, help="entries appended N per transaction (comparison)")
@@ -68,8 +72,12 @@ def main() -> None:
     began = time.perf_counter()
 
     with postgres() as (database_url, where), tempfile.TemporaryDirectory() as tmp:
-        config = Config(home=Path(tmp) / "home", database_url=database_url, temporal_address="unused",
-                        ledger_schema=f"bench_{uuid.uuid4().hex[:12]}")  # fmt: skip
+        config = Config(
+            home=Path(tmp) / "home",
+            database_url=database_url,
+            temporal_address="unused",
+            ledger_schema=f"bench_{uuid.uuid4().hex[:12]}",
+        )
         services = Services.open(config)  # the one pool; the signing key is created under home/keys
         try:
             print(f"postgres: {where}; {server_settings(services)}")
@@ -86,9 +94,11 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
     n = args.entries
 
     # -- appends, one per transaction ---------------------------------------------------------------------------
-    print(f"\nappend_entry, one entry per transaction, {n:,} distinct receipt envelopes (signed in chunks of "
-          f"10,000 before each chunk is appended; a checkpoint signed every {args.checkpoint_every} appends, timed "
-          f"apart):")  # fmt: skip
+    print(
+        f"\nappend_entry, one entry per transaction, {n:,} distinct receipt envelopes (signed in chunks of "
+        f"10,000 before each chunk is appended; a checkpoint signed every {args.checkpoint_every} appends, timed "
+        f"apart):"
+    )
     append_s = checkpoint_s = sign_s = 0.0
     sizes: list[int] = []
     checkpoints = {}
@@ -112,18 +122,28 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
                 checkpoint_s += time.perf_counter() - t0
         append_s += window_s
         last_window = (len(chunk), window_s)
-        print(f"  {chunk_start + len(chunk):>7,}: {len(chunk) / window_s:6.0f} appends/s over the last "
-              f"{len(chunk):,}", flush=True)  # fmt: skip
-    print(f"  envelopes: mean {statistics.mean(sizes):.0f} B (min {min(sizes)}, max {max(sizes)}); building and "
-          f"signing one: {sign_s * 1e6 / n:.0f} µs")  # fmt: skip
-    print(f"  overall: {n / append_s:.0f} appends/s ({append_s * 1e3 / n:.2f} ms each, {append_s:.0f} s in all); "
-          f"last {last_window[0]:,}: {last_window[0] / last_window[1]:.0f} appends/s")  # fmt: skip
+        print(
+            f"  {chunk_start + len(chunk):>7,}: {len(chunk) / window_s:6.0f} appends/s over the last {len(chunk):,}",
+            flush=True,
+        )
+    print(
+        f"  envelopes: mean {statistics.mean(sizes):.0f} B (min {min(sizes)}, max {max(sizes)}); building and "
+        f"signing one: {sign_s * 1e6 / n:.0f} µs"
+    )
+    print(
+        f"  overall: {n / append_s:.0f} appends/s ({append_s * 1e3 / n:.2f} ms each, {append_s:.0f} s in all); "
+        f"last {last_window[0]:,}: {last_window[0] / last_window[1]:.0f} appends/s"
+    )
     io_after = io_counters(services)
     if io_before and io_after:
-        print(f"  the appending connections wrote {io_after[0] - io_before[0]:,} dirty 8 KiB buffers out themselves "
-              f"and evicted {io_after[1] - io_before[1]:,} (pg_stat_io)")  # fmt: skip
-    print(f"  {len(checkpoints):,} checkpoints signed along the way: "
-          f"{checkpoint_s * 1e3 / max(1, len(checkpoints)):.2f} ms each")  # fmt: skip
+        print(
+            f"  the appending connections wrote {io_after[0] - io_before[0]:,} dirty 8 KiB buffers out themselves "
+            f"and evicted {io_after[1] - io_before[1]:,} (pg_stat_io)"
+        )
+    print(
+        f"  {len(checkpoints):,} checkpoints signed along the way: "
+        f"{checkpoint_s * 1e3 / max(1, len(checkpoints)):.2f} ms each"
+    )
     spare = [receipt_envelope(signer, n + k) for k in range(max(args.receipts, args.batched) + 20)]
 
     # -- proofs and roots at size n -----------------------------------------------------------------------------
@@ -133,15 +153,19 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
     print(f"\nat size {cp.size:,} (median over {args.samples} random leaves / sizes; each proof verified):")
     leaves = rng.sample(range(n), args.samples)
     entries = leaf_entries(services, leaves)
-    inclusion = timed_each(leaves, lambda i: tlog.inclusion_proof(i, n),
-                           check=lambda i, proof: verify_inclusion(leaf_hash(entries[i]), i, n, proof, cp.root_hash))
+    inclusion = timed_each(
+        leaves,
+        lambda i: tlog.inclusion_proof(i, n),
+        check=lambda i, proof: verify_inclusion(leaf_hash(entries[i]), i, n, proof, cp.root_hash),
+    )
     print(f"  inclusion proof: {ms(inclusion)} ({len(tlog.inclusion_proof(leaves[0], n))} hashes)")
     olds = sorted(checkpoints)
     old_sizes = rng.sample(olds, min(args.samples, len(olds)))
     consistency = timed_each(
-        old_sizes, lambda m: tlog.consistency_proof(m, n),
+        old_sizes,
+        lambda m: tlog.consistency_proof(m, n),
         check=lambda m, proof: verify_consistency(m, n, checkpoints[m][0].root_hash, cp.root_hash, proof),
-    )  # fmt: skip
+    )
     print(f"  consistency proof from an earlier checkpoint: {ms(consistency)}")
     print(f"  root: {ms(timed_each(range(20), lambda _: tlog.root(n)))}")
     print(f"  checkpoint, already signed at this size: {ms(timed_each(range(20), lambda _: tlog.checkpoint()))}")
@@ -158,8 +182,10 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
     bundle = tmp / "bundle.zip"
     exports = timed_each(range(3), lambda _: export_bundle(services, request_id, bundle))
     written = export_bundle(services, request_id, bundle)
-    print(f"\nbundle of one request ({len(written.receipts)} receipts and a certificate) at log size "
-          f"{tlog.size():,}: {bundle.stat().st_size / 1024:.0f} KiB, {len(written.consistency)} consistency proofs")
+    print(
+        f"\nbundle of one request ({len(written.receipts)} receipts and a certificate) at log size "
+        f"{tlog.size():,}: {bundle.stat().st_size / 1024:.0f} KiB, {len(written.consistency)} consistency proofs"
+    )
     print(f"  export_bundle: {ms(exports)} (median of 3)")
     trusted = timed_each(range(20), lambda _: verify_bundle(bundle, trusted_keys=[signer.public_key]))
     print(f"  verify_bundle, trusted key: {ms(trusted)}")
@@ -167,10 +193,13 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
     held = checkpoints[held_size][1]  # an auditor's checkpoint, older than the latest published ones
     with_since = tmp / "bundle_since.zip"
     export_bundle(services, request_id, with_since, since=[held])
-    with_previous = timed_each(range(20), lambda _: verify_bundle(with_since, trusted_keys=[signer.public_key],
-                                                                   previous_checkpoint=held))  # fmt: skip
-    print(f"  verify_bundle, exported --since and checked against the auditor's checkpoint at size {held_size:,}: "
-          f"{ms(with_previous)}")
+    with_previous = timed_each(
+        range(20), lambda _: verify_bundle(with_since, trusted_keys=[signer.public_key], previous_checkpoint=held)
+    )
+    print(
+        f"  verify_bundle, exported --since and checked against the auditor's checkpoint at size {held_size:,}: "
+        f"{ms(with_previous)}"
+    )
 
     # -- the activities' path: append_once, which also writes the receipt row -------------------------------------
     if args.receipts:
@@ -181,11 +210,14 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
             request, (system, *_rest) = ids[k // len(SYSTEMS)], SYSTEMS[k % len(SYSTEMS)]
             tlog.append_once(request, system, "erase", constant(spare[k]))
         elapsed = time.perf_counter() - t0
-        print(f"\nappend_once (receipt row + leaf, one per transaction, envelopes signed beforehand), {count:,} "
-              f"receipts: {count / elapsed:.0f}/s "
-              f"({elapsed * 1e3 / count:.2f} ms each)")  # fmt: skip
-        again = timed_each(range(200), lambda k: tlog.append_once(ids[0], SYSTEMS[k % len(SYSTEMS)][0], "erase",
-                                                                 lambda: b"never used"))  # fmt: skip
+        print(
+            f"\nappend_once (receipt row + leaf, one per transaction, envelopes signed beforehand), {count:,} "
+            f"receipts: {count / elapsed:.0f}/s "
+            f"({elapsed * 1e3 / count:.2f} ms each)"
+        )
+        again = timed_each(
+            range(200), lambda k: tlog.append_once(ids[0], SYSTEMS[k % len(SYSTEMS)][0], "erase", lambda: b"never used")
+        )
         print(f"  append_once of a receipt already logged (a retried activity): {ms(again)}")
 
     # -- for comparison only: several entries per transaction ---------------------------------------------------
@@ -195,8 +227,10 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
         for start in range(0, args.batched, batch):
             append_batch(services, [spare[start + j] + b" " for j in range(batch)])  # distinct from the above
         elapsed = time.perf_counter() - t0
-        print(f"\nfor comparison, {batch} entries per transaction (TransparencyLog._append in one transaction, "
-              f"not a public API), {args.batched:,} entries: {args.batched / elapsed:.0f} appends/s")  # fmt: skip
+        print(
+            f"\nfor comparison, {batch} entries per transaction (TransparencyLog._append in one transaction, "
+            f"not a public API), {args.batched:,} entries: {args.batched / elapsed:.0f} appends/s"
+        )
 
     with services.pool.connection() as conn:
         row = conn.execute(
@@ -204,8 +238,10 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
             "(SELECT count(*) FROM tlog_nodes)"
         ).fetchone()
     assert row is not None
-    print(f"\nstorage at {tlog.size():,} entries: tlog_leaves {row[0] / 2**20:.0f} MiB, tlog_nodes {row[1] / 2**20:.0f}"
-          f" MiB ({row[2]:,} perfect-subtree hashes)")  # fmt: skip
+    print(
+        f"\nstorage at {tlog.size():,} entries: tlog_leaves {row[0] / 2**20:.0f} MiB, tlog_nodes {row[1] / 2**20:.0f}"
+        f" MiB ({row[2]:,} perfect-subtree hashes)"
+    )
 
 
 # -- pieces ------------------------------------------------------------------------------------------------------------
@@ -244,7 +280,7 @@ def io_counters(services: Services) -> tuple[int, int] | None:
                 "SELECT coalesce(sum(writes), 0), coalesce(sum(evictions), 0) FROM pg_stat_io "
                 "WHERE backend_type = 'client backend' AND object = 'relation'"
             ).fetchone()
-        except Exception:  # noqa: BLE001 (older servers have no pg_stat_io)
+        except Exception:
             return None
     return (int(row[0]), int(row[1])) if row else None
 
@@ -264,17 +300,29 @@ def receipt_envelope(signer: Ed25519Signer, i: int) -> bytes:
     started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i * 37)
     before = [(i * 7 + k) % 40 for k in range(len(locations))]
     facts = ReceiptFacts(
-        request_id=request_id, system=system, category=category, connector=connector, action="erase",
-        evidence_level="vendor_attested" if vendor else "verified_absent", records_before=sum(before),
-        records_after=None if vendor else 0, blocked=0,
+        request_id=request_id,
+        system=system,
+        category=category,
+        connector=connector,
+        action="erase",
+        evidence_level="vendor_attested" if vendor else "verified_absent",
+        records_before=sum(before),
+        records_after=None if vendor else 0,
+        blocked=0,
         locations={name: (b, None if vendor else 0) for name, b in zip(locations, before, strict=True)},
-        key_commitment=os.urandom(32).hex(), key_count=sum(before),
-        vendor_job_id=str(uuid.uuid4()) if vendor else None, vendor_status="FINISHED" if vendor else None,
-        detail="", notes=(),
-        workflow_id=f"{request_id}/{system}", run_id=str(uuid.uuid4()), activity_id=str(5 + i % 3),
-        code_version=VERSION, started_at=started.isoformat(),
+        key_commitment=os.urandom(32).hex(),
+        key_count=sum(before),
+        vendor_job_id=str(uuid.uuid4()) if vendor else None,
+        vendor_status="FINISHED" if vendor else None,
+        detail="",
+        notes=(),
+        workflow_id=f"{request_id}/{system}",
+        run_id=str(uuid.uuid4()),
+        activity_id=str(5 + i % 3),
+        code_version=VERSION,
+        started_at=started.isoformat(),
         finished_at=(started + timedelta(seconds=3)).isoformat(),
-    )  # fmt: skip
+    )
     return sign_envelope(receipt_statement(facts), IN_TOTO_PAYLOAD_TYPE, signer).to_json()
 
 
@@ -283,12 +331,19 @@ def create_request(services: Services) -> str:
     with services.pool.connection() as conn, conn.transaction():
         services.ledger.create_request(
             conn,
-            {"request_id": request_id, "kind": "court_order", "legal_basis": "UK GDPR Art. 17(1)",
-             "reference": "High Court, claim KB-2026-000123", "requester": {"role": "court"},
-             "received_on": date(2026, 11, 20), "deadline": date(2026, 12, 18), "scope": "all",
-             "catalogue_sha256": "0" * 64},
+            {
+                "request_id": request_id,
+                "kind": "court_order",
+                "legal_basis": "UK GDPR Art. 17(1)",
+                "reference": "High Court, claim KB-2026-000123",
+                "requester": {"role": "court"},
+                "received_on": date(2026, 11, 20),
+                "deadline": date(2026, 12, 18),
+                "scope": "all",
+                "catalogue_sha256": "0" * 64,
+            },
             {"systems": []},
-        )  # fmt: skip
+        )
     return request_id
 
 
@@ -305,26 +360,51 @@ def seal_request(services: Services) -> str:
     for system, category, connector, locations, vendor in SYSTEMS:
         level = "vendor_attested" if vendor else "verified_absent"
         facts = ReceiptFacts(
-            request_id=request_id, system=system, category=category, connector=connector, action="erase",
-            evidence_level=level, records_before=len(locations), records_after=None if vendor else 0, blocked=0,
-            locations={name: (1, None if vendor else 0) for name in locations}, key_commitment=os.urandom(32).hex(),
-            key_count=len(locations), vendor_job_id=None, vendor_status=None, detail="", notes=(),
-            workflow_id=f"{request_id}/{system}", run_id=str(uuid.uuid4()), activity_id="5",
-            code_version=VERSION, started_at=now, finished_at=now,
-        )  # fmt: skip
+            request_id=request_id,
+            system=system,
+            category=category,
+            connector=connector,
+            action="erase",
+            evidence_level=level,
+            records_before=len(locations),
+            records_after=None if vendor else 0,
+            blocked=0,
+            locations={name: (1, None if vendor else 0) for name in locations},
+            key_commitment=os.urandom(32).hex(),
+            key_count=len(locations),
+            vendor_job_id=None,
+            vendor_status=None,
+            detail="",
+            notes=(),
+            workflow_id=f"{request_id}/{system}",
+            run_id=str(uuid.uuid4()),
+            activity_id="5",
+            code_version=VERSION,
+            started_at=now,
+            finished_at=now,
+        )
         envelope = sign(receipt_statement(facts))  # signed up front: append_once only needs the bytes
         logged = tlog.append_once(request_id, system, "erase", constant(envelope))
         receipts[receipt_path(system)] = logged.envelope
-        outcomes.append(SystemOutcome(system, category, level, len(locations), None if vendor else 0,
-                                      receipt_path(system)))  # fmt: skip
+        outcomes.append(
+            SystemOutcome(system, category, level, len(locations), None if vendor else 0, receipt_path(system))
+        )
     systems = tuple(outcomes)
     certificate = CertificateFacts(
-        request_id=request_id, kind="court_order", legal_basis="UK GDPR Art. 17(1)",
-        jurisdiction_reference="High Court, claim KB-2026-000123", received_at="2026-11-20T00:00:00Z",
-        deadline="2026-12-18", outcome=outcome_for(s.evidence_level for s in systems),
-        outcome_reason=outcome_reason(systems), systems=systems, exceptions=(), log_origin=tlog.origin,
-        code_version=VERSION, issued_at=now,
-    )  # fmt: skip
+        request_id=request_id,
+        kind="court_order",
+        legal_basis="UK GDPR Art. 17(1)",
+        jurisdiction_reference="High Court, claim KB-2026-000123",
+        received_at="2026-11-20T00:00:00Z",
+        deadline="2026-12-18",
+        outcome=outcome_for(s.evidence_level for s in systems),
+        outcome_reason=outcome_reason(systems),
+        systems=systems,
+        exceptions=(),
+        log_origin=tlog.origin,
+        code_version=VERSION,
+        issued_at=now,
+    )
     sealed = certificate_statement(certificate, receipts)
     tlog.append_once(request_id, REQUEST_SYSTEM, "certificate", constant(sign(sealed)))
     tlog.checkpoint()
@@ -342,7 +422,7 @@ def append_batch(services: Services, entries: list[bytes]) -> None:
         row = conn.execute("SELECT size FROM tlog_head FOR UPDATE").fetchone()
         assert row is not None
         for k, entry in enumerate(entries):
-            tlog._append(conn, int(row[0]) + k, entry)  # noqa: SLF001 (comparison only)
+            tlog._append(conn, int(row[0]) + k, entry)
 
 
 def leaf_entries(services: Services, indexes: list[int]) -> dict[int, bytes]:

@@ -7,7 +7,7 @@ A connector knows one system and nothing of Temporal. Its four jobs:
 - `poll(job) -> JobState`: only for job-based vendors.
 - `verify(subject) -> Verification`: looks again and reports what remains, with the evidence level it supports.
 
-Errors are mapped at the edge of each connector into `erasure.errors`: `TransientError` (Temporal retries it) or
+Errors are mapped at the edge of each connector into `domain.errors`: `TransientError` (Temporal retries it) or
 `TerminalError` (a person must act). Messages carry codes and counts, never identifiers or response bodies.
 """
 
@@ -15,41 +15,21 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from datetime import timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict
-
-from erasure.errors import TerminalError
-from erasure.model import IdentifierType, Inventory, JobHandle, JobState, Outcome, Subject, Verification
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a connector can do, as data (dlt's capabilities context)."""
-
-    asynchronous: bool = False  # erase returns a vendor job that must be polled
-    verifiable: bool = True  # verify looks again itself (else the vendor's word is the evidence)
-    rate_per_second: float | None = None  # enforced by the server on the vendor's own task queue
-    poll_every: timedelta = timedelta(minutes=10)
-    service_time: timedelta = timedelta(days=30)  # the vendor's stated time to finish; past it we escalate
-    deadline: timedelta = timedelta(days=35)  # past it a job still running is a failure, never a success
-
-
-class StrictModel(BaseModel):
-    """Base for connector settings: unknown fields are errors, so a typo in a catalogue never passes silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from domain.errors import TerminalError
+from domain.model import Inventory, JobHandle, JobState, Outcome, Subject, Verification
+from domain.settings.base import Capabilities, KindSpec
 
 
 class Connector(ABC):
     kind: ClassVar[str]
-    capabilities: ClassVar[Capabilities] = Capabilities()
-    settings_model: ClassVar[type[StrictModel]]
-    # identifier types the connector knows how to use; the catalogue may not ask for others
-    supported_identifiers: ClassVar[frozenset[IdentifierType]]
+    spec: ClassVar[KindSpec]  # settings, capabilities and identifier types, from the domain
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.spec.capabilities
 
     def __init__(self, system: str, settings: Any) -> None:
         self.system = system

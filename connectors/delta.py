@@ -40,11 +40,11 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 from deltalake.schema import PrimitiveType
-from pydantic import Field, field_validator
 
-from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
-from erasure.errors import ErasureError, TerminalError, Throttled, TransientError
-from erasure.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from connectors.base import Connector, secret_from_env
+from domain.errors import ErasureError, TerminalError, Throttled, TransientError
+from domain.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from domain.settings.delta import KIND, Connection, DeltaSettings, DeltaTableMapping
 
 S3Client = Any  # boto3 builds its clients at run time and no stubs are installed
 
@@ -56,64 +56,6 @@ _TRUNCATED_STAT_MIN = 32  # the shortest cut of a long string statistic (Spark's
 _ZERO_RETENTION = "interval 0 seconds"
 _MAX_DELETE = 1000  # keys per DeleteObjects request
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
-
-
-class Connection(StrictModel):
-    # variable holding an S3 endpoint URL (moto, LocalStack); None: AWS itself. Credentials come from the standard
-    # AWS environment (variables, profile, instance role), never from the catalogue.
-    endpoint_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]+$")
-    allow_http: bool = False
-
-
-class DeltaTableMapping(StrictModel):
-    uri: str  # s3://bucket/path/to/table
-    key_column: str
-    identifier: IdentifierType
-
-    @field_validator("uri")
-    @classmethod
-    def _s3_uri(cls, uri: str) -> str:
-        scheme, _, rest = uri.partition("://")
-        bucket, _, path = rest.partition("/")
-        segments = path.rstrip("/").split("/")
-        if scheme != "s3" or not _BUCKET.fullmatch(bucket):
-            raise ValueError("expected s3://bucket/path")
-        if not path.strip("/") or any(s in ("", ".", "..") for s in segments):
-            raise ValueError("expected a table path after the bucket, without empty, '.' or '..' segments")
-        return f"s3://{bucket}/{path.rstrip('/')}"
-
-    @field_validator("key_column")
-    @classmethod
-    def _sql_identifier(cls, column: str) -> str:
-        if not _IDENTIFIER.fullmatch(column):
-            raise ValueError("expected a column name matching [A-Za-z_][A-Za-z0-9_]*")
-        return column
-
-    @property
-    def bucket(self) -> str:
-        return self.uri.removeprefix("s3://").partition("/")[0]
-
-    @property
-    def path(self) -> str:
-        """The location name: the table's key prefix in its bucket, without a trailing slash."""
-        return self.uri.removeprefix("s3://").partition("/")[2]
-
-
-class DeltaMapping(StrictModel):
-    tables: list[DeltaTableMapping] = Field(min_length=1)
-
-    @field_validator("tables")
-    @classmethod
-    def _each_table_once(cls, tables: list[DeltaTableMapping]) -> list[DeltaTableMapping]:
-        if len({t.path for t in tables}) != len(tables):
-            raise ValueError("each table path may be mapped once (it names the location)")
-        return tables
-
-
-class DeltaSettings(StrictModel):
-    connection: Connection = Connection()
-    mapping: DeltaMapping
 
 
 @dataclass(frozen=True)
@@ -131,9 +73,7 @@ class DeltaConnector(Connector):
     kind = "delta"
     # one MERGE per table holds the batch in memory as its Arrow source; past a few thousand keys the min..max range
     # delta-rs derives from them for file pruning spans most files anyway
-    capabilities = Capabilities(asynchronous=False, verifiable=True)
-    settings_model = DeltaSettings
-    supported_identifiers = frozenset(IdentifierType)
+    spec = KIND
 
     def __init__(self, system: str, settings: Any) -> None:
         self.settings: DeltaSettings = DeltaSettings.model_validate(settings)
@@ -219,9 +159,7 @@ class DeltaConnector(Connector):
             options["AWS_ALLOW_HTTP"] = "true"
         return options
 
-    def _key_counts(
-        self, table: DeltaTableMapping, values: list[str], dt: DeltaTable | None = None
-    ) -> dict[str, int]:
+    def _key_counts(self, table: DeltaTableMapping, values: list[str], dt: DeltaTable | None = None) -> dict[str, int]:
         """Rows per subject value in the current version, by exact equality and without SQL.
 
         Files are pruned in delta-rs by partition values and min/max statistics (tuple filters, whose values are
@@ -252,8 +190,8 @@ class DeltaConnector(Connector):
     def _versions(self, table: DeltaTableMapping) -> Iterator[_Version]:
         """Every version and delete marker under the table prefix: current, noncurrent, referenced or orphaned.
         Versions, not just objects: in a versioned bucket a deleted file lives on as a noncurrent version."""
-        pages = self._client().get_paginator("list_object_versions").paginate(
-            Bucket=table.bucket, Prefix=f"{table.path}/"
+        pages = (
+            self._client().get_paginator("list_object_versions").paginate(Bucket=table.bucket, Prefix=f"{table.path}/")
         )
         for page in pages:
             for v in page.get("Versions", []):

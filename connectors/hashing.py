@@ -68,6 +68,12 @@ def _from_national(digits: str, country_code: str | None) -> str:
         raise ValueError("phone number has no country code and no default country code is configured")
     if not _COUNTRY_CODE.fullmatch(country_code):
         raise ValueError("default country code must be 1 to 3 digits without '+'")
-    if country_code == _NANP and len(digits) == 11 and digits.startswith("1") or country_code not in _ZERO_IS_PART_OF_NUMBER and digits.startswith("0"):
+    if (
+        country_code == _NANP
+        and len(digits) == 11
+        and digits.startswith("1")
+        or country_code not in _ZERO_IS_PART_OF_NUMBER
+        and digits.startswith("0")
+    ):
         digits = digits[1:]
     return country_code + digits

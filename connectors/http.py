@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from erasure.errors import TransientError
+from domain.errors import TransientError
 
 # Connect quickly or fail over to a retry; reads get longer because vendors answer batch calls slowly.
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)

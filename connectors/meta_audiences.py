@@ -16,58 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import AfterValidator, BeforeValidator, Field
 
 from connectors import hashing, http
-from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
-from erasure.errors import ErasureError, TerminalError, Throttled, TransientError, VendorRefused
-from erasure.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from connectors.base import Connector, secret_from_env
+from domain.errors import ErasureError, TerminalError, Throttled, TransientError, VendorRefused
+from domain.model import EvidenceLevel, Inventory, Outcome, Subject, Verification
+from domain.settings.meta_audiences import IDENTIFIER_BY_KEY, KIND, MetaSettings, SchemaKey
 
 MAX_ROWS = 10_000  # per call
 # Graph error codes that mean "slow down": app (4), user (17) and ad-account (613) limits, business use case limits.
 _THROTTLE_CODES = frozenset({4, 17, 613, *range(80000, 80015)})
 _TRANSIENT_CODES = frozenset({1, 2})  # "unknown error" and "service temporarily unavailable": Meta says retry
-
-SchemaKey = Literal["EMAIL", "PHONE"]
-_IDENTIFIER: dict[SchemaKey, IdentifierType] = {"EMAIL": IdentifierType.EMAIL, "PHONE": IdentifierType.PHONE}
-
-
-def _as_text(value: Any) -> Any:
-    """A YAML catalogue writes an unquoted audience id as a number; its digits are what Meta means."""
-    return str(value) if type(value) is int else value
-
-
-def _unique(values: list[str]) -> list[str]:
-    if len(set(values)) != len(values):
-        raise ValueError("values must not repeat")
-    return values
-
-
-class MetaConnection(StrictModel):
-    base_url: str = "https://graph.facebook.com"
-    api_version: Annotated[str, Field(pattern=r"^v\d+\.\d+$")] = "v21.0"
-    access_token_env: str  # names the environment variable holding a system user's access token
-
-
-class MetaMapping(StrictModel):
-    # numeric, because they become path segments
-    audience_ids: Annotated[
-        list[Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^\d+$")]],
-        Field(min_length=1),
-        AfterValidator(_unique),
-    ]
-    # "schema" would shadow a pydantic attribute, hence the alias; the catalogue writes `schema:`
-    schema_keys: Annotated[list[SchemaKey], Field(alias="schema", min_length=1), AfterValidator(_unique)]
-    # calling code for phones written in national format, e.g. "44"; see connectors/hashing.py
-    default_country_code: Annotated[str, Field(pattern=r"^[1-9]\d{0,2}$")] | None = None
-
-
-class MetaSettings(StrictModel):
-    connection: MetaConnection
-    mapping: MetaMapping
 
 
 class MetaAudiencesConnector(Connector):
@@ -85,15 +47,7 @@ class MetaAudiencesConnector(Connector):
     """
 
     kind = "meta_audiences"
-    capabilities = Capabilities(
-        asynchronous=False,
-        verifiable=False,
-        # Each call carries up to 10,000 rows, so a subject is one call per audience; the ad account's business use
-        # case quota is shared with the platform's own audience syncs, which should keep the headroom.
-        rate_per_second=2.0,
-    )
-    settings_model = MetaSettings
-    supported_identifiers = frozenset(_IDENTIFIER.values())
+    spec = KIND
 
     def __init__(self, system: str, settings: Any) -> None:
         parsed = MetaSettings.model_validate(settings)
@@ -185,7 +139,7 @@ class MetaAudiencesConnector(Connector):
         keys = self._settings.mapping.schema_keys
         rows: dict[tuple[str, ...], None] = {}
         for column, key in enumerate(keys):
-            values = subject.values(_IDENTIFIER[key])
+            values = subject.values(IDENTIFIER_BY_KEY[key])
             for position, value in enumerate(values, start=1):
                 try:
                     digest = hashing.sha256_hex(self._normalise(key, value))
@@ -223,9 +177,10 @@ def _error(response: httpx.Response, body: Any) -> ErasureError:
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
     code, subcode = error.get("code"), error.get("error_subcode")
-    codes = ", ".join(
-        f"{name} {value}" for name, value in (("code", code), ("subcode", subcode)) if isinstance(value, int)
-    ) or "no graph error code"
+    codes = (
+        ", ".join(f"{name} {value}" for name, value in (("code", code), ("subcode", subcode)) if isinstance(value, int))
+        or "no graph error code"
+    )
     if status == 429 or code in _THROTTLE_CODES:
         return Throttled(f"meta throttled the request (http {status}, {codes})", _regain_seconds(response))
     if status >= 500 or code in _TRANSIENT_CODES or error.get("is_transient") is True:

@@ -18,80 +18,15 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
-from pydantic import Field, field_validator, model_validator
 
-from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
-from erasure.errors import TerminalError, TransientError
-from erasure.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from connectors.base import Connector, secret_from_env
+from domain.errors import TerminalError, TransientError
+from domain.model import EvidenceLevel, Inventory, Outcome, Subject, Verification
+from domain.settings.postgres import KIND, PostgresSettings
 
-SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _INTEGER_TYPES = {"smallint", "integer", "bigint"}
 _TEXT_TYPES = {"text", "character varying", "character", "citext"}
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
-
-
-class PostgresConnection(StrictModel):
-    dsn_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
-    lock_timeout_ms: int = Field(default=5000, gt=0)
-    statement_timeout_ms: int = Field(default=60000, gt=0)
-
-
-class SubjectTable(StrictModel):
-    table: str = Field(pattern=SQL_NAME)
-    key: str = Field(pattern=SQL_NAME)
-    match: dict[IdentifierType, str] = Field(min_length=1)
-
-    @field_validator("match")
-    @classmethod
-    def _columns_are_names(cls, value: dict[IdentifierType, str]) -> dict[IdentifierType, str]:
-        for column in value.values():
-            if not re.fullmatch(SQL_NAME, column):
-                raise ValueError(f"not a column name: {column!r}")
-        return value
-
-
-class LinkedTable(StrictModel):
-    table: str = Field(pattern=SQL_NAME)
-    key: str | None = Field(default=None, pattern=SQL_NAME)
-    # column -> the table whose key it references
-    references: dict[str, str] = Field(min_length=1)
-
-    @field_validator("references")
-    @classmethod
-    def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for column, table in value.items():
-            if not re.fullmatch(SQL_NAME, column) or not re.fullmatch(SQL_NAME, table):
-                raise ValueError(f"not a column and table name: {column!r} -> {table!r}")
-        return value
-
-
-class PostgresMapping(StrictModel):
-    schema_name: str = Field(default="public", pattern=SQL_NAME, alias="schema")
-    subject: SubjectTable
-    tables: list[LinkedTable] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _graph_is_sound(self) -> PostgresMapping:
-        keyed = {self.subject.table}
-        names = [self.subject.table]
-        for linked in self.tables:
-            for column, parent in linked.references.items():
-                if parent not in keyed:
-                    raise ValueError(
-                        f"table {linked.table}: column {column} references {parent}, which is not a keyed table "
-                        "listed before it"
-                    )
-            if linked.key is not None:
-                keyed.add(linked.table)
-            names.append(linked.table)
-        if len(names) != len(set(names)):
-            raise ValueError("a table is listed twice")
-        return self
-
-
-class PostgresSettings(StrictModel):
-    connection: PostgresConnection
-    mapping: PostgresMapping
 
 
 @dataclass(frozen=True)
@@ -104,9 +39,7 @@ class _Scope:
 
 class PostgresConnector(Connector):
     kind = "postgres"
-    capabilities = Capabilities(asynchronous=False, verifiable=True)
-    settings_model = PostgresSettings
-    supported_identifiers = frozenset(IdentifierType)
+    spec = KIND
     settings: PostgresSettings
 
     def __init__(self, system: str, settings: PostgresSettings) -> None:

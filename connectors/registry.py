@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from connectors.base import Connector
+from domain.settings import StrictModel
 
 _KINDS: dict[str, str] = {
     "postgres": "connectors.postgres:PostgresConnector",
@@ -15,10 +16,6 @@ _KINDS: dict[str, str] = {
 }
 
 
-def kinds() -> tuple[str, ...]:
-    return tuple(_KINDS)
-
-
 def connector_class(kind: str) -> type[Connector]:
     try:
         target = _KINDS[kind]
@@ -27,3 +24,8 @@ def connector_class(kind: str) -> type[Connector]:
     module_name, _, class_name = target.partition(":")
     cls: type[Connector] = getattr(importlib.import_module(module_name), class_name)
     return cls
+
+
+def build_connector(kind: str, system: str, settings: StrictModel) -> Connector:
+    """The connector of a system, with settings the catalogue validated (and resolved)."""
+    return connector_class(kind)(system, settings)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,67 +17,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import Field, field_validator
 
-from connectors.base import Capabilities, Connector, StrictModel
-from erasure.errors import TerminalError, TransientError
-from erasure.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from connectors.base import Connector
+from domain.errors import TerminalError, TransientError
+from domain.model import EvidenceLevel, Inventory, Outcome, Subject, Verification
+from domain.settings.s3 import KIND, BucketMapping, KeyTemplate, S3Settings, parse_template
 
 _MAX_DELETE = 1000  # S3 DeleteObjects accepts at most 1,000 objects per request
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "503", "500"}
-
-
-class S3Connection(StrictModel):
-    endpoint_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    region: str = "us-east-1"
-
-
-class BucketMapping(StrictModel):
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    keys: list[str] = Field(min_length=1)
-
-    @field_validator("keys")
-    @classmethod
-    def _templates(cls, value: list[str]) -> list[str]:
-        for template in value:
-            _parse_template(template)
-        return value
-
-
-class S3Mapping(StrictModel):
-    buckets: list[BucketMapping] = Field(min_length=1)
-    bypass_governance_retention: bool = False
-
-
-class S3Settings(StrictModel):
-    connection: S3Connection = S3Connection()
-    mapping: S3Mapping
-
-
-@dataclass(frozen=True)
-class _Template:
-    text: str
-    identifier: IdentifierType
-    is_prefix: bool
-
-    def render(self, value: str) -> str:
-        return self.text.replace("{" + self.identifier.value + "}", value)
-
-
-def _parse_template(text: str) -> _Template:
-    fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    if len(fields) != 1:
-        raise ValueError(f"key template {text!r} must hold exactly one identifier placeholder")
-    try:
-        identifier = IdentifierType(fields[0])
-    except ValueError:
-        raise ValueError(f"key template {text!r}: unknown identifier type {fields[0]!r}") from None
-    if text.count("{") != 1 or text.count("}") != 1:
-        raise ValueError(f"key template {text!r} must hold exactly one identifier placeholder")
-    is_prefix = text.endswith("/")
-    if is_prefix and "/" not in text.split("}", 1)[1]:
-        raise ValueError(f"key template {text!r}: a prefix must end with '/' after the placeholder")
-    return _Template(text=text, identifier=identifier, is_prefix=is_prefix)
 
 
 _UNSAFE = re.compile(r"[/\x00-\x1f\x7f]")
@@ -98,9 +44,7 @@ class _Version:
 
 class S3Connector(Connector):
     kind = "s3"
-    capabilities = Capabilities(asynchronous=False, verifiable=True)
-    settings_model = S3Settings
-    supported_identifiers = frozenset(IdentifierType)
+    spec = KIND
     settings: S3Settings
 
     def __init__(self, system: str, settings: S3Settings) -> None:
@@ -161,7 +105,7 @@ class S3Connector(Connector):
             remaining["multipart_uploads"] = uploads
         # an exact key the listing did not show must also answer 404 to HEAD (a listing is not a read)
         for mapping in self.settings.mapping.buckets:
-            for template in map(_parse_template, mapping.keys):
+            for template in map(parse_template, mapping.keys):
                 if template.is_prefix:
                     continue
                 for value in self._values(subject, template):
@@ -189,17 +133,17 @@ class S3Connector(Connector):
 
     # -- listing ---------------------------------------------------------------------------------------------
 
-    def _values(self, subject: Subject, template: _Template) -> list[str]:
+    def _values(self, subject: Subject, template: KeyTemplate) -> list[str]:
         return [v for v in subject.values(template.identifier) if _usable_segment(v)]
 
     def _unusable(self, subject: Subject) -> int:
-        kinds = {_parse_template(t).identifier for b in self.settings.mapping.buckets for t in b.keys}
+        kinds = {parse_template(t).identifier for b in self.settings.mapping.buckets for t in b.keys}
         return sum(1 for kind in kinds for v in subject.values(kind) if not _usable_segment(v))
 
-    def _scan(self, subject: Subject) -> Iterator[tuple[str, _Template, list[_Version]]]:
+    def _scan(self, subject: Subject) -> Iterator[tuple[str, KeyTemplate, list[_Version]]]:
         """Every version and delete marker of the subject, per bucket and key template."""
         for mapping in self.settings.mapping.buckets:
-            for template in map(_parse_template, mapping.keys):
+            for template in map(parse_template, mapping.keys):
                 for value in self._values(subject, template):
                     key = template.render(value)
                     versions = self._list_versions(mapping.bucket, key)
@@ -234,7 +178,7 @@ class S3Connector(Connector):
         """Unfinished multipart uploads of the subject's keys: (key, upload id)."""
         found: list[tuple[str, str]] = []
         paginator = self._client.get_paginator("list_multipart_uploads")
-        for template in map(_parse_template, mapping.keys):
+        for template in map(parse_template, mapping.keys):
             for value in self._values(subject, template):
                 key = template.render(value)
                 try:
@@ -311,7 +255,7 @@ class S3Connector(Connector):
         return True
 
 
-def _location(bucket: str, template: _Template) -> str:
+def _location(bucket: str, template: KeyTemplate) -> str:
     """A location as receipts name it: the bucket and the template, never a rendered key."""
     return f"{bucket}/{template.text}"
 

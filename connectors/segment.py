@@ -9,19 +9,17 @@ destination still holds the data). Vendor contract: vendors.md, "Segment Public 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Self, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, model_validator
 
 from connectors import http
-from connectors.base import Capabilities, Connector, StrictModel, secret_from_env
-from erasure.errors import ErasureError, TerminalError, Throttled, TransientError, VendorRefused
-from erasure.model import (
+from connectors.base import Connector, secret_from_env
+from domain.errors import ErasureError, TerminalError, Throttled, TransientError, VendorRefused
+from domain.model import (
     EvidenceLevel,
-    IdentifierType,
     Inventory,
     JobHandle,
     JobState,
@@ -30,6 +28,7 @@ from erasure.model import (
     Subject,
     Verification,
 )
+from domain.settings.segment import KIND, SegmentSettings
 
 MAX_SUBJECT_IDS = 5000  # per regulation request
 _RESET_HEADER = "X-Regulation-RateLimit-Quota-Reset"
@@ -39,54 +38,10 @@ _ERROR_TYPE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _T = TypeVar("_T")
 _JOB_SEPARATOR = ","  # one job may span several regulations (more than 5,000 ids); Segment ids are alphanumeric
 
-# Only the regulation types that delete: an erasure must never be configured as suppression alone.
-RegulationType = Literal[
-    "SUPPRESS_WITH_DELETE", "SUPPRESS_WITH_DELETE_INTERNAL", "DELETE_ONLY", "DELETE_INTERNAL", "DELETE_ARCHIVE_ONLY"
-]
-
-
-class SegmentConnection(StrictModel):
-    base_url: str  # https://api.segmentapis.com (or the EU host https://eu1.api.segmentapis.com)
-    token_env: str  # names the environment variable holding the Public API token
-    # set for a source-scoped regulation, else the whole workspace; checked because it becomes a path segment
-    source_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] | None = None
-
-
-class SegmentMapping(StrictModel):
-    regulation_type: RegulationType = "SUPPRESS_WITH_DELETE"
-    subject_type: Literal["USER_ID", "ANONYMOUS_ID"] = "USER_ID"
-    identifier: Literal[IdentifierType.USER_ID, IdentifierType.DEVICE_ID] = IdentifierType.USER_ID
-
-
-class SegmentSettings(StrictModel):
-    connection: SegmentConnection
-    mapping: SegmentMapping = SegmentMapping()
-
-    @model_validator(mode="after")
-    def _source_scoped_options_need_a_source(self) -> Self:
-        """Segment's rule: anonymous ids and archive deletion exist only for source-scoped regulations."""
-        mapping = self.mapping
-        if mapping.subject_type == "ANONYMOUS_ID" and mapping.regulation_type != "DELETE_ARCHIVE_ONLY":
-            raise ValueError("subject_type ANONYMOUS_ID needs regulation_type DELETE_ARCHIVE_ONLY")
-        if mapping.regulation_type == "DELETE_ARCHIVE_ONLY" and self.connection.source_id is None:
-            raise ValueError("regulation_type DELETE_ARCHIVE_ONLY needs connection.source_id")
-        return self
-
 
 class SegmentConnector(Connector):
     kind = "segment"
-    capabilities = Capabilities(
-        asynchronous=True,
-        verifiable=False,
-        # One call per request; the regulation quota is counted per period, so speed buys nothing and a slow,
-        # steady rate keeps bursts of requests from spending it on a 429.
-        rate_per_second=1.0,
-        poll_every=timedelta(hours=12),
-        service_time=timedelta(days=30),
-        deadline=timedelta(days=35),
-    )
-    settings_model = SegmentSettings
-    supported_identifiers = frozenset({IdentifierType.USER_ID, IdentifierType.DEVICE_ID})
+    spec = KIND
 
     def __init__(self, system: str, settings: Any) -> None:
         parsed = SegmentSettings.model_validate(settings)

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from domain.errors import ErasureError, InvalidInput
 from erasure.config import Config
-from erasure.errors import ErasureError, InvalidInput
 from evidence.errors import VerificationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Erase a child's records everywhere, and prove it.")
@@ -153,8 +153,8 @@ def status(
 
 
 def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float, as_json: bool) -> None:
-    from erasure.ledger import RequestState
-    from erasure.status import request_status
+    from erasure.status import print_status, request_status
+    from stores.ledger import RequestState
 
     _check_uuid(request_id)
     services = _services(config)
@@ -171,35 +171,10 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     if as_json:
         out.print_json(json.dumps(report))
     else:
-        print_status(report)
+        print_status(out, report)
     if wait and report["state"] not in RequestState.SETTLED:
         err.print(f"[yellow]still {report['state']} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
-
-
-def print_status(report: dict[str, Any]) -> None:
-    out.print(
-        f"[bold]request[/bold] {report['request_id']}  {report['kind']}  state [bold]{report['state']}[/bold]"
-        f"  outcome [bold]{report['outcome'] or '-'}[/bold]  deadline {report['deadline']}"
-    )
-    table = Table(show_lines=False)
-    for column in ("system", "category", "state", "evidence level", "before", "after", "detail"):
-        table.add_column(column, overflow="fold")
-    for t in report["systems"]:
-        level = t["evidence_level"] or "-"
-        colour = {"verified_absent": "green", "vendor_attested": "green", "accepted": "cyan",
-                  "blocked": "yellow", "failed": "red"}.get(level, "white")  # fmt: skip
-        table.add_row(
-            t["system"], t["category"], t["state"], f"[{colour}]{level}[/{colour}]",
-            _count(t["records_before"]), _count(t["records_after"]), t["detail"],
-        )  # fmt: skip
-    out.print(table)
-    for event in report["events"]:
-        out.print(f"  event: {event['kind']} {event['system'] or ''} {event['at']}")
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else str(value)
 
 
 def _check_uuid(value: str) -> None:
@@ -214,7 +189,7 @@ def _check_uuid(value: str) -> None:
 @app.command(name="list")
 def list_requests(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The most recent requests."""
-    from erasure.ledger import to_json
+    from stores.ledger import to_json
 
     with _errors():
         services = _services(_config("cli"))
@@ -222,8 +197,14 @@ def list_requests(as_json: Annotated[bool, typer.Option("--json", help="Print JS
             records = services.ledger.requests()
         finally:
             services.close()
-        rows = [{k: v for k, v in to_json(r).items() if k in ("request_id", "kind", "state", "outcome", "deadline",
-                                                               "created_at")} for r in records]  # fmt: skip
+        rows = [
+            {
+                k: v
+                for k, v in to_json(r).items()
+                if k in ("request_id", "kind", "state", "outcome", "deadline", "created_at")
+            }
+            for r in records
+        ]
         if as_json:
             out.print_json(json.dumps(rows))
             return
@@ -231,17 +212,19 @@ def list_requests(as_json: Annotated[bool, typer.Option("--json", help="Print JS
         for column in ("request_id", "kind", "state", "outcome", "deadline", "created_at"):
             table.add_column(column)
         for row in rows:
-            table.add_row(*(str(row[c] or "-") for c in ("request_id", "kind", "state", "outcome", "deadline",
-                                                          "created_at")))  # fmt: skip
+            table.add_row(
+                *(str(row[c] or "-") for c in ("request_id", "kind", "state", "outcome", "deadline", "created_at"))
+            )
         out.print(table)
 
 
 @app.command()
 def shred(
     request_id: Annotated[str, typer.Argument(help="The request id.")],
-    yes_destroy_the_key: Annotated[bool, typer.Option("--yes-destroy-the-key",
-                                                      help="Confirm: the request's identifiers become unreadable "
-                                                           "for good.")] = False,  # fmt: skip
+    yes_destroy_the_key: Annotated[
+        bool,
+        typer.Option("--yes-destroy-the-key", help="Confirm: the request's identifiers become unreadable for good."),
+    ] = False,
 ) -> None:
     """Destroy a certified request's data key now, instead of after the grace period."""
     from temporalio.client import WorkflowUpdateFailedError
@@ -281,30 +264,38 @@ def worker() -> None:
 def codec_server(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 7242,
-    token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token.")] = "ERASURE_CODEC_TOKEN",
-    ui_origin: Annotated[str, typer.Option(help="The Temporal UI's origin, allowed by CORS.")] = "http://127.0.0.1:8233",
+    token_env: Annotated[
+        str, typer.Option(help="Environment variable holding the bearer token.")
+    ] = "ERASURE_CODEC_TOKEN",
+    ui_origin: Annotated[
+        str, typer.Option(help="The Temporal UI's origin, allowed by CORS.")
+    ] = "http://127.0.0.1:8233",
 ) -> None:
     """Serve /encode and /decode for the Temporal UI and CLI, to callers with the bearer token only."""
     import os
 
     import uvicorn
 
-    from erasure.codec import CodecKeys
     from erasure.codec_server import create_app
+    from stores.codec import CodecKeys
 
     with _errors():
         config = _config("codec-server")
         token = os.environ.get(token_env, "")
         if not token:
             raise InvalidInput("environment", token_env, "must hold the bearer token callers must present")
-        uvicorn.run(create_app(CodecKeys(config.keys_dir).codec(), token, [ui_origin]), host=host, port=port,
-                    log_level="warning")  # fmt: skip
+        uvicorn.run(
+            create_app(CodecKeys(config.keys_dir).codec(), token, [ui_origin]),
+            host=host,
+            port=port,
+            log_level="warning",
+        )
 
 
 @codec_app.command("rotate")
 def codec_rotate() -> None:
     """Make a new current codec key; older keys stay to decrypt older payloads. Restart workers afterwards."""
-    from erasure.codec import CodecKeys
+    from stores.codec import CodecKeys
 
     with _errors():
         out.print(f"new codec key {CodecKeys(_config('cli').keys_dir).rotate()}")
@@ -340,8 +331,13 @@ def dev_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
         home = Config.from_env().home
         stack = devstack.Stack.load(home)
         if stack is None:
-            report: dict[str, Any] = {"erasure_home": str(home), "parts": {}, "temporal_address": None,
-                                      "temporal_ui": None, "database_url": None}  # fmt: skip
+            report: dict[str, Any] = {
+                "erasure_home": str(home),
+                "parts": {},
+                "temporal_address": None,
+                "temporal_ui": None,
+                "database_url": None,
+            }
         else:
             report = stack.report()
         _print_stack(report, as_json=as_json)
@@ -352,8 +348,15 @@ def _print_stack(report: dict[str, Any], *, as_json: bool) -> None:
         out.print_json(json.dumps(report))
         return
     table = Table(show_header=False)
-    for key in ("erasure_home", "temporal_address", "temporal_ui", "database_url", "s3_endpoint", "emulators_url",
-                "codec_server"):  # fmt: skip
+    for key in (
+        "erasure_home",
+        "temporal_address",
+        "temporal_ui",
+        "database_url",
+        "s3_endpoint",
+        "emulators_url",
+        "codec_server",
+    ):
         table.add_row(key, str(report.get(key) or "-"))
     for name, state in report.get("parts", {}).items():
         table.add_row(f"part: {name}", state)
@@ -377,9 +380,13 @@ def evidence_export(
     request_id: Annotated[str, typer.Argument(help="The request id.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The bundle to write (.zip).")],
     public_key: Annotated[Path | None, typer.Option(help="Also write the signing public key here.")] = None,
-    since: Annotated[list[Path] | None, typer.Option(help="A checkpoint the auditor holds (from an earlier bundle): "
-                                                          "the bundle proves the log only grew since; repeatable.")]
-    = None,
+    since: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A checkpoint the auditor holds (from an earlier bundle): "
+            "the bundle proves the log only grew since; repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Write the auditor's bundle: certificate, receipts, proofs, checkpoint, keys, report."""
     from erasure.export import export_bundle, public_key_file
@@ -415,7 +422,9 @@ def evidence_verify(
             out.print(f"[green]ok[/green] {line}", highlight=False)
         if report.keys_from_bundle:
             err.print("[yellow]warning:[/yellow] no --trusted-key given: the bundle's own keys were trusted")
-        out.print(f"bundle verified: request {report.request_id}, outcome {report.outcome}, log size {report.tree_size}")
+        out.print(
+            f"bundle verified: request {report.request_id}, outcome {report.outcome}, log size {report.tree_size}"
+        )
 
 
 def _read(path: Path) -> bytes:
@@ -445,17 +454,25 @@ def suppression_check(
     username: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Whether an identifier belongs to an erased subject. What is asked is neither stored nor logged."""
-    from erasure.model import IdentifierType
+    from domain.model import IdentifierType
 
-    given = {IdentifierType.EMAIL: email, IdentifierType.PHONE: phone, IdentifierType.USER_ID: user_id,
-             IdentifierType.DEVICE_ID: device_id, IdentifierType.ADVERTISING_ID: advertising_id,
-             IdentifierType.USERNAME: username}  # fmt: skip
+    given = {
+        IdentifierType.EMAIL: email,
+        IdentifierType.PHONE: phone,
+        IdentifierType.USER_ID: user_id,
+        IdentifierType.DEVICE_ID: device_id,
+        IdentifierType.ADVERTISING_ID: advertising_id,
+        IdentifierType.USERNAME: username,
+    }
     asked = {k: v for k, v in given.items() if v}
     with _errors():
         if len(asked) != 1:
-            raise InvalidInput("arguments", "identifier", "give exactly one of --email, --phone, --user-id, "
-                                                           "--device-id, --advertising-id, --username")  # fmt: skip
-        (kind, value), = asked.items()
+            raise InvalidInput(
+                "arguments",
+                "identifier",
+                "give exactly one of --email, --phone, --user-id, --device-id, --advertising-id, --username",
+            )
+        ((kind, value),) = asked.items()
         services = _services(_config("cli"))
         try:
             digest = services.suppression.pseudonym(kind, value)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-from erasure.codec import CodecError
+from stores.codec import CodecError
 
 
 def create_app(codec: PayloadCodec, token: str, allowed_origins: Sequence[str]) -> Starlette:
@@ -32,7 +32,7 @@ def create_app(codec: PayloadCodec, token: str, allowed_origins: Sequence[str]) 
         try:
             payloads = json_format.Parse(await request.body(), Payloads())
         except json_format.ParseError:
-            return JSONResponse({"message": "body must be {\"payloads\": [...]}"}, status_code=400)
+            return JSONResponse({"message": 'body must be {"payloads": [...]}'}, status_code=400)
         try:
             done = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
         except CodecError as exc:

@@ -26,14 +26,14 @@ from rich.console import Console
 from connectors.hashing import meta_email, meta_phone, sha256_hex
 from erasure import devstack
 from erasure.config import Config
-from erasure.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people, upload_keys
 from erasure.export import export_bundle, public_key_file
 from erasure.intake import submit, validate
-from erasure.ledger import RequestState
 from erasure.services import Services, connect_temporal
-from erasure.status import request_status
+from erasure.status import print_status, request_status
 from evidence.keys import load_public_key_pem
 from evidence.verify import verify_bundle
+from examples.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people, upload_keys
+from stores.ledger import RequestState
 
 EXAMPLES = Path("examples")
 EXPECTED = {
@@ -86,9 +86,15 @@ def run_demo(config: Config, console: Console) -> bool:
         devstack.down(config.home)
 
 
-def _run(config: Config, services: Services, console: Console, demo_dir: Path, order: Any, catalogue: Any,
-         stack: devstack.Stack) -> bool:  # fmt: skip
-    from erasure.cli import print_status
+def _run(
+    config: Config,
+    services: Services,
+    console: Console,
+    demo_dir: Path,
+    order: Any,
+    catalogue: Any,
+    stack: devstack.Stack,
+) -> bool:
 
     async def go() -> str:
         client = await connect_temporal(config)
@@ -97,7 +103,7 @@ def _run(config: Config, services: Services, console: Console, demo_dir: Path, o
     request_id = asyncio.run(go())
     console.print(f"submitted the court order as request [bold]{request_id}[/bold]; waiting for the certificate ...")
     status = _wait(services, request_id, timeout_s=300)
-    print_status(status)
+    print_status(console, status)
 
     checks = Checks()
     levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
@@ -118,8 +124,14 @@ def _run(config: Config, services: Services, console: Console, demo_dir: Path, o
     result = {
         "request_id": request_id,
         "outcome": status["outcome"],
-        "systems": {s["system"]: {"evidence_level": s["evidence_level"], "records_before": s["records_before"],
-                                  "records_after": s["records_after"]} for s in status["systems"]},  # fmt: skip
+        "systems": {
+            s["system"]: {
+                "evidence_level": s["evidence_level"],
+                "records_before": s["records_before"],
+                "records_after": s["records_after"],
+            }
+            for s in status["systems"]
+        },
         "checks": checks.results,
         "bundle": str(bundle_path),
         "trusted_key": str(key_path),
@@ -128,8 +140,10 @@ def _run(config: Config, services: Services, console: Console, demo_dir: Path, o
     (demo_dir / "result.json").write_text(json.dumps(result, indent=2))
     console.print(f"evidence bundle: {bundle_path}")
     console.print(f"verify it yourself: erasure evidence verify {bundle_path} --trusted-key {key_path}")
-    console.print(f"result: {demo_dir / 'result.json'}: [{'green' if checks.passed else 'red'}]"
-                  f"{'passed' if checks.passed else 'FAILED'}[/]")  # fmt: skip
+    console.print(
+        f"result: {demo_dir / 'result.json'}: [{'green' if checks.passed else 'red'}]"
+        f"{'passed' if checks.passed else 'FAILED'}[/]"
+    )
     return checks.passed
 
 
@@ -213,4 +227,3 @@ def neighbour_checks(stack: devstack.Stack) -> dict[str, bool]:
 
 def _lake_options(stack: devstack.Stack) -> dict[str, str]:
     return {"AWS_ENDPOINT_URL": stack.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
-

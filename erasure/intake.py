@@ -10,11 +10,11 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from activities.contracts import RequestInput
-from erasure.catalogue import Catalogue, load_catalogue
-from erasure.errors import InvalidInput
-from erasure.ledger import TaskState
-from erasure.orders import Order, load_order
+from domain.errors import InvalidInput
 from erasure.services import Services
+from stores.catalogue import Catalogue, load_catalogue
+from stores.ledger import TaskState
+from stores.orders import Order, load_order
 from workflows.request import ErasureRequestWorkflow
 
 
@@ -77,7 +77,12 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             else:
                 kinds = ", ".join(sorted(k.value for k in spec.identifiers))
                 services.ledger.add_task(
-                    conn, request_id, spec.name, spec.category.value, spec.connector, TaskState.NOT_APPLICABLE,
+                    conn,
+                    request_id,
+                    spec.name,
+                    spec.category.value,
+                    spec.connector,
+                    TaskState.NOT_APPLICABLE,
                     f"the request has no identifier of a type it is keyed by ({kinds})",
                 )
                 skipped.append(spec.name)

@@ -64,7 +64,10 @@ def configure(logs_dir: Path, component: str, *, level: int = logging.INFO) -> P
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
             foreign_pre_chain=_SHARED,
         )
     )

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 from temporalio.client import Client
 
-from erasure.codec import CodecKeys, data_converter
 from erasure.config import Config
-from erasure.db import migrate, open_pool
-from erasure.keys import local_secret, signing_key
-from erasure.ledger import Ledger
-from erasure.pseudonyms import Pseudonymizer
-from erasure.tlog import TransparencyLog
-from erasure.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault
+from stores.codec import CodecKeys, data_converter
+from stores.db import migrate, open_pool
+from stores.keys import local_secret, signing_key
+from stores.ledger import Ledger
+from stores.pseudonyms import Pseudonymizer
+from stores.tlog import TransparencyLog
+from stores.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault
 
 
 @dataclass

@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 
 from activities.contracts import vendor_task_queue
 from activities.erasure import ErasureActivities
-from connectors.registry import connector_class, kinds
+from domain.settings import KINDS
 from erasure.config import Config, code_version
 from erasure.logs import get_logger
 from erasure.services import Services, connect_temporal
@@ -44,8 +44,8 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
             graceful_shutdown_timeout=timedelta(seconds=10),
         )
     ]
-    for kind in kinds():
-        rate = connector_class(kind).capabilities.rate_per_second
+    for kind, spec in KINDS.items():
+        rate = spec.capabilities.rate_per_second
         if rate:
             # the server enforces this rate across every worker polling the vendor's queue
             workers.append(

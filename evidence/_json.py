@@ -11,9 +11,9 @@ from evidence.errors import VerificationError
 
 def canonical(document: object) -> bytes:
     """Sorted keys, compact separators, UTF-8: the same document always gives the same bytes."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 def loads_strict(data: bytes, what: str) -> Any:

@@ -64,8 +64,9 @@ BAD_ORDERS = [
 
 
 @pytest.mark.parametrize(("field", "order", "message"), BAD_ORDERS, ids=[b[2][:30] for b in BAD_ORDERS])
-def test_malformed_orders_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, order: Any,
-                                      message: str) -> None:  # fmt: skip
+def test_malformed_orders_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, order: Any, message: str
+) -> None:
     result = run_submit(tmp_path, order, GOOD_CATALOGUE, monkeypatch)
     assert result.exit_code == 2, result.output
     assert f"{tmp_path / 'order.yaml'}: {field}" in result.stderr
@@ -74,8 +75,9 @@ def test_malformed_orders_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_an_identifier_value_never_appears_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = run_submit(tmp_path, with_(GOOD_ORDER, "subject", {"email": ["zed.child-not-an-email"]}), GOOD_CATALOGUE,
-                        monkeypatch)  # fmt: skip
+    result = run_submit(
+        tmp_path, with_(GOOD_ORDER, "subject", {"email": ["zed.child-not-an-email"]}), GOOD_CATALOGUE, monkeypatch
+    )
     assert result.exit_code == 2
     assert "zed.child" not in result.stderr
 
@@ -83,27 +85,43 @@ def test_an_identifier_value_never_appears_in_the_error(tmp_path: Path, monkeypa
 BAD_CATALOGUES = [
     ("systems[uploads].connector", with_(GOOD_CATALOGUE, "systems.1.connector", "ftp"), "unknown connector"),
     ("systems", with_(GOOD_CATALOGUE, "systems.1.name", "app_db"), "repeated: app_db"),
-    ("systems[app_db].identifiers[0]", with_(GOOD_CATALOGUE, "systems.0.identifiers", ["shoe_size"]), "input should be"),
-    ("systems[uploads].mapping.buckets[0].bucket",
-     with_(GOOD_CATALOGUE, "systems.1.mapping.buckets", [{"bucket": "Bad_Bucket", "keys": ["u/{user_id}/"]}]),
-     "string should match"),
-    ("systems[uploads].mapping.buckets[0].keys",
-     with_(GOOD_CATALOGUE, "systems.1.mapping.buckets", [{"bucket": "ok-bucket", "keys": ["uploads/"]}]),
-     "exactly one identifier placeholder"),
+    (
+        "systems[app_db].identifiers[0]",
+        with_(GOOD_CATALOGUE, "systems.0.identifiers", ["shoe_size"]),
+        "input should be",
+    ),
+    (
+        "systems[uploads].mapping.buckets[0].bucket",
+        with_(GOOD_CATALOGUE, "systems.1.mapping.buckets", [{"bucket": "Bad_Bucket", "keys": ["u/{user_id}/"]}]),
+        "string should match",
+    ),
+    (
+        "systems[uploads].mapping.buckets[0].keys",
+        with_(GOOD_CATALOGUE, "systems.1.mapping.buckets", [{"bucket": "ok-bucket", "keys": ["uploads/"]}]),
+        "exactly one identifier placeholder",
+    ),
     ("systems[app_db].connection.dsn_env", with_(GOOD_CATALOGUE, "systems.0.connection", {}), "field required"),
-    ("systems[app_db].connection.password",
-     with_(GOOD_CATALOGUE, "systems.0.connection", {"dsn_env": "X", "password": "hunter2"}), "extra inputs"),
-    ("systems[app_db].mapping",
-     with_(GOOD_CATALOGUE, "systems.0.mapping.tables", [{"table": "comments", "references": {"video_id": "videos"}}]),
-     "not a keyed table"),
+    (
+        "systems[app_db].connection.password",
+        with_(GOOD_CATALOGUE, "systems.0.connection", {"dsn_env": "X", "password": "hunter2"}),
+        "extra inputs",
+    ),
+    (
+        "systems[app_db].mapping",
+        with_(
+            GOOD_CATALOGUE, "systems.0.mapping.tables", [{"table": "comments", "references": {"video_id": "videos"}}]
+        ),
+        "not a keyed table",
+    ),
     ("systems", {"systems": []}, "at least 1 item"),
     ("line 3", "systems:\n  - name: [oops\n", "not valid YAML"),
 ]
 
 
 @pytest.mark.parametrize(("field", "systems", "message"), BAD_CATALOGUES, ids=[b[0] for b in BAD_CATALOGUES])
-def test_malformed_catalogues_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, systems: Any,
-                                          message: str) -> None:  # fmt: skip
+def test_malformed_catalogues_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, systems: Any, message: str
+) -> None:
     result = run_submit(tmp_path, GOOD_ORDER, systems, monkeypatch)
     assert result.exit_code == 2, result.output
     assert f"{tmp_path / 'systems.yaml'}: {field}" in result.stderr

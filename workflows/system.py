@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SystemResult,
         VerifyResult,
     )
-    from erasure.model import EvidenceLevel
+    from domain.model import EvidenceLevel
     from workflows.options import LEDGER, connector_options
 
 # Strength of evidence, for attest-only vendors where a later look may strengthen what erase reported.

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
-from erasure.estate import CHILD, NEIGHBOURS
-from erasure.model import Subject
+from domain.model import Subject
+from examples.estate import CHILD, NEIGHBOURS
 
 ENDPOINT_ENV = "DELTA_TEST_S3_ENDPOINT"
 

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.delta import DeltaConnector, DeltaSettings, _delete_rows, _mapped_errors
-from erasure.catalogue import SystemSpec
-from erasure.errors import TerminalError, Throttled, TransientError
-from erasure.model import EvidenceLevel, Subject
+from connectors.registry import build_connector
+from domain.errors import TerminalError, Throttled, TransientError
+from domain.model import EvidenceLevel, Subject
+from stores.catalogue import SystemSpec
 from tests.connectors.delta_estate import (
     CHILD_EMAIL,
     CHILD_IDS,
@@ -113,7 +114,8 @@ def without(rows: Mapping[str, int], *keys: str) -> dict[str, int]:
 
 def test_catalogue_entry_builds_a_connector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENDPOINT_ENV, "http://127.0.0.1:9")
-    with SystemSpec.model_validate(yaml.safe_load(CATALOGUE_ENTRY)).build_connector() as connector:
+    spec = SystemSpec.model_validate(yaml.safe_load(CATALOGUE_ENTRY))
+    with build_connector(spec.connector, spec.name, spec.resolved_settings()) as connector:
         assert isinstance(connector, DeltaConnector)
         assert [t.path for t in connector.settings.mapping.tables] == ["analytics/events", "marketing/signups"]
 

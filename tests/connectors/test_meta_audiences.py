@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.meta_audiences import MetaAudiencesConnector, MetaSettings
+from domain.errors import TerminalError, Throttled, TransientError, VendorRefused
+from domain.model import EvidenceLevel, Subject
 from emulators.meta import MetaState, create_app
-from erasure.errors import TerminalError, Throttled, TransientError, VendorRefused
-from erasure.model import EvidenceLevel, Subject
 from tests.emulators.switchboard import Switchboard, switchboard
 
 AUDIENCE = "23850000000000001"

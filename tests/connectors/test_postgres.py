@@ -8,9 +8,9 @@ import psycopg
 import pytest
 
 from connectors.postgres import PostgresConnector, PostgresSettings
-from erasure.errors import TerminalError, TransientError
-from erasure.estate import APP_MAPPING, CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people
-from erasure.model import EvidenceLevel, Subject
+from domain.errors import TerminalError, TransientError
+from domain.model import EvidenceLevel, Subject
+from examples.estate import APP_MAPPING, CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people
 
 FULL = {"users": 4, "videos": 9, "comments": 12, "follows": 12, "device_tokens": 5}
 AFTER_CHILD = {"users": 3, "videos": 6, "comments": 6, "follows": 6, "device_tokens": 3}
@@ -110,9 +110,7 @@ def test_lock_timeout_is_transient(connector: PostgresConnector, database_url: s
     assert "1" not in str(info.value).replace("55P03", "")
 
 
-def test_missing_column_is_terminal_and_names_no_identifier(
-    schema: str, app_db: psycopg.Connection
-) -> None:
+def test_missing_column_is_terminal_and_names_no_identifier(schema: str, app_db: psycopg.Connection) -> None:
     mapping = {**APP_MAPPING, "subject": {"table": "users", "key": "id", "match": {"email": "mail"}}}
     settings = PostgresSettings.model_validate(
         {"connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **mapping}}

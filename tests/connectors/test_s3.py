@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from connectors.s3 import S3Connector, S3Settings
-from erasure.errors import TerminalError
-from erasure.estate import CHILD, NEIGHBOURS, S3_KEY_TEMPLATES, upload_keys
-from erasure.model import EvidenceLevel, Subject
+from domain.errors import TerminalError
+from domain.model import EvidenceLevel, Subject
+from examples.estate import CHILD, NEIGHBOURS, S3_KEY_TEMPLATES, upload_keys
 
 
 def all_keys(s3: Any, bucket: str) -> list[tuple[str, bool]]:
@@ -64,7 +64,10 @@ def test_every_version_and_delete_marker_is_gone(s3_client: Any, uploads: str) -
     after = all_keys(s3_client, uploads)
     assert not [k for k, _ in after if k.startswith("uploads/1/") or k == "avatars/1.jpg"]
     expected_survivors = {k for p in NEIGHBOURS for k in upload_keys(p)} | {
-        "uploads/1-old/x.mp4", "uploads/1.mp4", "avatars/1.jpg.bak", "uploads/10/clip-9.mp4"
+        "uploads/1-old/x.mp4",
+        "uploads/1.mp4",
+        "avatars/1.jpg.bak",
+        "uploads/10/clip-9.mp4",
     }
     assert {k for k, _ in after} == expected_survivors
     assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
@@ -149,8 +152,14 @@ def test_missing_bucket_is_terminal(moto_url: str, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     "template",
-    ["uploads/{user_id}{email}/", "uploads/", "uploads/{nope}/", "{user_id}-{user_id}/", "{{user_id}}/", "a/{user_id}"
-     "/{email}"],
+    [
+        "uploads/{user_id}{email}/",
+        "uploads/",
+        "uploads/{nope}/",
+        "{user_id}-{user_id}/",
+        "{{user_id}}/",
+        "a/{user_id}/{email}",
+    ],
 )
 def test_bad_templates_are_refused(template: str) -> None:
     with pytest.raises(ValueError, match="key template"):

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.segment import SegmentConnector, SegmentSettings
+from domain.errors import TerminalError, Throttled, TransientError, VendorRefused
+from domain.model import EvidenceLevel, JobHandle, JobStatus, Subject
 from emulators.segment import SegmentState, create_app
-from erasure.errors import TerminalError, Throttled, TransientError, VendorRefused
-from erasure.model import EvidenceLevel, JobHandle, JobStatus, Subject
 from tests.emulators.switchboard import Switchboard, switchboard
 from tests.servers import free_port
 

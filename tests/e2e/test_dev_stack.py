@@ -27,8 +27,9 @@ def stack_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def erasure(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "erasure.cli", *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "erasure.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_dev_up_status_and_down(tmp_path: Path, database_url: str) -> None:
@@ -65,8 +66,7 @@ def test_a_taken_port_gets_one_clear_line(tmp_path: Path) -> None:
         result = erasure(stack_env(tmp_path / "home", ERASURE_TEMPORAL_PORT=str(port)), "dev", "up")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"error: port {port} (Temporal) is taken: stop what uses it, or choose another with "
-        "ERASURE_TEMPORAL_PORT"
+        f"error: port {port} (Temporal) is taken: stop what uses it, or choose another with ERASURE_TEMPORAL_PORT"
     )
 
 

@@ -26,8 +26,13 @@ def test_health_and_both_mounts_answer(emulators: Emulators) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("500ms", timedelta(milliseconds=500)), ("5s", timedelta(seconds=5)), ("2m", timedelta(minutes=2)),
-     ("1.5h", timedelta(hours=1.5)), ("30d", timedelta(days=30))],
+    [
+        ("500ms", timedelta(milliseconds=500)),
+        ("5s", timedelta(seconds=5)),
+        ("2m", timedelta(minutes=2)),
+        ("1.5h", timedelta(hours=1.5)),
+        ("30d", timedelta(days=30)),
+    ],
 )
 def test_durations(text: str, expected: timedelta) -> None:
     assert duration(text) == expected

@@ -111,11 +111,24 @@ def _replace(name: str, data: bytes) -> Change:
         (_replace("log/checkpoint.txt", b"\xff"), "log/checkpoint.txt is not valid utf-8"),
     ],
     ids=[
-        "unknown-file", "receipt-not-dsse", "key-not-hex", "directory-entry", "dot-dot", "parent", "absolute",
-        "backslash", "duplicate", "missing-checkpoint", "missing-verify-txt", "proofs-not-object",
-        "proof-not-object", "consistency-size-leading-zero", "consistency-short-hash", "checkpoint-not-utf8",
+        "unknown-file",
+        "receipt-not-dsse",
+        "key-not-hex",
+        "directory-entry",
+        "dot-dot",
+        "parent",
+        "absolute",
+        "backslash",
+        "duplicate",
+        "missing-checkpoint",
+        "missing-verify-txt",
+        "proofs-not-object",
+        "proof-not-object",
+        "consistency-size-leading-zero",
+        "consistency-short-hash",
+        "checkpoint-not-utf8",
     ],
-)  # fmt: skip
+)
 def test_bundle_outside_the_layout_is_rejected(
     make_bundle: MakeBundle,
     tmp_path: Path,

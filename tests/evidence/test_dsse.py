@@ -130,7 +130,19 @@ def test_openssl_alone_verifies_an_envelope_signature(tmp_path: Path, signer: Ed
     (tmp_path / "pub.pem").write_bytes(public_key_pem(signer.public_key))
     (tmp_path / "pae.bin").write_bytes(pae(document["payloadType"], payload))
     (tmp_path / "sig.bin").write_bytes(base64.b64decode(document["signatures"][0]["sig"]))
-    command = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "pae.bin", "-sigfile", "sig.bin"]
+    command = [
+        "openssl",
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        "pub.pem",
+        "-rawin",
+        "-in",
+        "pae.bin",
+        "-sigfile",
+        "sig.bin",
+    ]
 
     verified = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
     (tmp_path / "pae.bin").write_bytes(pae(document["payloadType"], payload + b" "))

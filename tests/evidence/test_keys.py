@@ -74,8 +74,10 @@ def test_public_key_pem_round_trips(signer: Ed25519Signer) -> None:
 
 
 def test_load_public_key_pem_rejects_other_keys() -> None:
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
     with pytest.raises(VerificationError, match="public key has wrong type: expected ed25519"):

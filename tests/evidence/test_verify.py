@@ -100,5 +100,7 @@ def test_any_of_several_trusted_keys_will_do_across_a_key_rotation(
     make_bundle: MakeBundle, signer: Ed25519Signer
 ) -> None:
     retired, next_key = Ed25519Signer.generate(), Ed25519Signer.generate()
-    report = verify_bundle(make_bundle().path, trusted_keys=[retired.public_key, signer.public_key, next_key.public_key])
+    report = verify_bundle(
+        make_bundle().path, trusted_keys=[retired.public_key, signer.public_key, next_key.public_key]
+    )
     assert report.outcome == "partial"

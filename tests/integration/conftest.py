@@ -22,13 +22,13 @@ from psycopg import sql
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from erasure.codec import CodecKeys, data_converter
 from erasure.config import Config
 from erasure.intake import Submission, submit, validate
-from erasure.ledger import RequestState
 from erasure.services import Services
 from erasure.status import request_status
 from erasure.worker import build_workers
+from stores.codec import CodecKeys, data_converter
+from stores.ledger import RequestState
 
 
 def tool(name: str) -> str:
@@ -103,14 +103,23 @@ class Harness:
 
     def start_worker(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """`erasure worker` in a process of its own; its log is $ERASURE_HOME/logs/worker.jsonl."""
-        return subprocess.Popen([sys.executable, "-m", "erasure.cli", "worker"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "erasure.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     async def cli(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "erasure.cli", *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "erasure.cli",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         stdout, stderr = await process.communicate()
         return subprocess.CompletedProcess(list(args), process.returncode or 0, stdout.decode(), stderr.decode())
 
@@ -147,8 +156,9 @@ def ledger_schema(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def config(keys_home: Path, database_url: str, temporal: WorkflowEnvironment, ledger_schema: str,
-           task_queue: str) -> Config:  # fmt: skip
+def config(
+    keys_home: Path, database_url: str, temporal: WorkflowEnvironment, ledger_schema: str, task_queue: str
+) -> Config:
     return Config(
         home=keys_home,
         database_url=database_url,
@@ -177,7 +187,9 @@ async def harness(config: Config, temporal: WorkflowEnvironment, tmp_path: Path)
 
 
 @pytest.fixture
-async def skipping_harness(config: Config, time_skipping: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
+async def skipping_harness(
+    config: Config, time_skipping: WorkflowEnvironment, tmp_path: Path
+) -> AsyncIterator[Harness]:
     """A harness on the time-skipping server: `await` a workflow's result and its timers and retries fly by."""
     async with open_harness(config, time_skipping, tmp_path) as opened:
         yield opened

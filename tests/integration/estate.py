@@ -6,7 +6,15 @@ from typing import Any
 
 import psycopg
 
-from erasure.estate import APP_MAPPING, CHILD, NEIGHBOURS, S3_KEY_TEMPLATES, create_app_schema, seed_people, upload_keys
+from examples.estate import (
+    APP_MAPPING,
+    CHILD,
+    NEIGHBOURS,
+    S3_KEY_TEMPLATES,
+    create_app_schema,
+    seed_people,
+    upload_keys,
+)
 
 
 def plant(database_url: str, schema: str, s3: Any, bucket: str, *, object_lock: bool = False) -> None:

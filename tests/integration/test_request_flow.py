@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from erasure.estate import CHILD, count_rows
 from evidence.dsse import Envelope
 from evidence.statement import parse_statement
+from examples.estate import CHILD, count_rows
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 
@@ -77,8 +77,10 @@ async def test_hostile_identifier_values_never_widen_the_scope(
 ) -> None:
     plant(database_url, schema, s3_client, bucket_name)
     before = surviving_keys(s3_client, bucket_name)
-    subject = {"user_id": ["'; DROP TABLE users; --", "*", "%", "../"],
-               "email": ["%@example.org", "*@example.org", "x'; DROP TABLE users; --@example.org"]}
+    subject = {
+        "user_id": ["'; DROP TABLE users; --", "*", "%", "../"],
+        "email": ["%@example.org", "*@example.org", "x'; DROP TABLE users; --@example.org"],
+    }
     status = await harness.run(court_order(subject), catalogue(schema, bucket_name))
 
     systems = by_system(status)

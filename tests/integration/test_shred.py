@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from erasure.export import export_bundle
-from erasure.vault import Vault, VaultSealed
 from evidence.verify import verify_bundle
+from stores.vault import Vault, VaultSealed
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, plant
 

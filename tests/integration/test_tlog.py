@@ -21,12 +21,12 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from erasure.db import migrate, open_pool
-from erasure.tlog import Logged, TransparencyLog
 from evidence.checkpoint import Checkpoint, open_checkpoint
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from evidence.keys import Ed25519Signer
 from evidence.merkle import MemoryTree, leaf_hash, verify_consistency, verify_inclusion
+from stores.db import migrate, open_pool
+from stores.tlog import Logged, TransparencyLog
 
 ORIGIN = "erasure.test/log"
 PROCESSES, THREADS, APPENDS = 4, 4, 50  # appends per process and per thread
@@ -70,16 +70,26 @@ def _open_log(database_url: str, schema: str, signer_pem: bytes) -> Transparency
     return TransparencyLog(open_pool(database_url, schema, max_size=1), Ed25519Signer(key), ORIGIN)
 
 
-def _process_appends(database_url: str, schema: str, signer_pem: bytes, worker: str, ready: Any, start: Any,
-                     results: Any) -> None:  # fmt: skip
+def _process_appends(
+    database_url: str, schema: str, signer_pem: bytes, worker: str, ready: Any, start: Any, results: Any
+) -> None:
     tlog = _open_log(database_url, schema, signer_pem)
     ready.put(worker)
     start.wait(30)
     results.put((worker, [tlog.append_entry(entry(worker, i)) for i in range(APPENDS)]))
 
 
-def _process_append_once(database_url: str, schema: str, signer_pem: bytes, worker: str, request_id: str,
-                         systems: list[str], ready: Any, start: Any, results: Any) -> None:  # fmt: skip
+def _process_append_once(
+    database_url: str,
+    schema: str,
+    signer_pem: bytes,
+    worker: str,
+    request_id: str,
+    systems: list[str],
+    ready: Any,
+    start: Any,
+    results: Any,
+) -> None:
     tlog = _open_log(database_url, schema, signer_pem)
     ready.put(worker)
     start.wait(30)
@@ -166,7 +176,7 @@ def test_concurrent_appends_from_threads_and_processes_make_one_consistent_log(
 
     total = (PROCESSES + THREADS) * APPENDS
     assert tlog.size() == total
-    with tlog._pool.connection() as conn:  # noqa: SLF001 (the test reads the tables the log wrote)
+    with tlog._pool.connection() as conn:
         leaves = conn.execute("SELECT leaf_index, leaf_hash, entry FROM tlog_leaves ORDER BY leaf_index").fetchall()
         nodes = conn.execute("SELECT count(*) FROM tlog_nodes").fetchone()
     assert [int(row[0]) for row in leaves] == list(range(total))  # no gap, no duplicate
@@ -220,8 +230,9 @@ def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
     for i in range(3):  # the log already holds other entries
         tlog.append_entry(entry("earlier", i))
     systems = ["app_db", "uploads", "segment"]
-    start, results = _spawn(spawned, _process_append_once, 2, database_url, ledger, signer.private_pem(), request_id,
-                            systems)  # fmt: skip
+    start, results = _spawn(
+        spawned, _process_append_once, 2, database_url, ledger, signer.private_pem(), request_id, systems
+    )
 
     def attempt(n: int, system: str) -> tuple[str, Logged, bool]:
         made: list[bytes] = []
@@ -237,7 +248,7 @@ def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
             attempts += [(system, Logged(envelope, index), made) for system, envelope, index, made in out]
 
     assert tlog.size() == 3 + len(systems)
-    with tlog._pool.connection() as conn:  # noqa: SLF001
+    with tlog._pool.connection() as conn:
         rows = conn.execute(
             "SELECT system, envelope, leaf_index FROM receipts WHERE request_id = %s ORDER BY leaf_index", [request_id]
         ).fetchall()

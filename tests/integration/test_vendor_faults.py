@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.hashing import meta_email, sha256_hex
-from erasure.estate import CHILD, NEIGHBOURS
+from examples.estate import CHILD, NEIGHBOURS
 from tests.integration.conftest import Harness, Vendors, court_order
 
 AUDIENCE = "23850000000000042"
@@ -17,23 +17,33 @@ FAST = {"initial_interval": "PT0.2S", "maximum_interval": "PT1S", "heartbeat": "
 def vendor_catalogue() -> dict[str, Any]:
     return {
         "systems": [
-            {"name": "segment", "connector": "segment", "category": "analytics", "identifiers": ["user_id"],
-             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
-             "poll": {"every": "PT0.5S"}, "retry": FAST},
-            {"name": "meta_ads", "connector": "meta_audiences", "category": "ad_targeting", "identifiers": ["email"],
-             "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
-             "mapping": {"audience_ids": [AUDIENCE], "schema": ["EMAIL"]}, "retry": FAST},
+            {
+                "name": "segment",
+                "connector": "segment",
+                "category": "analytics",
+                "identifiers": ["user_id"],
+                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+                "poll": {"every": "PT0.5S"},
+                "retry": FAST,
+            },
+            {
+                "name": "meta_ads",
+                "connector": "meta_audiences",
+                "category": "ad_targeting",
+                "identifiers": ["email"],
+                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
+                "mapping": {"audience_ids": [AUDIENCE], "schema": ["EMAIL"]},
+                "retry": FAST,
+            },
         ]
-    }  # fmt: skip
+    }
 
 
 def seed(vendors: Vendors) -> None:
     vendors.segment.profiles = {str(CHILD.user_id), *(str(p.user_id) for p in NEIGHBOURS)}
     vendors.segment.finish_after_polls = 1
     vendors.meta.finish_after_polls = 1
-    vendors.meta.audiences = {
-        AUDIENCE: {(sha256_hex(meta_email(p.email or "")),) for p in (CHILD, *NEIGHBOURS[1:])}
-    }
+    vendors.meta.audiences = {AUDIENCE: {(sha256_hex(meta_email(p.email or "")),) for p in (CHILD, *NEIGHBOURS[1:])}}
 
 
 async def test_throttling_and_server_errors_are_waited_out_then_the_request_completes(
@@ -45,8 +55,9 @@ async def test_throttling_and_server_errors_are_waited_out_then_the_request_comp
     vendors.meta.fail_next_with = [17, 613, 502]  # Graph throttling codes (HTTP 400), then a bad gateway
     vendors.meta.regain_access_minutes = 0  # Meta says when access returns; here at once
 
-    status = await harness.run(court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}),
-                               vendor_catalogue())  # fmt: skip
+    status = await harness.run(
+        court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}), vendor_catalogue()
+    )
 
     levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
     assert levels == {"segment": "vendor_attested", "meta_ads": "vendor_attested"}
@@ -63,8 +74,9 @@ async def test_throttling_and_server_errors_are_waited_out_then_the_request_comp
 async def test_a_refusal_is_recorded_with_its_reason_and_not_retried(harness: Harness, vendors: Vendors) -> None:
     seed(vendors)
     vendors.segment.token = "another-workspace-token"  # our token is refused: 401
-    status = await harness.run(court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}),
-                               vendor_catalogue())  # fmt: skip
+    status = await harness.run(
+        court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}), vendor_catalogue()
+    )
 
     segment = {s["system"]: s for s in status["systems"]}["segment"]
     assert segment["evidence_level"] == "failed"
@@ -79,8 +91,11 @@ async def test_vendor_activities_run_on_the_vendors_own_task_queue(harness: Harn
         submission = await harness.submit(court_order({"user_id": [str(CHILD.user_id)]}), vendor_catalogue())
         await harness.wait_certified(submission.request_id)
     history = await harness.client.get_workflow_handle(f"{submission.request_id}/segment").fetch_history()
-    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events
-                 if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
     queues = {a.activity_type.name: a.task_queue.name for a in scheduled}
     vendor_queue = f"{harness.config.task_queue}-segment"
     assert queues["erasure.erase"] == vendor_queue

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from activities.contracts import RequestResult
-from erasure.estate import CHILD, NEIGHBOURS
 from erasure.export import export_bundle
-from erasure.vault import Vault, VaultSealed
 from evidence.verify import verify_bundle
+from examples.estate import CHILD, NEIGHBOURS
+from stores.vault import Vault, VaultSealed
 from tests.integration.conftest import Harness, Vendors, court_order
 
 POLL_EVERY_HOURS = 12

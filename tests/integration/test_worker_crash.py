@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from erasure.estate import count_rows
+from examples.estate import count_rows
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 
@@ -23,12 +23,20 @@ async def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
 
 
 async def test_sigkill_mid_fan_out_then_a_new_worker_completes_the_request(
-    harness: Harness, database_url: str, moto_url: str, schema: str, s3_client: Any, bucket_name: str,
+    harness: Harness,
+    database_url: str,
+    moto_url: str,
+    schema: str,
+    s3_client: Any,
+    bucket_name: str,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     plant(database_url, schema, s3_client, bucket_name)
-    env = {**harness.process_env(tmp_path / "worker-home"), "APP_DATABASE_URL": database_url,
-           "ERASURE_S3_ENDPOINT": moto_url}  # fmt: skip
+    env = {
+        **harness.process_env(tmp_path / "worker-home"),
+        "APP_DATABASE_URL": database_url,
+        "ERASURE_S3_ENDPOINT": moto_url,
+    }
     systems = catalogue(schema, bucket_name)
     systems["systems"][0]["connection"]["lock_timeout_ms"] = 120_000  # app_db waits on the lock below
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from erasure.codec import ENCODING, CodecError, CodecKeys, EncryptionCodec, data_converter
 from erasure.codec_server import create_app
+from stores.codec import ENCODING, CodecError, CodecKeys, EncryptionCodec, data_converter
 
 SECRET = b'{"email": "child@example.org"}'
 
@@ -90,7 +90,9 @@ async def test_codec_server_decodes_only_for_the_bearer_token(tmp_path: Path) ->
 
     assert (await client.post("/decode", content=body)).status_code == 401
     assert (await client.post("/decode", content=body, headers={"Authorization": "Bearer wrong"})).status_code == 401
-    assert (await client.post("/encode", content=body, headers={"Authorization": "Basic s3cret-token"})).status_code == 401
+    assert (
+        await client.post("/encode", content=body, headers={"Authorization": "Basic s3cret-token"})
+    ).status_code == 401
 
     response = await client.post("/decode", content=body, headers={"Authorization": "Bearer s3cret-token"})
     assert response.status_code == 200
@@ -98,15 +100,19 @@ async def test_codec_server_decodes_only_for_the_bearer_token(tmp_path: Path) ->
     assert base64.b64decode(decoded["data"]) == SECRET
 
     encoded_again = (
-        await client.post("/encode", content=json.dumps({"payloads": [wire(plain())]}),
-                          headers={"Authorization": "Bearer s3cret-token"})  # fmt: skip
+        await client.post(
+            "/encode",
+            content=json.dumps({"payloads": [wire(plain())]}),
+            headers={"Authorization": "Bearer s3cret-token"},
+        )
     ).json()["payloads"][0]
     assert base64.b64decode(encoded_again["metadata"]["encoding"]) == ENCODING
 
 
 async def test_codec_server_refuses_a_foreign_payload(tmp_path: Path) -> None:
     client = asgi_client(create_app(CodecKeys(tmp_path).codec(), "t", []))
-    response = await client.post("/decode", content=json.dumps({"payloads": [wire(plain())]}),
-                                 headers={"Authorization": "Bearer t"})  # fmt: skip
+    response = await client.post(
+        "/decode", content=json.dumps({"payloads": [wire(plain())]}), headers={"Authorization": "Bearer t"}
+    )
     assert response.status_code == 400
     assert "not encrypted" in response.json()["message"]

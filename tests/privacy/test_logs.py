@@ -17,7 +17,10 @@ def test_values_shaped_like_identifiers_are_masked() -> None:
     assert "example.org" not in masked and "7700" not in masked and "010-9999" not in masked
     assert "6D92078A" not in masked
     assert masked.count("[email]") == 1 and masked.count("[phone]") == 2 and masked.count("[id]") == 1
-    assert mask("deleted 18 rows in 3 tables at 2026-11-29T14:00:00Z") == "deleted 18 rows in 3 tables at 2026-11-29T14:00:00Z"
+    assert (
+        mask("deleted 18 rows in 3 tables at 2026-11-29T14:00:00Z")
+        == "deleted 18 rows in 3 tables at 2026-11-29T14:00:00Z"
+    )
 
 
 def test_log_files_hold_json_lines_without_identifiers(tmp_path: Path) -> None:
@@ -25,8 +28,13 @@ def test_log_files_hold_json_lines_without_identifiers(tmp_path: Path) -> None:
     try:
         log = get_logger("erasure.test")
         structlog.contextvars.bind_contextvars(request_id="0b6f8a52-6c59-4d8e-9d4e-1c2f3a4b5c6d")
-        log.info("looked for sunny.day@example.org", email="sunny.day@example.org", user_id="1042",
-                 advertising_id="6D92078A-8246-4BA4-AE5B-76104861E7DC", rows=3)  # fmt: skip
+        log.info(
+            "looked for sunny.day@example.org",
+            email="sunny.day@example.org",
+            user_id="1042",
+            advertising_id="6D92078A-8246-4BA4-AE5B-76104861E7DC",
+            rows=3,
+        )
         logging.getLogger("somelibrary").warning("request for +44 7700 900123 failed")
         structlog.contextvars.clear_contextvars()
     finally:

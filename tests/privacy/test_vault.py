@@ -12,9 +12,9 @@ import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from erasure.db import migrate, open_pool
-from erasure.keys import local_secret
-from erasure.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault, VaultSealed
+from stores.db import migrate, open_pool
+from stores.keys import local_secret
+from stores.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault, VaultSealed
 
 SUBJECT = {"email": ["child@example.org"], "user_id": ["1"]}
 
@@ -56,7 +56,9 @@ def test_sealed_identifiers_round_trip_and_are_not_stored_in_clear(pool: Connect
     request_id = new_request(pool, vault)
     assert vault.open(request_id, Vault.SUBJECT) == SUBJECT
     with pool.connection() as conn:
-        rows = conn.execute("SELECT wrapped_key, ciphertext FROM vault_keys JOIN vault_items USING (request_id)").fetchall()
+        rows = conn.execute(
+            "SELECT wrapped_key, ciphertext FROM vault_keys JOIN vault_items USING (request_id)"
+        ).fetchall()
     assert all(b"child@example.org" not in bytes(ct) for _, ct in rows)
 
 

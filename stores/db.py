@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from erasure.errors import InvalidInput
+from domain.errors import InvalidInput
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -64,6 +64,6 @@ def migrate(database_url: str, schema: str) -> list[str]:
 
 
 def _migrations() -> list[tuple[str, str]]:
-    files = resources.files("erasure.migrations")
+    files = resources.files("stores.migrations")
     found = sorted(f.name for f in files.iterdir() if f.name.endswith(".sql"))
     return [(name, files.joinpath(name).read_text(encoding="utf-8")) for name in found]

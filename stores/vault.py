@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from erasure.errors import ErasureError, TerminalError, TransientError
-from erasure.model import IdentifierType, Subject
+from domain.errors import ErasureError, TerminalError, TransientError
+from domain.model import IdentifierType, Subject
 
 
 class VaultSealed(TerminalError):
@@ -135,7 +135,9 @@ class Vault:
         if wrapped is None:
             raise VaultSealed(f"request {request_id} was shredded: its {name} can no longer be read")
         data_key = self._master.unwrap(bytes(wrapped), request_id, wrapping)
-        value: dict[str, Any] = json.loads(AESGCM(data_key).decrypt(bytes(nonce), bytes(ciphertext), _aad(request_id, name)))
+        value: dict[str, Any] = json.loads(
+            AESGCM(data_key).decrypt(bytes(nonce), bytes(ciphertext), _aad(request_id, name))
+        )
         return value
 
     def subject(self, request_id: str) -> Subject:
@@ -164,7 +166,9 @@ class Vault:
 
     def is_destroyed(self, request_id: str) -> bool:
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT wrapped_key IS NULL FROM vault_keys WHERE request_id = %s", [request_id]).fetchone()
+            row = conn.execute(
+                "SELECT wrapped_key IS NULL FROM vault_keys WHERE request_id = %s", [request_id]
+            ).fetchone()
         return bool(row and row[0])
 
 

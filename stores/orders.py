@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from erasure.errors import InvalidInput
-from erasure.model import IdentifierType, Subject
-from erasure.validation import describe, read_yaml
+from domain.errors import InvalidInput
+from domain.model import IdentifierType, Subject
+from stores.validation import describe, read_yaml
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -57,9 +57,7 @@ class Guardian(_Strict):
     name: str = Field(min_length=1)  # personal data: sealed in the vault, never in the ledger
     contact: str = ""  # idem
     relationship: Literal["parent", "legal_guardian", "other_with_authority"]
-    authority_check: Literal[
-        "document_check", "verified_parental_consent", "payment_card_check", "in_person", "other"
-    ]
+    authority_check: Literal["document_check", "verified_parental_consent", "payment_card_check", "in_person", "other"]
     verified_by: str = Field(min_length=1, description="the staff member or role who checked the authority")
     verified_on: date
 

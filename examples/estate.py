@@ -133,9 +133,7 @@ def count_rows(conn: psycopg.Connection, schema: str) -> dict[str, int]:
 
 def upload_keys(person: Person) -> list[str]:
     """Objects the app keeps for a person: uploads under a per-user prefix and one avatar."""
-    return [f"uploads/{person.user_id}/clip-{n}.mp4" for n in range(person.videos)] + [
-        f"avatars/{person.user_id}.jpg"
-    ]
+    return [f"uploads/{person.user_id}/clip-{n}.mp4" for n in range(person.videos)] + [f"avatars/{person.user_id}.jpg"]
 
 
 S3_KEY_TEMPLATES = ["uploads/{user_id}/", "avatars/{user_id}.jpg"]

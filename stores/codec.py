@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
-from erasure.keys import KEY_BYTES, ensure_private_dir
+from stores.keys import KEY_BYTES, ensure_private_dir
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"

@@ -119,8 +119,16 @@ class Ledger:
                 [(request_id, kind, value) for kind, value in pseudonyms],
             )
 
-    def add_task(self, conn: Connection[Any], request_id: str, system: str, category: str, connector: str,
-                 state: str = TaskState.PLANNED, detail: str = "") -> None:
+    def add_task(
+        self,
+        conn: Connection[Any],
+        request_id: str,
+        system: str,
+        category: str,
+        connector: str,
+        state: str = TaskState.PLANNED,
+        detail: str = "",
+    ) -> None:
         conn.execute(
             "INSERT INTO system_tasks (request_id, system, category, connector, state, detail) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -131,7 +139,7 @@ class Ledger:
         """Undo an intake whose workflow could not be started: nothing of it stays behind."""
         with self.pool.connection() as conn, conn.transaction():
             for table in ("events", "system_tasks", "subject_pseudonyms", "vault_items", "vault_keys"):
-                conn.execute(f"DELETE FROM {table} WHERE request_id = %s", [request_id])  # noqa: S608
+                conn.execute(f"DELETE FROM {table} WHERE request_id = %s", [request_id])
             conn.execute("DELETE FROM requests WHERE request_id = %s", [request_id])
 
     def request(self, request_id: str) -> RequestRecord | None:
@@ -185,15 +193,22 @@ class Ledger:
         values = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items()}
         with self.pool.connection() as conn:
             conn.execute(
-                f"UPDATE system_tasks SET {assignments}, updated_at = now() "  # noqa: S608 (names checked above)
+                f"UPDATE system_tasks SET {assignments}, updated_at = now() "
                 "WHERE request_id = %(request_id)s AND system = %(system)s",
                 {**values, "request_id": request_id, "system": system},
             )
 
     # -- events -----------------------------------------------------------------------------------------------
 
-    def record_event(self, request_id: str, system: str | None, kind: str, event_key: str, at: datetime,
-                     detail: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def record_event(
+        self,
+        request_id: str,
+        system: str | None,
+        kind: str,
+        event_key: str,
+        at: datetime,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         """Once per (request, event_key): a retried activity records nothing twice."""
         with self.pool.connection() as conn:
             conn.execute(

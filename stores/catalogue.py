@@ -17,11 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors.base import Connector, StrictModel
-from connectors.registry import connector_class, kinds
-from erasure.errors import InvalidInput, TerminalError
-from erasure.model import Category, IdentifierType
-from erasure.validation import describe, read_yaml
+from domain.errors import InvalidInput, TerminalError
+from domain.model import Category, IdentifierType
+from domain.settings import KINDS, KindSpec, StrictModel
+from stores.validation import describe, read_yaml
 
 SYSTEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -61,31 +60,32 @@ class SystemSpec(BaseModel):
     @field_validator("connector")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        if value not in kinds():
-            raise ValueError(f"unknown connector {value!r}; expected one of {', '.join(kinds())}")
+        if value not in KINDS:
+            raise ValueError(f"unknown connector {value!r}; expected one of {', '.join(KINDS)}")
         return value
 
     @model_validator(mode="after")
     def _identifiers_supported(self) -> SystemSpec:
-        unsupported = set(self.identifiers) - connector_class(self.connector).supported_identifiers
+        unsupported = set(self.identifiers) - self.kind.identifiers
         if unsupported:
             raise ValueError(
                 f"connector {self.connector} cannot use identifier type(s) {', '.join(sorted(unsupported))}"
             )
         return self
 
+    @property
+    def kind(self) -> KindSpec:
+        return KINDS[self.connector]
+
     def connector_settings(self) -> StrictModel:
         return self._settings(self.connection)
 
-    def build_connector(self) -> Connector:
-        """The connector, with `${VAR}` in connection values read from the worker's environment."""
-        settings = self._settings({k: _expand(v) for k, v in self.connection.items()})
-        return connector_class(self.connector)(self.name, settings)
+    def resolved_settings(self) -> StrictModel:
+        """The settings with `${VAR}` in connection values read from the worker's environment."""
+        return self._settings({k: _expand(v) for k, v in self.connection.items()})
 
     def _settings(self, connection: dict[str, Any]) -> StrictModel:
-        return connector_class(self.connector).settings_model.model_validate(
-            {"connection": connection, "mapping": self.mapping}
-        )
+        return self.kind.settings_model.model_validate({"connection": connection, "mapping": self.mapping})
 
 
 class Catalogue(BaseModel):

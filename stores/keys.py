@@ -1,6 +1,6 @@
 """Local key material under `$ERASURE_HOME/keys` (development): created on first use, mode 0600.
 
-Production replaces the vault's master key with AWS KMS (`erasure.vault.KmsMasterKey`) and the signing key with a
+Production replaces the vault's master key with AWS KMS (`stores.vault.KmsMasterKey`) and the signing key with a
 key file of its own or a pluggable signer; the HMAC keys stay secrets of the deployment.
 """
 

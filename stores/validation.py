@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from erasure.errors import InvalidInput
+from domain.errors import InvalidInput
 
 
 def read_yaml(path: Path) -> Any:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 
-from erasure.model import IdentifierType, Subject
+from domain.model import IdentifierType, Subject
 
 
 class Pseudonymizer:

@@ -1,0 +1,71 @@
+"""Settings of the `s3` connector: buckets and the key templates that hold a subject's objects."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator
+
+from domain.model import IdentifierType
+from domain.settings.base import Capabilities, KindSpec, StrictModel
+
+
+class S3Connection(StrictModel):
+    endpoint_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    region: str = "us-east-1"
+
+
+class BucketMapping(StrictModel):
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    keys: list[str] = Field(min_length=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _templates(cls, value: list[str]) -> list[str]:
+        for template in value:
+            parse_template(template)
+        return value
+
+
+class S3Mapping(StrictModel):
+    buckets: list[BucketMapping] = Field(min_length=1)
+    bypass_governance_retention: bool = False
+
+
+class S3Settings(StrictModel):
+    connection: S3Connection = S3Connection()
+    mapping: S3Mapping
+
+
+@dataclass(frozen=True)
+class KeyTemplate:
+    text: str
+    identifier: IdentifierType
+    is_prefix: bool
+
+    def render(self, value: str) -> str:
+        return self.text.replace("{" + self.identifier.value + "}", value)
+
+
+def parse_template(text: str) -> KeyTemplate:
+    fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    if len(fields) != 1:
+        raise ValueError(f"key template {text!r} must hold exactly one identifier placeholder")
+    try:
+        identifier = IdentifierType(fields[0])
+    except ValueError:
+        raise ValueError(f"key template {text!r}: unknown identifier type {fields[0]!r}") from None
+    if text.count("{") != 1 or text.count("}") != 1:
+        raise ValueError(f"key template {text!r} must hold exactly one identifier placeholder")
+    is_prefix = text.endswith("/")
+    if is_prefix and "/" not in text.split("}", 1)[1]:
+        raise ValueError(f"key template {text!r}: a prefix must end with '/' after the placeholder")
+    return KeyTemplate(text=text, identifier=identifier, is_prefix=is_prefix)
+
+
+KIND = KindSpec(
+    settings_model=S3Settings,
+    capabilities=Capabilities(asynchronous=False, verifiable=True),
+    identifiers=frozenset(IdentifierType),
+)

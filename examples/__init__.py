@@ -1,0 +1,1 @@
+"""The fictional Clipstream estate of the demo, beside its catalogue and order."""
