@@ -95,6 +95,7 @@ class EraseResult:
     job_id: str | None
     vendor_status: str
     detail: str
+    vendor_facts: dict[str, str | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class PollResult:
     vendor_status: str
     finished_at: str | None
     detail: str
+    vendor_facts: dict[str, str | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class ReceiptInput:
     run_id: str
     started_at: str
     finished_at: str
+    vendor_facts: dict[str, str | int] = field(default_factory=dict)  # typed facts from the vendor's answers
 
 
 @dataclass(frozen=True)

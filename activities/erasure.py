@@ -205,6 +205,7 @@ class ErasureActivities:
                 job_id=job_id,
                 vendor_status=outcome.vendor_status,
                 detail=outcome.detail,
+                vendor_facts=dict(outcome.facts),
             )
 
         return await self._run(input.request_id, input.system, work)
@@ -224,7 +225,9 @@ class ErasureActivities:
                 )
             finished = state.finished_at.isoformat() if state.finished_at else None
             self._ledger.update_task(input.request_id, input.system, state=TaskState.VERIFYING)
-            return PollResult(state.status is JobStatus.SUCCEEDED, state.vendor_status, finished, state.detail)
+            return PollResult(
+                state.status is JobStatus.SUCCEEDED, state.vendor_status, finished, state.detail, dict(state.facts)
+            )
 
         return await self._run(input.request_id, input.system, work)
 
@@ -286,6 +289,7 @@ class ErasureActivities:
                 code_version=self._code_version,
                 started_at=input.started_at,
                 finished_at=input.finished_at,
+                vendor_facts=dict(input.vendor_facts),
             )
             logged = self._tlog.append_once(
                 input.request_id, input.system, input.action, lambda: self._sign(receipt_statement(facts))

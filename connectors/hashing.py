@@ -4,7 +4,8 @@ Pure functions, no I/O. A wrong normalisation is not a cosmetic bug: the hash th
 misses the child) or names somebody else (a neighbour is removed), so each rule follows the vendor's document:
 
 - email: trimmed, trailing dots removed, lower-cased;
-- phone: digits only, country code first, no "+" and no leading zeros.
+- phone: digits only, country code first, no "+" and no leading zeros;
+- mobile advertiser id (MADID: IDFA or Android advertising id): sent unhashed, lower-case, hyphens kept.
 
 Phones written without "+" or "00" are read as national numbers of `default_country_code` (digits, e.g. "44"): one
 national trunk "0" is dropped (for "1", an 11-digit number's leading trunk "1") except where the zero is part of the
@@ -23,6 +24,7 @@ _NANP = "1"
 _NON_DIGITS = re.compile(r"[^0-9]")
 _TRAILING_DOTS_AND_SPACE = re.compile(r"[\s.]+$")
 _COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
+_ADVERTISING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def sha256_hex(value: str) -> str:
@@ -38,6 +40,13 @@ def meta_email(raw: str) -> str:
 
 def meta_phone(raw: str, default_country_code: str | None) -> str:
     return _international_digits(raw, default_country_code)
+
+
+def meta_madid(raw: str) -> str:
+    normalised = raw.strip().lower()
+    if not _ADVERTISING_ID.fullmatch(normalised):
+        raise ValueError("advertising id is not a UUID (8-4-4-4-12 hex digits)")
+    return normalised
 
 
 def _require_email(value: str) -> None:

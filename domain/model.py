@@ -96,6 +96,11 @@ class JobHandle:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
+# A vendor's answer reduced to typed values at the connector edge (enumerated words, counts, validated ids, digests):
+# what the receipt may say about the vendor's own view, never its raw strings.
+VendorFacts = Mapping[str, str | int]
+
+
 class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -108,6 +113,7 @@ class JobState:
     vendor_status: str
     finished_at: datetime | None = None
     detail: str = ""
+    facts: VendorFacts = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class Outcome:
     job: JobHandle | None = None
     vendor_status: str = ""
     detail: str = ""
+    facts: VendorFacts = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
     python -m emulators --host 127.0.0.1 --port 8799 [--segment-finish-after 5s] [--meta-finish-after 5s] [--seed FILE]
 
 The seed file is JSON: {"segment": {"token": "...", "profiles": ["u1", ...]},
-"meta": {"access_token": "...", "audiences": {"<id>": [["<sha256 of email>"], ...]}}}; every key is optional.
-With a --*-finish-after duration, jobs finish on the wall clock instead of after a number of polls.
+"meta": {"access_token": "...", "audiences": {"<id>": [["<sha256 of email>"], ...]}, "processing_time": "5s"}};
+every key is optional. With a --*-finish-after duration, jobs finish on the wall clock instead of after a number of
+polls; a Meta session takes hours unless --meta-finish-after or the seed's processing_time says otherwise.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def states(
         segment_state.token = segment_seed["token"]
     if "access_token" in meta_seed:
         meta_state.access_token = meta_seed["access_token"]
+    if "processing_time" in meta_seed:
+        meta_state.processing_time = duration(meta_seed["processing_time"])
     if segment_after is not None:
         segment_state.finish_after, segment_state.finish_after_polls = segment_after, None
     if meta_after is not None:
-        meta_state.finish_after, meta_state.finish_after_polls = meta_after, None
+        meta_state.processing_time = meta_after
     return segment_state, meta_state
 
 

@@ -174,7 +174,8 @@ def emulator_seed() -> dict[str, Any]:
     members.append([sha256_hex(meta_phone(NEIGHBOURS[0].phone or "", "44"))])
     return {
         "segment": {"profiles": [str(p.user_id) for p in PEOPLE]},
-        "meta": {"audiences": {AUDIENCE: members}},
+        # Meta applies removals within hours; the demo's emulator takes seconds, so polling is still seen to wait
+        "meta": {"audiences": {AUDIENCE: members}, "processing_time": "6s"},
     }
 
 

@@ -195,8 +195,6 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
                 str(ports.emulators),
                 "--segment-finish-after",
                 "3s",
-                "--meta-finish-after",
-                "0s",
                 *seed,
             ],
         )

@@ -27,6 +27,8 @@ EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
 ACTIONS = frozenset({"erase", "shred"})
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_FACT_NAME = re.compile(r"[a-z0-9_.]{1,80}")
+_FACT_WORD = re.compile(r"[A-Za-z0-9_.:-]{1,80}")  # enumerated words, versions, ids, hex digests
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class ReceiptFacts:
     code_version: str
     started_at: str
     finished_at: str
+    # the vendor's answers as typed facts (counts, enumerated words, validated ids, digests), never its raw strings
+    vendor_facts: Mapping[str, str | int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
@@ -70,6 +74,13 @@ class ReceiptFacts:
             _check(bool(_HEX_DIGEST.fullmatch(self.key_commitment)), "key_commitment", "not 64 lowercase hex")
         _check_timestamp(self.started_at, "started_at")
         _check_timestamp(self.finished_at, "finished_at")
+        for name, value in self.vendor_facts.items():
+            _check(bool(_FACT_NAME.fullmatch(name)), "vendor_facts", name)
+            _check(
+                type(value) is int or (isinstance(value, str) and _FACT_WORD.fullmatch(value) is not None),
+                "vendor_facts",
+                f"{name} is neither a count nor a plain word",
+            )
 
     @property
     def subject_name(self) -> str:

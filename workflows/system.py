@@ -44,6 +44,7 @@ _RANK = {EvidenceLevel.ACCEPTED: 0, EvidenceLevel.VENDOR_ATTESTED: 1, EvidenceLe
 class SystemErasureWorkflow:
     def __init__(self) -> None:
         self._notes: list[str] = []
+        self._vendor_facts: dict[str, str | int] = {}
 
     @workflow.run
     async def run(self, input: SystemInput) -> SystemResult:
@@ -62,6 +63,7 @@ class SystemErasureWorkflow:
                 run_id=workflow.info().run_id,
                 started_at=started.isoformat(),
                 finished_at=workflow.now().isoformat(),
+                vendor_facts=self._vendor_facts,
             ),
             result_type=ReceiptResult,
             **LEDGER,
@@ -76,6 +78,7 @@ class SystemErasureWorkflow:
             await workflow.execute_activity(LOCATE, step, result_type=LocateResult, **options)
             erased: EraseResult = await workflow.execute_activity(ERASE, step, result_type=EraseResult, **options)
             level, detail = erased.level, erased.detail
+            self._vendor_facts.update(erased.vendor_facts)
             if erased.job_id is not None:
                 level, detail = await self._wait_for_vendor(input, erased.job_id)
                 if level == EvidenceLevel.FAILED:
@@ -108,6 +111,7 @@ class SystemErasureWorkflow:
                     EvidenceLevel.FAILED,
                     f"the vendor's job was still running at the deadline ({deadline_days:g} days): not done",
                 )
+        self._vendor_facts.update(result.vendor_facts)
         if result.succeeded:
             return EvidenceLevel.VENDOR_ATTESTED, result.detail
         return EvidenceLevel.FAILED, result.detail

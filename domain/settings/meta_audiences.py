@@ -1,7 +1,8 @@
-"""Settings of the `meta_audiences` connector: Graph API version, token variable, audiences and their schema."""
+"""Settings of the `meta_audiences` connector: Graph API version, secrets' variables, audiences and their schemas."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -9,8 +10,20 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from domain.model import IdentifierType
 from domain.settings.base import Capabilities, KindSpec, StrictModel
 
-SchemaKey = Literal["EMAIL", "PHONE"]
-IDENTIFIER_BY_KEY: dict[SchemaKey, IdentifierType] = {"EMAIL": IdentifierType.EMAIL, "PHONE": IdentifierType.PHONE}
+# Keys of a multi-key schema ("FILE_IMPORTED.MULTI_HASHES" audiences); EMAIL and PHONE travel as SHA-256 digests,
+# MADID and EXTERN_ID unhashed, as Meta documents.
+SchemaKey = Literal["EMAIL", "PHONE", "MADID", "EXTERN_ID"]
+# Single-key schemas ("FILE_IMPORTED.HASHES_OR_USER_IDS" audiences), each a flat list of one kind of value.
+SingleSchema = Literal["EMAIL_SHA256", "PHONE_SHA256", "MOBILE_ADVERTISER_ID"]
+IDENTIFIER_BY_KEY: dict[SchemaKey | SingleSchema, IdentifierType] = {
+    "EMAIL": IdentifierType.EMAIL,
+    "PHONE": IdentifierType.PHONE,
+    "MADID": IdentifierType.ADVERTISING_ID,
+    "EXTERN_ID": IdentifierType.USER_ID,
+    "EMAIL_SHA256": IdentifierType.EMAIL,
+    "PHONE_SHA256": IdentifierType.PHONE,
+    "MOBILE_ADVERTISER_ID": IdentifierType.ADVERTISING_ID,
+}
 
 
 def _as_text(value: Any) -> Any:
@@ -18,27 +31,38 @@ def _as_text(value: Any) -> Any:
     return str(value) if type(value) is int else value
 
 
-def _unique(values: list[str]) -> list[str]:
+def _unique(values: list[Any]) -> list[Any]:
     if len(set(values)) != len(values):
         raise ValueError("values must not repeat")
     return values
 
 
+def _unique_audiences(audiences: list[MetaAudience]) -> list[MetaAudience]:
+    _unique([audience.id for audience in audiences])
+    return audiences
+
+
 class MetaConnection(StrictModel):
     base_url: str = "https://graph.facebook.com"
-    api_version: Annotated[str, Field(pattern=r"^v\d+\.\d+$")] = "v21.0"
+    # Graph versions expire (v24.0 on 2026-11-10, v25.0 on 2027-02-23): an expired one is refused with #2635
+    api_version: Annotated[str, Field(pattern=r"^v\d+\.\d+$")] = "v25.0"
     access_token_env: str  # names the environment variable holding a system user's access token
+    # names the variable holding the app secret, for apps with "Require App Secret": calls then carry appsecret_proof
+    app_secret_env: str | None = None
+
+
+class MetaAudience(StrictModel):
+    # numeric, because it becomes a path segment
+    id: Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^\d+$")]
+    # the kind the audience was built with: Meta refuses a payload of the other kind (#2650)
+    schema_keys: Annotated[
+        Annotated[list[SchemaKey], Field(min_length=1), AfterValidator(_unique)] | SingleSchema,
+        Field(alias="schema"),  # "schema" would shadow a pydantic attribute; the catalogue writes `schema:`
+    ]
 
 
 class MetaMapping(StrictModel):
-    # numeric, because they become path segments
-    audience_ids: Annotated[
-        list[Annotated[str, BeforeValidator(_as_text), Field(pattern=r"^\d+$")]],
-        Field(min_length=1),
-        AfterValidator(_unique),
-    ]
-    # "schema" would shadow a pydantic attribute, hence the alias; the catalogue writes `schema:`
-    schema_keys: Annotated[list[SchemaKey], Field(alias="schema", min_length=1), AfterValidator(_unique)]
+    audiences: Annotated[list[MetaAudience], Field(min_length=1), AfterValidator(_unique_audiences)]
     # calling code for phones written in national format, e.g. "44"; see connectors/hashing.py
     default_country_code: Annotated[str, Field(pattern=r"^[1-9]\d{0,2}$")] | None = None
 
@@ -51,11 +75,15 @@ class MetaSettings(StrictModel):
 KIND = KindSpec(
     settings_model=MetaSettings,
     capabilities=Capabilities(
-        asynchronous=False,
-        verifiable=False,
+        asynchronous=True,  # erase returns the removal sessions; Meta applies them later
+        verifiable=False,  # no membership lookup: Meta's report that a session finished is the evidence
         # Each call carries up to 10,000 rows, so a subject is one call per audience; the ad account's business use
         # case quota is shared with the platform's own audience syncs, which should keep the headroom.
         rate_per_second=2.0,
+        # "usually within 24 hours", longer for many records: poll a few times a day, escalate after two days
+        poll_every=timedelta(hours=4),
+        service_time=timedelta(hours=48),
+        deadline=timedelta(days=7),
     ),
     identifiers=frozenset(IDENTIFIER_BY_KEY.values()),
 )
