@@ -259,9 +259,11 @@ class _Reading:
 def _reading(answer: dict[str, Any], audience_id: str, session_id: int, rows: int) -> _Reading:
     """Completion is judged conservatively from documented fields: upload ended, progress at 100, every row read."""
     data = answer.get("data")
-    listed = [s for s in data if isinstance(s, dict) and s.get("session_id") == str(session_id)] if isinstance(
-        data, list
-    ) else []
+    listed = (
+        [s for s in data if isinstance(s, dict) and s.get("session_id") == str(session_id)]
+        if isinstance(data, list)
+        else []
+    )
     if not listed:
         return _Reading(audience_id, "not_listed", {"stage": "not_listed"}, False, None, "")
     session = listed[0]

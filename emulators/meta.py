@@ -158,7 +158,9 @@ def create_app(state: MetaState) -> Starlette:
             params = await _params(state, request)
             audience_id = _authorise(state, request, params)
             fields = _fields(params.get("fields"))
-            return _json(state, "sessions", 200, {"data": _sessions(state, audience_id, params.get("session_id"), fields)})
+            return _json(
+                state, "sessions", 200, {"data": _sessions(state, audience_id, params.get("session_id"), fields)}
+            )
         except GraphError as exc:
             return _graph_error(state, exc)
 
@@ -186,7 +188,7 @@ def _authorise(state: MetaState, request: Request, params: dict[str, str]) -> st
         raise GraphError("Unknown path components", 2500)
     today = state.clock().date()
     if any(int(version[1]) <= major and expires <= today for major, expires in EXPIRES.items()):
-        current = min((m for m, expires in EXPIRES.items() if expires > today), default=max(EXPIRES))
+        current = max(EXPIRES)  # the newest version this emulator knows
         raise GraphError(
             "(#2635) You are calling a deprecated version of the Ads API. "
             f"Please update to the latest version: v{current}.0.",

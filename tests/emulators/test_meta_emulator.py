@@ -107,11 +107,15 @@ def test_an_app_that_requires_the_app_secret_needs_appsecret_proof(emulators: Em
 
     assert_graph_error(emulators.http.get(SESSIONS, headers=auth(emulators)), 400, 100)
     wrong = hmac.new(b"other", emulators.meta.access_token.encode(), hashlib.sha256).hexdigest()
-    assert_graph_error(emulators.http.get(SESSIONS, params={"appsecret_proof": wrong}, headers=auth(emulators)), 400, 100)
+    assert_graph_error(
+        emulators.http.get(SESSIONS, params={"appsecret_proof": wrong}, headers=auth(emulators)), 400, 100
+    )
     assert emulators.http.get(SESSIONS, params={"appsecret_proof": proof}, headers=auth(emulators)).status_code == 200
 
 
-@pytest.mark.parametrize(("version", "today"), [("v21.0", "2025-09-09"), ("v24.0", "2026-11-10"), ("v22.0", "2026-11-10")])
+@pytest.mark.parametrize(
+    ("version", "today"), [("v21.0", "2025-09-09"), ("v24.0", "2026-11-10"), ("v22.0", "2026-11-10")]
+)
 def test_an_expired_version_is_error_2635(emulators: Emulators, clock: Clock, version: str, today: str) -> None:
     clock.now = datetime.fromisoformat(today).replace(tzinfo=UTC)
     response = emulators.http.get(f"/meta/{version}/{AUDIENCE}/sessions", headers=auth(emulators))
@@ -308,5 +312,4 @@ def test_lone_surrogates_come_as_escapes_in_every_string(emulators: Emulators) -
     remove(emulators, {"schema": ["EMAIL"], "data": [[CHILD]]}, {"session_id": 1, "batch_seq": 1})
     response = emulators.http.get(SESSIONS, params={"fields": "stage"}, headers=auth(emulators))
     assert response.content.isascii() and b"\\ud800" in response.content
-    (session,) = response.json()["data"]
-    assert session == {"stage\ud800": "uploading\ud800"}
+    assert response.json() == {"data\ud800": [{"stage\ud800": "uploading\ud800"}]}

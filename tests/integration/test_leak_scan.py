@@ -153,10 +153,10 @@ def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: V
                 "identifiers": ["email", "phone"],
                 "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
                 "mapping": {
-                    "audience_ids": ["23850000000000009"],
-                    "schema": ["EMAIL", "PHONE"],
+                    "audiences": [{"id": "23850000000000009", "schema": ["EMAIL", "PHONE"]}],
                     "default_country_code": "44",
                 },
+                "poll": {"every": "PT0.5S"},
                 "retry": fast,
             },
         ]

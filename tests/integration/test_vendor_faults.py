@@ -32,7 +32,8 @@ def vendor_catalogue() -> dict[str, Any]:
                 "category": "ad_targeting",
                 "identifiers": ["email"],
                 "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
-                "mapping": {"audience_ids": [AUDIENCE], "schema": ["EMAIL"]},
+                "mapping": {"audiences": [{"id": AUDIENCE, "schema": ["EMAIL"]}]},
+                "poll": {"every": "PT0.5S"},
                 "retry": FAST,
             },
         ]
