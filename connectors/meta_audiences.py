@@ -143,7 +143,7 @@ class MetaAudiencesConnector(Connector):
                 received += _count(answer, "num_received")
                 invalid += _count(answer, "num_invalid_entries")
             jobs.append(f"{audience.id}:{session_id}:{len(rows)}")
-        facts = {
+        facts: dict[str, str | int] = {
             "api_version": self._settings.connection.api_version,
             "audiences": len(planned),
             "rows_sent": sent,
