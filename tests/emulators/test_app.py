@@ -21,7 +21,7 @@ from tests.servers import free_port
 def test_health_and_both_mounts_answer(emulators: Emulators) -> None:
     assert emulators.http.get("/healthz").status_code == 200
     assert emulators.http.get("/segment/regulations/x").status_code == 401
-    assert emulators.http.get("/meta/v21.0/1/sessions").json()["error"]["code"] == 190
+    assert emulators.http.get("/meta/v25.0/1/sessions").json()["error"]["code"] == 190
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,13 @@ def test_seeds_and_wall_clock_durations_reach_the_states() -> None:
     segment, meta = states(seed, timedelta(seconds=5), None)
     assert segment.profiles == {"1", "10"} and segment.token == "t1"
     assert (segment.finish_after, segment.finish_after_polls) == (timedelta(seconds=5), None)
-    assert meta.audiences == {"5": {("a",), ("b", "c")}} and meta.finish_after_polls == 2
+    assert meta.audiences == {"5": {("a",), ("b", "c")}}
+    assert (meta.processing_time, meta.finish_after_polls) == (timedelta(hours=20), None)  # Meta takes hours
+
+
+def test_the_seed_can_shorten_metas_processing_time() -> None:
+    _, meta = states({"meta": {"processing_time": "6s"}}, None, None)
+    assert meta.processing_time == timedelta(seconds=6)
 
 
 def test_python_m_emulators_serves_the_seeded_state(tmp_path: Path) -> None:
@@ -75,7 +81,7 @@ def test_python_m_emulators_serves_the_seeded_state(tmp_path: Path) -> None:
             headers={"Authorization": "Bearer seeded"},
         )
         assert created.status_code == 200
-        sessions = httpx.get(f"{url}/meta/v21.0/7/sessions", params={"access_token": "dev-token"})
+        sessions = httpx.get(f"{url}/meta/v25.0/7/sessions", headers={"Authorization": "Bearer dev-token"})
         assert sessions.json() == {"data": []}
     finally:
         server.terminate()
