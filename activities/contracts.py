@@ -1,6 +1,8 @@
 """What crosses Temporal: activity names and their one-dataclass-in, one-dataclass-out types.
 
-Only request ids, system names, counts, levels, digests and vendor job ids travel here: never an identifier.
+Only request ids, system names, levels, digests and vendor job ids travel here: never an identifier. A system's
+facts (counts, key commitments, vendor statuses) go one way only: the activities write them to the ledger, and the
+receipt and the certificate read them back from there. Results carry only what the workflows decide on.
 Workflows import this module (and nothing else of `activities/`), so it stays free of I/O and heavy imports.
 """
 
@@ -80,22 +82,10 @@ class StepInput:
 
 
 @dataclass(frozen=True)
-class LocateResult:
-    counts: dict[str, int]
-    note: str
-
-
-@dataclass(frozen=True)
 class EraseResult:
     level: str
-    deleted: int
-    blocked: int
-    key_commitment: str | None
-    key_count: int
     job_id: str | None
-    vendor_status: str
     detail: str
-    vendor_facts: dict[str, str | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,16 +98,12 @@ class PollInput:
 @dataclass(frozen=True)
 class PollResult:
     succeeded: bool
-    vendor_status: str
-    finished_at: str | None
     detail: str
-    vendor_facts: dict[str, str | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class VerifyResult:
     level: str
-    remaining: dict[str, int]
     detail: str
 
 
@@ -145,7 +131,6 @@ class ReceiptInput:
     run_id: str
     started_at: str
     finished_at: str
-    vendor_facts: dict[str, str | int] = field(default_factory=dict)  # typed facts from the vendor's answers
 
 
 @dataclass(frozen=True)
@@ -164,14 +149,12 @@ class SystemResult:
 @dataclass(frozen=True)
 class SealInput:
     request_id: str
-    results: list[SystemResult]
 
 
 @dataclass(frozen=True)
 class SealResult:
     outcome: str
     certificate_sha256: str
-    tree_size: int
 
 
 @dataclass(frozen=True)
@@ -183,7 +166,6 @@ class ShredInput:
 
 @dataclass(frozen=True)
 class ShredResult:
-    shredded: bool
     receipt_sha256: str
 
 

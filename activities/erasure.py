@@ -38,7 +38,6 @@ from activities.contracts import (
     VERIFY,
     EraseResult,
     EventInput,
-    LocateResult,
     Plan,
     PollInput,
     PollResult,
@@ -58,27 +57,19 @@ from activities.contracts import (
 from connectors.base import Connector
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
-from domain.model import EvidenceLevel, JobHandle, JobStatus, Subject
-from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
+from domain.model import JobHandle, JobStatus, Subject
+from domain.states import TaskState
+from evidence import notary
 from evidence.merkle import MemoryTree
-from evidence.statement import (
-    CertificateFacts,
-    ReceiptFacts,
-    SystemOutcome,
-    certificate_statement,
-    outcome_for,
-    receipt_statement,
-)
+from evidence.statement import outcome_for
 from stores.catalogue import Catalogue, SystemSpec, catalogue_from_snapshot
-from stores.ledger import Ledger, RequestState, TaskState
-from stores.pseudonyms import Pseudonymizer
+from stores.ledger import Ledger, RequestRecord, TaskRecord
+from stores.suppression import SuppressionList
 from stores.tlog import TransparencyLog
 from stores.vault import Vault, VaultSealed
 
 T = TypeVar("T")
 log = structlog.get_logger("erasure.activities")
-
-REQUEST_SYSTEM = "*"  # the certificate and the shredding receipt belong to the request, not to one system
 
 
 class ErasureActivities:
@@ -88,7 +79,7 @@ class ErasureActivities:
         ledger: Ledger,
         vault: Vault,
         tlog: TransparencyLog,
-        suppression: Pseudonymizer,
+        suppression: SuppressionList,
         task_queue: str,
         grace_s: float,
         code_version: str,
@@ -130,7 +121,7 @@ class ErasureActivities:
             for task in self._ledger.tasks(request_id)
             if task.state != TaskState.NOT_APPLICABLE
         ]
-        self._ledger.set_state(request_id, RequestState.EXECUTING)
+        self._ledger.executing(request_id)
         return Plan(systems=systems, max_concurrency=catalogue.max_concurrency, grace_s=self._grace_s)
 
     def _system_plan(self, spec: SystemSpec) -> SystemPlan:
@@ -160,53 +151,36 @@ class ErasureActivities:
     # -- one system -------------------------------------------------------------------------------------------
 
     @activity.defn(name=LOCATE)
-    async def locate(self, input: StepInput) -> LocateResult:
-        def work() -> LocateResult:
-            self._ledger.update_task(input.request_id, input.system, state=TaskState.LOCATING, started_at=_now())
+    async def locate(self, input: StepInput) -> None:
+        def work() -> None:
+            self._ledger.locating(input.request_id, input.system, _now())
             with self._connector(input) as (connector, subject):
                 inventory = connector.locate(subject)
-            self._ledger.update_task(
-                input.request_id,
-                input.system,
-                state=TaskState.ERASING,
-                records_before=inventory.total,
-                counts_before=dict(inventory.counts),
-                detail=inventory.note,
+            self._ledger.located(
+                input.request_id, input.system, total=inventory.total, counts=inventory.counts, note=inventory.note
             )
-            return LocateResult(counts=dict(inventory.counts), note=inventory.note)
 
-        return await self._run(input.request_id, input.system, work)
+        await self._run(input.request_id, input.system, work)
 
     @activity.defn(name=ERASE)
     async def erase(self, input: StepInput) -> EraseResult:
         def work() -> EraseResult:
             with self._connector(input) as (connector, subject):
                 outcome = connector.erase(subject, idempotency_key=f"{input.request_id}/{input.system}")
-            commitment = self._commitment(input.request_id, outcome.deleted_keys)
             job_id = outcome.job.job_id if outcome.job else None
-            self._ledger.update_task(
+            self._ledger.erased(
                 input.request_id,
                 input.system,
-                state=TaskState.WAITING_VENDOR if job_id else TaskState.VERIFYING,
                 deleted=outcome.deleted,
                 blocked=outcome.blocked,
-                key_commitment=commitment,
+                key_commitment=self._commitment(input.request_id, outcome.deleted_keys),
                 key_count=len(outcome.deleted_keys),
                 vendor_job_id=job_id,
                 vendor_status=outcome.vendor_status or None,
+                vendor_facts=outcome.facts,
                 detail=outcome.detail,
             )
-            return EraseResult(
-                level=outcome.level.value,
-                deleted=outcome.deleted,
-                blocked=outcome.blocked,
-                key_commitment=commitment,
-                key_count=len(outcome.deleted_keys),
-                job_id=job_id,
-                vendor_status=outcome.vendor_status,
-                detail=outcome.detail,
-                vendor_facts=dict(outcome.facts),
-            )
+            return EraseResult(level=outcome.level.value, job_id=job_id, detail=outcome.detail)
 
         return await self._run(input.request_id, input.system, work)
 
@@ -215,19 +189,22 @@ class ErasureActivities:
         def work() -> PollResult:
             with self._connector(StepInput(input.request_id, input.system), need_subject=False) as (connector, _):
                 state = connector.poll(JobHandle(job_id=input.job_id))
-            self._ledger.update_task(input.request_id, input.system, vendor_status=state.vendor_status)
-            if state.status is JobStatus.RUNNING:
+            running = state.status is JobStatus.RUNNING
+            self._ledger.polled(
+                input.request_id,
+                input.system,
+                vendor_status=state.vendor_status,
+                vendor_facts=state.facts,
+                finished=not running,
+            )
+            if running:
                 # retryable on purpose: the workflow's retry policy is the polling schedule
                 raise ApplicationError(
                     f"vendor job {state.vendor_status}",
                     type=JOB_STILL_RUNNING,
                     category=ApplicationErrorCategory.BENIGN,  # expected while waiting: not logged as a failure
                 )
-            finished = state.finished_at.isoformat() if state.finished_at else None
-            self._ledger.update_task(input.request_id, input.system, state=TaskState.VERIFYING)
-            return PollResult(
-                state.status is JobStatus.SUCCEEDED, state.vendor_status, finished, state.detail, dict(state.facts)
-            )
+            return PollResult(succeeded=state.status is JobStatus.SUCCEEDED, detail=state.detail)
 
         return await self._run(input.request_id, input.system, work)
 
@@ -237,13 +214,13 @@ class ErasureActivities:
             with self._connector(input) as (connector, subject):
                 verification = connector.verify(subject)
             verifiable = connector.capabilities.verifiable
-            self._ledger.update_task(
+            self._ledger.verified(
                 input.request_id,
                 input.system,
                 records_after=verification.total_remaining if verifiable else None,
-                counts_after=dict(verification.remaining) if verifiable else None,
+                counts_after=verification.remaining if verifiable else None,
             )
-            return VerifyResult(verification.level.value, dict(verification.remaining), verification.detail)
+            return VerifyResult(level=verification.level.value, detail=verification.detail)
 
         return await self._run(input.request_id, input.system, work)
 
@@ -265,39 +242,26 @@ class ErasureActivities:
     @activity.defn(name=RECORD_RECEIPT)
     async def record_receipt(self, input: ReceiptInput) -> ReceiptResult:
         def work() -> ReceiptResult:
-            task = self._ledger.task(input.request_id, input.system)
-            facts = ReceiptFacts(
-                request_id=input.request_id,
-                system=input.system,
-                category=task.category,
-                connector=task.connector,
-                action=input.action,
-                evidence_level=input.level,
-                records_before=task.records_before,
-                records_after=task.records_after,
-                blocked=task.blocked,
-                locations=_locations(task.counts_before, task.counts_after),
-                key_commitment=task.key_commitment,
-                key_count=task.key_count,
-                vendor_job_id=task.vendor_job_id,
-                vendor_status=task.vendor_status,
-                detail=input.detail,
-                notes=tuple(input.notes),
+            run = notary.Run(
                 workflow_id=input.workflow_id,
                 run_id=input.run_id,
                 activity_id=activity.info().activity_id,
                 code_version=self._code_version,
                 started_at=input.started_at,
                 finished_at=input.finished_at,
-                vendor_facts=dict(input.vendor_facts),
             )
-            logged = self._tlog.append_once(
-                input.request_id, input.system, input.action, lambda: self._sign(receipt_statement(facts))
-            )
-            self._ledger.update_task(
+            task = self._ledger.task(input.request_id, input.system)
+            logged = self._tlog.notarise(
                 input.request_id,
                 input.system,
-                state=TaskState.DONE,
+                input.action,
+                lambda: notary.erase_receipt(
+                    input.request_id, task, level=input.level, detail=input.detail, notes=input.notes, run=run
+                ),
+            )
+            self._ledger.done(
+                input.request_id,
+                input.system,
                 evidence_level=input.level,
                 detail=input.detail,
                 started_at=datetime.fromisoformat(input.started_at),
@@ -311,59 +275,34 @@ class ErasureActivities:
 
     @activity.defn(name=SEAL)
     async def seal(self, input: SealInput) -> SealResult:
-        return await self._run(input.request_id, None, lambda: self._seal(input))
+        return await self._run(input.request_id, None, lambda: self._seal(input.request_id))
 
-    def _seal(self, input: SealInput) -> SealResult:
-        request = self._ledger.request(input.request_id)
+    def _seal(self, request_id: str) -> SealResult:
+        """Certify the request from what the ledger and the log hold: every system that has a receipt."""
+        request = self._ledger.request(request_id)
         if request is None:
-            raise TerminalError(f"request {input.request_id} is not in the ledger")
-        tasks = {t.system: t for t in self._ledger.tasks(input.request_id)}
-        receipts = self._receipts(input.request_id)
-        systems = tuple(
-            SystemOutcome(
-                system=r.system,
-                category=tasks[r.system].category,
-                evidence_level=r.level,
-                records_before=tasks[r.system].records_before,
-                records_after=tasks[r.system].records_after,
-                receipt=receipt_path(r.system),
-            )
-            for r in sorted(input.results, key=lambda r: r.system)
-        )
-        outcome = outcome_for(s.evidence_level for s in systems)
-        facts = CertificateFacts(
-            request_id=input.request_id,
-            kind=request.kind,
-            legal_basis=request.legal_basis,
-            jurisdiction_reference=request.reference,
-            received_at=f"{request.received_on.isoformat()}T00:00:00Z",
-            deadline=request.deadline.isoformat(),
-            outcome=outcome,
-            outcome_reason=outcome_reason(systems),
-            systems=systems,
-            exceptions=tuple(self._exceptions(tasks)),
+            raise TerminalError(f"request {request_id} is not in the ledger")
+        tasks = self._ledger.tasks(request_id)
+        receipts = {
+            r.system: r.envelope
+            for r in self._tlog.receipts(request_id)
+            if r.action == notary.ERASE and r.system != notary.REQUEST_SYSTEM
+        }
+        finished = [_finished(t) for t in tasks if t.system in receipts]
+        statement = notary.certificate(
+            _notary_request(request),
+            finished,
+            receipts,
+            not_searched={t.system: t.detail for t in tasks if t.state == TaskState.NOT_APPLICABLE},
             log_origin=self._tlog.origin,
             code_version=self._code_version,
             issued_at=_now().isoformat(),
         )
-        statement = certificate_statement(facts, {receipt_path(s): env for s, env in receipts.items()})
-        logged = self._tlog.append_once(input.request_id, REQUEST_SYSTEM, "certificate", lambda: self._sign(statement))
-        self._suppress(input.request_id)
-        self._ledger.set_state(input.request_id, RequestState.CERTIFIED, outcome)
-        return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest(), self._tlog.size())
-
-    def _exceptions(self, tasks: dict[str, Any]) -> Iterator[str]:
-        for task in tasks.values():
-            if task.state == TaskState.NOT_APPLICABLE:
-                yield f"{task.system}: not searched, {task.detail}"
-
-    def _suppress(self, request_id: str) -> None:
-        """The erased subject's keyed hashes join the suppression list, so ingestion can refuse their data."""
-        rows = [(k.value, digest) for k, digest in self._suppression.of_subject(self._vault.subject(request_id))]
-        with self._ledger.pool.connection() as conn, conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO suppression (identifier_type, digest) VALUES (%s, %s) ON CONFLICT DO NOTHING", rows
-            )
+        logged = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, lambda: statement)
+        self._suppression.add(self._vault.subject(request_id))
+        outcome = outcome_for(s.evidence_level for s in finished)
+        self._ledger.certified(request_id, outcome)
+        return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest())
 
     @activity.defn(name=SHRED)
     async def shred(self, input: ShredInput) -> ShredResult:
@@ -374,7 +313,6 @@ class ErasureActivities:
                 self._ledger,
                 self._vault,
                 self._tlog,
-                self._sign,
                 input.request_id,
                 input.reason,
                 self._code_version,
@@ -386,16 +324,6 @@ class ErasureActivities:
         )
 
     # -- helpers ----------------------------------------------------------------------------------------------
-
-    def _sign(self, statement: bytes) -> bytes:
-        return sign_envelope(statement, IN_TOTO_PAYLOAD_TYPE, self._tlog.signer).to_json()
-
-    def _receipts(self, request_id: str) -> dict[str, bytes]:
-        with self._ledger.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT system, envelope FROM receipts WHERE request_id = %s AND action = 'erase'", [request_id]
-            ).fetchall()
-        return {str(system): bytes(envelope) for system, envelope in rows}
 
     def _load_catalogue(self, request_id: str) -> Catalogue:
         return catalogue_from_snapshot(self._ledger.catalogue_snapshot(request_id))
@@ -462,7 +390,6 @@ def shred_request(
     ledger: Ledger,
     vault: Vault,
     tlog: TransparencyLog,
-    sign: Callable[[bytes], bytes],
     request_id: str,
     reason: str,
     code_version: str,
@@ -480,57 +407,39 @@ def shred_request(
         destroyed_now = vault.destroy(conn, request_id)
     if not vault.is_destroyed(request_id):
         raise TerminalError(f"request {request_id} has no vault key to destroy")
-    facts = ReceiptFacts(
-        request_id=request_id,
-        system="vault",
-        category="orchestrator",
-        connector="vault",
-        action="shred",
-        evidence_level=EvidenceLevel.VERIFIED_ABSENT.value,
-        records_before=1,
-        records_after=0,
-        blocked=0,
-        locations={},
-        key_commitment=None,
-        key_count=0,
-        vendor_job_id=None,
-        vendor_status=None,
-        detail=f"the request's data key was destroyed ({reason}); its sealed identifiers can no longer be read",
-        notes=(),
-        workflow_id=workflow_id,
-        run_id=run_id,
-        activity_id=activity_id,
-        code_version=code_version,
-        started_at=_utc(at),
-        finished_at=_utc(at),
+    moment = at.astimezone(UTC).isoformat()
+    run = notary.Run(workflow_id, run_id, activity_id, code_version, started_at=moment, finished_at=moment)
+    logged = tlog.notarise(
+        request_id, notary.REQUEST_SYSTEM, notary.SHRED, lambda: notary.shred_receipt(request_id, reason, run)
     )
-    logged = tlog.append_once(request_id, REQUEST_SYSTEM, "shred", lambda: sign(receipt_statement(facts)))
-    ledger.set_state(request_id, RequestState.CLOSED)
+    ledger.closed(request_id)
     if destroyed_now:
         ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})
-    return ShredResult(shredded=True, receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
+    return ShredResult(receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
 
 
-def _locations(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, tuple[int | None, int | None]]:
-    """Counts per location, before and after; a location seen only once has None on the other side."""
-    before, after = before or {}, after or {}
-    return {name: (before.get(name), after.get(name)) for name in sorted(before.keys() | after.keys())}
+def _notary_request(request: RequestRecord) -> notary.Request:
+    return notary.Request(
+        request_id=request.request_id,
+        kind=request.kind,
+        legal_basis=request.legal_basis,
+        reference=request.reference,
+        received_on=request.received_on,
+        deadline=request.deadline,
+    )
 
 
-def receipt_path(system: str) -> str:
-    return f"receipts/{system}.dsse.json"
-
-
-def outcome_reason(systems: tuple[SystemOutcome, ...]) -> str:
-    counts: dict[str, int] = {}
-    for s in systems:
-        counts[s.evidence_level] = counts.get(s.evidence_level, 0) + 1
-    return ", ".join(f"{n} {level}" for level, n in sorted(counts.items()))
+def _finished(task: TaskRecord) -> notary.FinishedSystem:
+    if task.evidence_level is None:
+        raise TerminalError(f"system {task.system} has a receipt but no evidence level in the ledger")
+    return notary.FinishedSystem(
+        system=task.system,
+        category=task.category,
+        evidence_level=task.evidence_level,
+        records_before=task.records_before,
+        records_after=task.records_after,
+    )
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()

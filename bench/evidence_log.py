@@ -22,26 +22,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from activities.erasure import REQUEST_SYSTEM, outcome_reason, receipt_path
 from erasure.config import Config, code_version
 from erasure.export import export_bundle
 from erasure.services import Services
+from evidence import notary
 from evidence.checkpoint import open_checkpoint
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
-from evidence.keys import Ed25519Signer
+from evidence.keys import Signer
 from evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
-from evidence.statement import (
-    CertificateFacts,
-    ReceiptFacts,
-    SystemOutcome,
-    certificate_statement,
-    outcome_for,
-    receipt_statement,
-)
 from evidence.verify import verify_bundle
 
 VERSION = code_version()
@@ -293,37 +286,34 @@ def drop_schema(database_url: str, schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def receipt_envelope(signer: Ed25519Signer, i: int) -> bytes:
+def receipt_envelope(signer: Signer, i: int) -> bytes:
     """A receipt as record_receipt writes it, with realistic values (ids, digests, times, per-location counts)."""
     system, category, connector, locations, vendor = SYSTEMS[i % len(SYSTEMS)]
     request_id = str(uuid.UUID(int=(i // len(SYSTEMS) + 1) * 0x9E3779B97F4A7C15F39CC0605CEDC835 % 2**128, version=4))
     started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i * 37)
     before = [(i * 7 + k) % 40 for k in range(len(locations))]
-    facts = ReceiptFacts(
-        request_id=request_id,
+    task = Task(
         system=system,
         category=category,
         connector=connector,
-        action="erase",
-        evidence_level="vendor_attested" if vendor else "verified_absent",
         records_before=sum(before),
         records_after=None if vendor else 0,
+        counts_before=dict(zip(locations, before, strict=True)),
+        counts_after=None if vendor else {name: 0 for name in locations},
         blocked=0,
-        locations={name: (b, None if vendor else 0) for name, b in zip(locations, before, strict=True)},
         key_commitment=os.urandom(32).hex(),
         key_count=sum(before),
         vendor_job_id=str(uuid.uuid4()) if vendor else None,
         vendor_status="FINISHED" if vendor else None,
-        detail="",
-        notes=(),
-        workflow_id=f"{request_id}/{system}",
-        run_id=str(uuid.uuid4()),
-        activity_id=str(5 + i % 3),
-        code_version=VERSION,
-        started_at=started.isoformat(),
-        finished_at=(started + timedelta(seconds=3)).isoformat(),
+        vendor_facts={"api_version": "v25.0", "rows_sent": sum(before)} if vendor else {},
     )
-    return sign_envelope(receipt_statement(facts), IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+    finished = (started + timedelta(seconds=3)).isoformat()
+    run = notary.Run(
+        f"{request_id}/{system}", str(uuid.uuid4()), str(5 + i % 3), VERSION, started.isoformat(), finished
+    )
+    level = "vendor_attested" if vendor else "verified_absent"
+    statement = notary.erase_receipt(request_id, task, level=level, detail="", notes=(), run=run)
+    return sign_envelope(statement, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
 
 
 def create_request(services: Services) -> str:
@@ -348,71 +338,74 @@ def create_request(services: Services) -> str:
 
 
 def seal_request(services: Services) -> str:
-    """One request's receipts and certificate, appended exactly as record_receipt and seal do."""
-    tlog, signer = services.tlog, services.tlog.signer
+    """One request's receipts and certificate, built by the notary and appended as record_receipt and seal do."""
+    tlog = services.tlog
     request_id = create_request(services)
-
-    def sign(statement: bytes) -> bytes:
-        return sign_envelope(statement, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
-
     now = datetime.now(UTC).isoformat()
-    receipts, outcomes = {}, []
+    receipts, finished = {}, []
     for system, category, connector, locations, vendor in SYSTEMS:
         level = "vendor_attested" if vendor else "verified_absent"
-        facts = ReceiptFacts(
-            request_id=request_id,
+        task = Task(
             system=system,
             category=category,
             connector=connector,
-            action="erase",
-            evidence_level=level,
             records_before=len(locations),
             records_after=None if vendor else 0,
+            counts_before={name: 1 for name in locations},
+            counts_after=None if vendor else {name: 0 for name in locations},
             blocked=0,
-            locations={name: (1, None if vendor else 0) for name in locations},
             key_commitment=os.urandom(32).hex(),
             key_count=len(locations),
             vendor_job_id=None,
             vendor_status=None,
-            detail="",
-            notes=(),
-            workflow_id=f"{request_id}/{system}",
-            run_id=str(uuid.uuid4()),
-            activity_id="5",
-            code_version=VERSION,
-            started_at=now,
-            finished_at=now,
+            vendor_facts={},
         )
-        envelope = sign(receipt_statement(facts))  # signed up front: append_once only needs the bytes
-        logged = tlog.append_once(request_id, system, "erase", constant(envelope))
-        receipts[receipt_path(system)] = logged.envelope
-        outcomes.append(
-            SystemOutcome(system, category, level, len(locations), None if vendor else 0, receipt_path(system))
-        )
-    systems = tuple(outcomes)
-    certificate = CertificateFacts(
-        request_id=request_id,
-        kind="court_order",
-        legal_basis="UK GDPR Art. 17(1)",
-        jurisdiction_reference="High Court, claim KB-2026-000123",
-        received_at="2026-11-20T00:00:00Z",
-        deadline="2026-12-18",
-        outcome=outcome_for(s.evidence_level for s in systems),
-        outcome_reason=outcome_reason(systems),
-        systems=systems,
-        exceptions=(),
+        run = notary.Run(f"{request_id}/{system}", str(uuid.uuid4()), "5", VERSION, now, now)
+        statement = notary.erase_receipt(request_id, task, level=level, detail="", notes=(), run=run)
+        receipts[system] = tlog.notarise(request_id, system, notary.ERASE, constant(statement)).envelope
+        finished.append(notary.FinishedSystem(system, category, level, task.records_before, task.records_after))
+    certificate = notary.certificate(
+        notary.Request(
+            request_id=request_id,
+            kind="court_order",
+            legal_basis="UK GDPR Art. 17(1)",
+            reference="High Court, claim KB-2026-000123",
+            received_on=date(2026, 11, 20),
+            deadline=date(2026, 12, 18),
+        ),
+        finished,
+        receipts,
+        not_searched={},
         log_origin=tlog.origin,
         code_version=VERSION,
         issued_at=now,
     )
-    sealed = certificate_statement(certificate, receipts)
-    tlog.append_once(request_id, REQUEST_SYSTEM, "certificate", constant(sign(sealed)))
+    tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, constant(certificate))
     tlog.checkpoint()
     return request_id
 
 
+@dataclass(frozen=True)
+class Task:
+    """What the ledger records of a system's task, as the notary reads it."""
+
+    system: str
+    category: str
+    connector: str
+    records_before: int | None
+    records_after: int | None
+    counts_before: dict[str, int] | None
+    counts_after: dict[str, int] | None
+    blocked: int
+    key_commitment: str | None
+    key_count: int
+    vendor_job_id: str | None
+    vendor_status: str | None
+    vendor_facts: dict[str, str | int]
+
+
 def constant(data: bytes) -> Callable[[], bytes]:
-    """What append_once calls to make the envelope, for an envelope made already."""
+    """What append_once and notarise call to make their bytes, for bytes made already."""
     return lambda: data
 
 

@@ -154,14 +154,13 @@ def status(
 
 def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float, as_json: bool) -> None:
     from erasure.status import print_status, request_status
-    from stores.ledger import RequestState
 
     _check_uuid(request_id)
     services = _services(config)
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
-        while wait and report["state"] not in RequestState.SETTLED:
+        while wait and not report.state.settled:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -169,11 +168,11 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     finally:
         services.close()
     if as_json:
-        out.print_json(json.dumps(report))
+        out.print_json(json.dumps(report.to_json()))
     else:
         print_status(out, report)
-    if wait and report["state"] not in RequestState.SETTLED:
-        err.print(f"[yellow]still {report['state']} after {timeout:g} s[/yellow]")
+    if wait and not report.state.settled:
+        err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
 
 
@@ -475,11 +474,7 @@ def suppression_check(
         ((kind, value),) = asked.items()
         services = _services(_config("cli"))
         try:
-            digest = services.suppression.pseudonym(kind, value)
-            with services.pool.connection() as conn:
-                found = conn.execute(
-                    "SELECT 1 FROM suppression WHERE identifier_type = %s AND digest = %s", [kind.value, digest]
-                ).fetchone()
+            found = services.suppression.contains(kind, value)
         finally:
             services.close()
         out.print("suppressed: belongs to an erased subject" if found else "not suppressed")

@@ -29,11 +29,10 @@ from erasure.config import Config
 from erasure.export import export_bundle, public_key_file
 from erasure.intake import submit, validate
 from erasure.services import Services, connect_temporal
-from erasure.status import print_status, request_status
+from erasure.status import StatusReport, print_status, request_status
 from evidence.keys import load_public_key_pem
 from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people, upload_keys
-from stores.ledger import RequestState
 
 EXAMPLES = Path("examples")
 EXPECTED = {
@@ -106,10 +105,10 @@ def _run(
     print_status(console, status)
 
     checks = Checks()
-    levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
+    levels = {s.system: s.evidence_level for s in status.systems}
     for system, expected in EXPECTED.items():
         checks.add(f"{system} is {expected}", levels.get(system) == expected)
-    checks.add("the request is certified complete", status["outcome"] == "complete")
+    checks.add("the request is certified complete", status.outcome == "complete")
     for name, ok in neighbour_checks(stack).items():
         checks.add(name, ok)
 
@@ -123,14 +122,14 @@ def _run(
         console.print(f"  [{'green' if ok else 'red'}]{'ok  ' if ok else 'FAIL'}[/] {name}")
     result = {
         "request_id": request_id,
-        "outcome": status["outcome"],
+        "outcome": status.outcome,
         "systems": {
-            s["system"]: {
-                "evidence_level": s["evidence_level"],
-                "records_before": s["records_before"],
-                "records_after": s["records_after"],
+            s.system: {
+                "evidence_level": s.evidence_level,
+                "records_before": s.records_before,
+                "records_after": s.records_after,
             }
-            for s in status["systems"]
+            for s in status.systems
         },
         "checks": checks.results,
         "bundle": str(bundle_path),
@@ -147,10 +146,10 @@ def _run(
     return checks.passed
 
 
-def _wait(services: Services, request_id: str, timeout_s: float) -> dict[str, Any]:
+def _wait(services: Services, request_id: str, timeout_s: float) -> StatusReport:
     deadline = time.monotonic() + timeout_s
     status = request_status(services.ledger, request_id)
-    while status["state"] not in RequestState.SETTLED and time.monotonic() < deadline:
+    while not status.state.settled and time.monotonic() < deadline:
         time.sleep(0.5)
         status = request_status(services.ledger, request_id)
     return status

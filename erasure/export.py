@@ -1,14 +1,15 @@
-"""Assemble a request's evidence bundle from the ledger and the transparency log."""
+"""Assemble a request's evidence bundle from the transparency log: its statements, proofs and checkpoint."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from activities.erasure import REQUEST_SYSTEM, receipt_path
 from domain.errors import ErasureError, InvalidInput
 from erasure.services import Services
-from evidence.bundle import Bundle, InclusionProof
+from evidence import notary
+from evidence.bundle import CERTIFICATE as CERTIFICATE_PATH
+from evidence.bundle import Bundle, InclusionProof, receipt_path
 from evidence.checkpoint import open_checkpoint
 from evidence.dsse import Envelope
 from evidence.errors import VerificationError
@@ -23,22 +24,18 @@ RECENT_CHECKPOINTS = 100
 
 def export_bundle(services: Services, request_id: str, path: Path, since: Sequence[str] = ()) -> Bundle:
     """Write the request's bundle; `since` are checkpoints (signed notes) an auditor already holds."""
-    with services.pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT system, action, envelope, leaf_index FROM receipts WHERE request_id = %s", [request_id]
-        ).fetchall()
-    logged = {(str(system), str(action)): (bytes(envelope), int(index)) for system, action, envelope, index in rows}
-    if (REQUEST_SYSTEM, "certificate") not in logged:
+    logged = {(r.system, r.action): (r.envelope, r.leaf_index) for r in services.tlog.receipts(request_id)}
+    if (notary.REQUEST_SYSTEM, notary.CERTIFICATE) not in logged:
         raise ErasureError(f"request {request_id} has no certificate yet: wait until `erasure status` says certified")
-    certificate, certificate_index = logged[(REQUEST_SYSTEM, "certificate")]
+    certificate, certificate_index = logged[(notary.REQUEST_SYSTEM, notary.CERTIFICATE)]
     receipts = {
         receipt_path(system): entry
         for (system, action), entry in logged.items()
-        if action == "erase" and system != REQUEST_SYSTEM
+        if action == notary.ERASE and system != notary.REQUEST_SYSTEM
     }
     tlog = services.tlog
     checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it
-    proofs = {"certificate.dsse.json": _proof(services, certificate_index, checkpoint.size)}
+    proofs = {CERTIFICATE_PATH: _proof(services, certificate_index, checkpoint.size)}
     for name, (_, index) in receipts.items():
         proofs[name] = _proof(services, index, checkpoint.size)
     sizes = set(tlog.earlier_checkpoint_sizes(checkpoint.size, RECENT_CHECKPOINTS))

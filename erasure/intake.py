@@ -11,9 +11,9 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from activities.contracts import RequestInput
 from domain.errors import InvalidInput
+from domain.states import TaskState
 from erasure.services import Services
 from stores.catalogue import Catalogue, load_catalogue
-from stores.ledger import TaskState
 from stores.orders import Order, load_order
 from workflows.request import ErasureRequestWorkflow
 
@@ -95,6 +95,8 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except BaseException:
-        services.ledger.delete_request(request_id)  # nothing stays behind for a request that never started
+        with services.pool.connection() as conn, conn.transaction():  # nothing stays of a request never started
+            services.vault.delete(conn, request_id)
+            services.ledger.delete_request(conn, request_id)
         raise
     return Submission(request_id, planned, skipped)

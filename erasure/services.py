@@ -1,4 +1,4 @@
-"""The orchestrator's own stores, opened once per process: ledger, vault, transparency log and keys."""
+"""The orchestrator's own stores, opened once per process: ledger, vault, transparency log, suppression list, keys."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from stores.db import migrate, open_pool
 from stores.keys import local_secret, signing_key
 from stores.ledger import Ledger
 from stores.pseudonyms import Pseudonymizer
+from stores.suppression import SuppressionList
 from stores.tlog import TransparencyLog
 from stores.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault
 
@@ -25,7 +26,7 @@ class Services:
     vault: Vault
     tlog: TransparencyLog
     pseudonyms: Pseudonymizer
-    suppression: Pseudonymizer
+    suppression: SuppressionList
 
     @classmethod
     def open(cls, config: Config) -> Services:
@@ -39,7 +40,9 @@ class Services:
             vault=Vault(pool, master_key(config)),
             tlog=TransparencyLog(pool, signing_key(keys), config.log_origin),
             pseudonyms=Pseudonymizer(local_secret(keys, "pseudonym.key"), purpose="ledger"),
-            suppression=Pseudonymizer(local_secret(keys, "suppression.key"), purpose="suppression"),
+            suppression=SuppressionList(
+                pool, Pseudonymizer(local_secret(keys, "suppression.key"), purpose="suppression")
+            ),
         )
 
     def close(self) -> None:

@@ -2,81 +2,128 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from domain.errors import ErasureError
-from stores.ledger import Ledger, to_json
-
-_TASK_FIELDS = (
-    "system",
-    "category",
-    "connector",
-    "state",
-    "evidence_level",
-    "records_before",
-    "records_after",
-    "deleted",
-    "blocked",
-    "vendor_job_id",
-    "vendor_status",
-    "detail",
-    "started_at",
-    "finished_at",
-)
+from domain.states import RequestState, TaskState
+from stores.ledger import EventRecord, Ledger, TaskRecord
 
 
-def request_status(ledger: Ledger, request_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SystemStatus:
+    system: str
+    category: str
+    connector: str
+    state: TaskState
+    evidence_level: str | None
+    records_before: int | None
+    records_after: int | None
+    deleted: int | None
+    blocked: int
+    vendor_job_id: str | None
+    vendor_status: str | None
+    detail: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, task: TaskRecord) -> SystemStatus:
+        shown = {f.name: getattr(task, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**shown, "state": TaskState(task.state)})
+
+
+@dataclass(frozen=True)
+class EventStatus:
+    system: str | None
+    kind: str
+    detail: dict[str, Any]
+    at: datetime
+
+    @classmethod
+    def of(cls, event: EventRecord) -> EventStatus:
+        return cls(event.system, event.kind, event.detail, event.at)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    request_id: str
+    kind: str
+    legal_basis: str
+    reference: str
+    received_on: date
+    deadline: date
+    state: RequestState
+    outcome: str | None
+    systems: list[SystemStatus]
+    events: list[EventStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data: enums as their values, dates and times as ISO strings."""
+        data: dict[str, Any] = dataclasses.asdict(self, dict_factory=_json_ready)
+        return data
+
+
+def _json_ready(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, date | datetime) else v for k, v in items}
+
+
+def request_status(ledger: Ledger, request_id: str) -> StatusReport:
     record = ledger.request(request_id)
     if record is None:
         raise ErasureError(f"no request {request_id} in the ledger")
-    data = to_json(record)
-    return {
-        "request_id": data["request_id"],
-        "kind": data["kind"],
-        "legal_basis": data["legal_basis"],
-        "reference": data["reference"],
-        "received_on": data["received_on"],
-        "deadline": data["deadline"],
-        "state": data["state"],
-        "outcome": data["outcome"],
-        "systems": [{k: v for k, v in to_json(t).items() if k in _TASK_FIELDS} for t in ledger.tasks(request_id)],
-        "events": [to_json(e) for e in ledger.events(request_id)],
-    }
+    return StatusReport(
+        request_id=record.request_id,
+        kind=record.kind,
+        legal_basis=record.legal_basis,
+        reference=record.reference,
+        received_on=record.received_on,
+        deadline=record.deadline,
+        state=RequestState(record.state),
+        outcome=record.outcome,
+        systems=[SystemStatus.of(t) for t in ledger.tasks(request_id)],
+        events=[EventStatus.of(e) for e in ledger.events(request_id)],
+    )
 
 
-def print_status(out: Console, report: dict[str, Any]) -> None:
+_LEVEL_COLOURS = {
+    "verified_absent": "green",
+    "vendor_attested": "green",
+    "accepted": "cyan",
+    "blocked": "yellow",
+    "failed": "red",
+}
+
+
+def print_status(out: Console, report: StatusReport) -> None:
     """The report as a table, for a person at a terminal."""
     out.print(
-        f"[bold]request[/bold] {report['request_id']}  {report['kind']}  state [bold]{report['state']}[/bold]"
-        f"  outcome [bold]{report['outcome'] or '-'}[/bold]  deadline {report['deadline']}"
+        f"[bold]request[/bold] {report.request_id}  {report.kind}  state [bold]{report.state}[/bold]"
+        f"  outcome [bold]{report.outcome or '-'}[/bold]  deadline {report.deadline.isoformat()}"
     )
     table = Table(show_lines=False)
     for column in ("system", "category", "state", "evidence level", "before", "after", "detail"):
         table.add_column(column, overflow="fold")
-    for t in report["systems"]:
-        level = t["evidence_level"] or "-"
-        colour = {
-            "verified_absent": "green",
-            "vendor_attested": "green",
-            "accepted": "cyan",
-            "blocked": "yellow",
-            "failed": "red",
-        }.get(level, "white")
+    for t in report.systems:
+        level = t.evidence_level or "-"
+        colour = _LEVEL_COLOURS.get(level, "white")
         table.add_row(
-            t["system"],
-            t["category"],
-            t["state"],
+            t.system,
+            t.category,
+            t.state,
             f"[{colour}]{level}[/{colour}]",
-            _count(t["records_before"]),
-            _count(t["records_after"]),
-            t["detail"],
+            _count(t.records_before),
+            _count(t.records_after),
+            t.detail,
         )
     out.print(table)
-    for event in report["events"]:
-        out.print(f"  event: {event['kind']} {event['system'] or ''} {event['at']}")
+    for event in report.events:
+        out.print(f"  event: {event.kind} {event.system or ''} {event.at.isoformat()}")
 
 
 def _count(value: int | None) -> str:

@@ -46,6 +46,11 @@ _MAX_ENTRIES = 10_000
 _MAX_ENTRY_BYTES = 32 * 1024 * 1024  # far above any real entry; stops a zip bomb from filling memory
 
 
+def receipt_path(system: str) -> str:
+    """Where a system's receipt lies in the bundle (and how the certificate names it)."""
+    return f"receipts/{system}.dsse.json"
+
+
 @dataclass(frozen=True)
 class InclusionProof:
     leaf_index: int

@@ -1,12 +1,14 @@
 """The ledger: requests, their per-system tasks and events, in Postgres. No identifier is ever written here.
 
-Every write is idempotent (an update to a known row, or an insert keyed by a natural key), because activities that
-write it may run more than once.
+It owns the tables `requests`, `subject_pseudonyms`, `system_tasks` and `events`. Requests and tasks change state
+only through the named transitions below (domain/states.py draws the machine). Every write is idempotent (an update
+to a known row, or an insert keyed by a natural key), because activities that write it may run more than once.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
@@ -16,24 +18,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-
-class RequestState:
-    RECEIVED = "received"
-    EXECUTING = "executing"
-    CERTIFIED = "certified"
-    CLOSED = "closed"  # the request's data key is destroyed
-
-    SETTLED = (CERTIFIED, CLOSED)
-
-
-class TaskState:
-    PLANNED = "planned"
-    LOCATING = "locating"
-    ERASING = "erasing"
-    WAITING_VENDOR = "waiting_vendor"
-    VERIFYING = "verifying"
-    DONE = "done"
-    NOT_APPLICABLE = "not_applicable"  # the request has no identifier of a type the system is keyed by
+from domain.states import RequestState, TaskState
 
 
 @dataclass(frozen=True)
@@ -71,6 +56,7 @@ class TaskRecord:
     key_count: int
     vendor_job_id: str | None
     vendor_status: str | None
+    vendor_facts: dict[str, str | int]
     detail: str
     started_at: datetime | None
     finished_at: datetime | None
@@ -87,7 +73,6 @@ class EventRecord:
 
 _REQUEST_COLUMNS = ", ".join(f.name for f in fields(RequestRecord)).replace("request_id", "request_id::text")
 _TASK_COLUMNS = ", ".join(f.name for f in fields(TaskRecord)).replace("request_id", "request_id::text")
-_TASK_FIELDS = {f.name for f in fields(TaskRecord)} - {"request_id", "system", "updated_at"}
 
 
 class Ledger:
@@ -126,7 +111,7 @@ class Ledger:
         system: str,
         category: str,
         connector: str,
-        state: str = TaskState.PLANNED,
+        state: TaskState = TaskState.PLANNED,
         detail: str = "",
     ) -> None:
         conn.execute(
@@ -135,12 +120,11 @@ class Ledger:
             [request_id, system, category, connector, state, detail],
         )
 
-    def delete_request(self, request_id: str) -> None:
-        """Undo an intake whose workflow could not be started: nothing of it stays behind."""
-        with self.pool.connection() as conn, conn.transaction():
-            for table in ("events", "system_tasks", "subject_pseudonyms", "vault_items", "vault_keys"):
-                conn.execute(f"DELETE FROM {table} WHERE request_id = %s", [request_id])
-            conn.execute("DELETE FROM requests WHERE request_id = %s", [request_id])
+    def delete_request(self, conn: Connection[Any], request_id: str) -> None:
+        """Undo an intake whose workflow could not be started, inside the caller's transaction."""
+        for table in ("events", "system_tasks", "subject_pseudonyms"):
+            conn.execute(f"DELETE FROM {table} WHERE request_id = %s", [request_id])
+        conn.execute("DELETE FROM requests WHERE request_id = %s", [request_id])
 
     def request(self, request_id: str) -> RequestRecord | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=class_row(RequestRecord)) as cur:
@@ -160,7 +144,17 @@ class Ledger:
         snapshot: dict[str, Any] = row[0]
         return snapshot
 
-    def set_state(self, request_id: str, state: str, outcome: str | None = None) -> None:
+    def executing(self, request_id: str) -> None:
+        self._set_request_state(request_id, RequestState.EXECUTING)
+
+    def certified(self, request_id: str, outcome: str) -> None:
+        self._set_request_state(request_id, RequestState.CERTIFIED, outcome)
+
+    def closed(self, request_id: str) -> None:
+        """The request's data key is destroyed."""
+        self._set_request_state(request_id, RequestState.CLOSED)
+
+    def _set_request_state(self, request_id: str, state: RequestState, outcome: str | None = None) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 "UPDATE requests SET state = %s, outcome = COALESCE(%s, outcome), updated_at = now() "
@@ -185,17 +179,91 @@ class Ledger:
             raise KeyError(system)
         return record
 
-    def update_task(self, request_id: str, system: str, **changes: Any) -> None:
-        unknown = set(changes) - _TASK_FIELDS
-        if unknown:
-            raise ValueError(f"unknown task fields: {', '.join(sorted(unknown))}")
+    def locating(self, request_id: str, system: str, at: datetime) -> None:
+        self._change_task(request_id, system, {"state": TaskState.LOCATING, "started_at": at})
+
+    def located(self, request_id: str, system: str, *, total: int, counts: Mapping[str, int], note: str) -> None:
+        """What the system held of the subject before erasure: the baseline the receipt states."""
+        changes = {"state": TaskState.ERASING, "records_before": total, "counts_before": Jsonb(dict(counts))}
+        self._change_task(request_id, system, {**changes, "detail": note})
+
+    def erased(
+        self,
+        request_id: str,
+        system: str,
+        *,
+        deleted: int,
+        blocked: int,
+        key_commitment: str | None,
+        key_count: int,
+        vendor_job_id: str | None,
+        vendor_status: str | None,
+        vendor_facts: Mapping[str, str | int],
+        detail: str,
+    ) -> None:
+        """The erasure ran; with a vendor job it waits for the vendor, else it goes on to verification."""
+        changes = {
+            "state": TaskState.WAITING_VENDOR if vendor_job_id else TaskState.VERIFYING,
+            "deleted": deleted,
+            "blocked": blocked,
+            "key_commitment": key_commitment,
+            "key_count": key_count,
+            "vendor_job_id": vendor_job_id,
+            "vendor_status": vendor_status,
+            "vendor_facts": Jsonb(dict(vendor_facts)),
+        }
+        self._change_task(request_id, system, {**changes, "detail": detail})
+
+    def polled(
+        self,
+        request_id: str,
+        system: str,
+        *,
+        vendor_status: str,
+        vendor_facts: Mapping[str, str | int],
+        finished: bool,
+    ) -> None:
+        """The vendor's job status as last seen; a finished job goes on to verification, the facts of its final
+        answer joining (and updating) those of the erasure."""
+        if not finished:
+            self._change_task(request_id, system, {"vendor_status": vendor_status})
+            return
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE system_tasks SET state = %s, vendor_status = %s, vendor_facts = vendor_facts || %s, "
+                "updated_at = now() WHERE request_id = %s AND system = %s",
+                [TaskState.VERIFYING, vendor_status, Jsonb(dict(vendor_facts)), request_id, system],
+            )
+
+    def verified(
+        self, request_id: str, system: str, *, records_after: int | None, counts_after: Mapping[str, int] | None
+    ) -> None:
+        """What the look after erasure found (None where the system cannot be looked into)."""
+        counts = Jsonb(dict(counts_after)) if counts_after is not None else None
+        self._change_task(request_id, system, {"records_after": records_after, "counts_after": counts})
+
+    def done(
+        self,
+        request_id: str,
+        system: str,
+        *,
+        evidence_level: str,
+        detail: str,
+        started_at: datetime,
+        finished_at: datetime,
+    ) -> None:
+        """The system's receipt is logged: its evidence level is final."""
+        changes = {"state": TaskState.DONE, "evidence_level": evidence_level, "detail": detail}
+        self._change_task(request_id, system, {**changes, "started_at": started_at, "finished_at": finished_at})
+
+    def _change_task(self, request_id: str, system: str, changes: Mapping[str, object]) -> None:
+        # column names come only from the transitions above, never from input
         assignments = ", ".join(f"{name} = %({name})s" for name in changes)
-        values = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in changes.items()}
         with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE system_tasks SET {assignments}, updated_at = now() "
                 "WHERE request_id = %(request_id)s AND system = %(system)s",
-                {**values, "request_id": request_id, "system": system},
+                {**changes, "request_id": request_id, "system": system},
             )
 
     # -- events -----------------------------------------------------------------------------------------------

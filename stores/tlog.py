@@ -1,5 +1,7 @@
 """The transparency log in Postgres: append-only RFC 9162 tree of signed envelopes, with signed checkpoints.
 
+It owns the `receipts` table: which statement was logged for which (request, system, action), and where.
+
 Only the hashes of complete perfect subtrees are stored (about two per leaf), so roots and proofs for a log of a
 million entries need a few dozen indexed lookups, never a rehash of the leaves. One head row, locked for update,
 serialises appends: concurrent workers queue on it and the tree never forks.
@@ -15,6 +17,7 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from evidence.checkpoint import Checkpoint, sign_checkpoint
+from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from evidence.keys import Signer
 from evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, new_nodes, root
 
@@ -44,11 +47,28 @@ class Logged:
     leaf_index: int
 
 
+@dataclass(frozen=True)
+class LoggedReceipt:
+    system: str
+    action: str
+    envelope: bytes
+    leaf_index: int
+
+
 class TransparencyLog:
     def __init__(self, pool: ConnectionPool, signer: Signer, origin: str) -> None:
         self._pool = pool
         self.signer = signer
         self.origin = origin
+
+    def notarise(self, request_id: str, system: str, action: str, make_statement: Callable[[], bytes]) -> Logged:
+        """Sign the statement in a DSSE envelope and append it once for (request, system, action)."""
+        return self.append_once(
+            request_id,
+            system,
+            action,
+            lambda: sign_envelope(make_statement(), IN_TOTO_PAYLOAD_TYPE, self.signer).to_json(),
+        )
 
     def append_once(self, request_id: str, system: str, action: str, make_envelope: Callable[[], bytes]) -> Logged:
         """Sign and append the statement for (request, system, action) unless it is already logged.
@@ -97,6 +117,15 @@ class TransparencyLog:
         return Logged(bytes(row[0]), int(row[1])) if row else None
 
     # -- reading ----------------------------------------------------------------------------------------------
+
+    def receipts(self, request_id: str) -> list[LoggedReceipt]:
+        """Every statement logged for the request (receipts, certificate, shredding), in log order."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT system, action, envelope, leaf_index FROM receipts WHERE request_id = %s ORDER BY leaf_index",
+                [request_id],
+            ).fetchall()
+        return [LoggedReceipt(str(s), str(a), bytes(e), int(i)) for s, a, e, i in rows]
 
     def size(self) -> int:
         with self._pool.connection() as conn:

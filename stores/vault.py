@@ -164,6 +164,11 @@ class Vault:
         )
         return cur.rowcount == 1
 
+    def delete(self, conn: Connection[Any], request_id: str) -> None:
+        """Forget a request that never started (intake's undo), inside the caller's transaction."""
+        conn.execute("DELETE FROM vault_items WHERE request_id = %s", [request_id])
+        conn.execute("DELETE FROM vault_keys WHERE request_id = %s", [request_id])
+
     def is_destroyed(self, request_id: str) -> bool:
         with self._pool.connection() as conn:
             row = conn.execute(

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SystemPlan,
         SystemResult,
     )
+    from domain.states import Phase
     from workflows.options import LEDGER
     from workflows.system import SystemErasureWorkflow
 
@@ -33,7 +34,7 @@ SHRED_NOW_UPDATE = "shred_now"
 @workflow.defn(name="ErasureRequest")
 class ErasureRequestWorkflow:
     def __init__(self) -> None:
-        self._phase = "planning"
+        self._phase = Phase.PLANNING
         self._results: dict[str, str] = {}
         self._outcome: str | None = None
         self._shred_now = False
@@ -41,17 +42,17 @@ class ErasureRequestWorkflow:
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
         plan: Plan = await workflow.execute_activity(PLAN, input, result_type=Plan, **LEDGER)
-        self._phase = "executing"
+        self._phase = Phase.EXECUTING
         window = asyncio.Semaphore(plan.max_concurrency)
         results = list(await asyncio.gather(*(self._system(input.request_id, p, window) for p in plan.systems)))
-        self._phase = "sealing"
+        self._phase = Phase.SEALING
         sealed: SealResult = await workflow.execute_activity(
-            SEAL, SealInput(input.request_id, results), result_type=SealResult, **LEDGER
+            SEAL, SealInput(input.request_id), result_type=SealResult, **LEDGER
         )
         self._outcome = sealed.outcome
-        self._phase = "grace period"
+        self._phase = Phase.GRACE_PERIOD
         await self._shred_after(input.request_id, plan.grace_s)
-        self._phase = "closed"
+        self._phase = Phase.CLOSED
         return RequestResult(outcome=sealed.outcome, systems=results)
 
     async def _system(self, request_id: str, plan: SystemPlan, window: asyncio.Semaphore) -> SystemResult:
@@ -84,10 +85,10 @@ class ErasureRequestWorkflow:
     @workflow.update(name=SHRED_NOW_UPDATE)
     async def shred_now(self) -> str:
         self._shred_now = True
-        await workflow.wait_condition(lambda: self._phase == "closed")
+        await workflow.wait_condition(lambda: self._phase == Phase.CLOSED)
         return "shredded"
 
     @shred_now.validator
     def _only_after_certificate(self) -> None:
-        if self._phase != "grace period":
+        if self._phase != Phase.GRACE_PERIOD:
             raise ValueError(f"cannot shred while {self._phase}: the certificate comes first")

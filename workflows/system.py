@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         VERIFY,
         EraseResult,
         EventInput,
-        LocateResult,
         PollInput,
         PollResult,
         ReceiptInput,
@@ -44,7 +43,6 @@ _RANK = {EvidenceLevel.ACCEPTED: 0, EvidenceLevel.VENDOR_ATTESTED: 1, EvidenceLe
 class SystemErasureWorkflow:
     def __init__(self) -> None:
         self._notes: list[str] = []
-        self._vendor_facts: dict[str, str | int] = {}
 
     @workflow.run
     async def run(self, input: SystemInput) -> SystemResult:
@@ -63,7 +61,6 @@ class SystemErasureWorkflow:
                 run_id=workflow.info().run_id,
                 started_at=started.isoformat(),
                 finished_at=workflow.now().isoformat(),
-                vendor_facts=self._vendor_facts,
             ),
             result_type=ReceiptResult,
             **LEDGER,
@@ -75,10 +72,9 @@ class SystemErasureWorkflow:
         step = StepInput(input.request_id, plan.system)
         options = connector_options(plan.retry, plan.task_queue)
         try:
-            await workflow.execute_activity(LOCATE, step, result_type=LocateResult, **options)
+            await workflow.execute_activity(LOCATE, step, **options)
             erased: EraseResult = await workflow.execute_activity(ERASE, step, result_type=EraseResult, **options)
             level, detail = erased.level, erased.detail
-            self._vendor_facts.update(erased.vendor_facts)
             if erased.job_id is not None:
                 level, detail = await self._wait_for_vendor(input, erased.job_id)
                 if level == EvidenceLevel.FAILED:
@@ -111,7 +107,6 @@ class SystemErasureWorkflow:
                     EvidenceLevel.FAILED,
                     f"the vendor's job was still running at the deadline ({deadline_days:g} days): not done",
                 )
-        self._vendor_facts.update(result.vendor_facts)
         if result.succeeded:
             return EvidenceLevel.VENDOR_ATTESTED, result.detail
         return EvidenceLevel.FAILED, result.detail

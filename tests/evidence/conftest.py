@@ -12,25 +12,19 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from evidence.bundle import CERTIFICATE, Bundle, InclusionProof
+from evidence import notary
+from evidence.bundle import CERTIFICATE, Bundle, InclusionProof, receipt_path
 from evidence.checkpoint import Checkpoint, sign_checkpoint
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae, sign_envelope
 from evidence.keys import Ed25519Signer, public_key_pem
 from evidence.merkle import MemoryTree, consistency_proof, inclusion_proof
 from evidence.report import render_report, verify_instructions
-from evidence.statement import (
-    CertificateFacts,
-    ReceiptFacts,
-    SystemOutcome,
-    certificate_statement,
-    outcome_for,
-    parse_statement,
-    receipt_statement,
-)
+from evidence.statement import CertificateFacts, ReceiptFacts, parse_statement, receipt_statement
 
 ORIGIN = "erasure-orchestrator.test/log"
 REQUEST_ID = "0b7e4a52-8f1c-4d6e-9a3b-5c2d1e0f9a87"
@@ -91,22 +85,38 @@ def receipt_facts(system: str, category: str, level: str, before: int | None, af
     )
 
 
-def certificate_facts(systems: tuple[SystemOutcome, ...]) -> CertificateFacts:
-    outcome = outcome_for(s.evidence_level for s in systems)
-    return CertificateFacts(
-        request_id=REQUEST_ID,
-        kind="court_order",
-        legal_basis="GDPR Art. 17 with Art. 8",
-        jurisdiction_reference="High Court, claim QB-2025-000123",
-        received_at="2025-02-27T09:00:00Z",
-        deadline="2025-03-27",
-        outcome=outcome,
-        outcome_reason="media_bucket: S3 legal hold" if outcome == "partial" else "",
-        systems=systems,
-        exceptions=("media_bucket restricted under legal hold until released",),
+REQUEST = notary.Request(
+    request_id=REQUEST_ID,
+    kind="court_order",
+    legal_basis="GDPR Art. 17 with Art. 8",
+    reference="High Court, claim QB-2025-000123",
+    received_on=date(2025, 2, 27),
+    deadline=date(2025, 3, 27),
+)
+NOT_SEARCHED = {"crm": "the request has no identifier of a type it is keyed by (device_id)"}
+CODE_VERSION = "0.1.0+test"
+ISSUED_AT = "2025-03-01T10:10:00Z"
+
+
+def certificate_facts(systems: tuple[notary.FinishedSystem, ...]) -> CertificateFacts:
+    """What the notary certifies for these systems of the fixture's request."""
+    return notary.certificate_facts(
+        REQUEST, systems, not_searched=NOT_SEARCHED, log_origin=ORIGIN, code_version=CODE_VERSION, issued_at=ISSUED_AT
+    )
+
+
+def certificate(
+    systems: tuple[notary.FinishedSystem, ...], envelopes: dict[str, bytes], request: notary.Request = REQUEST
+) -> bytes:
+    """The certificate Statement the notary makes for these systems' receipt envelopes (system -> envelope)."""
+    return notary.certificate(
+        request,
+        systems,
+        envelopes,
+        not_searched=NOT_SEARCHED,
         log_origin=ORIGIN,
-        code_version="0.1.0+test",
-        issued_at="2025-03-01T10:10:00Z",
+        code_version=CODE_VERSION,
+        issued_at=ISSUED_AT,
     )
 
 
@@ -124,32 +134,32 @@ def seal(
         log.append(b"unrelated entry %d" % i)
     earlier = sign_checkpoint(Checkpoint(ORIGIN, log.size, log.root()), signer, ORIGIN)
 
-    receipts: dict[str, bytes] = {}
-    outcomes = []
+    envelopes: dict[str, bytes] = {}
+    finished = []
     for system, category, level, before, after in SYSTEMS:
         level = (levels or {}).get(system, level)
         facts = receipt_facts(system, category, level, before, after)
         if foreign_request and system == "segment":
             facts = dataclasses.replace(facts, request_id=OTHER_REQUEST_ID)
         by = foreign_signer if foreign_signer and system == "segment" else signer
-        path = f"receipts/{system}.dsse.json"
-        receipts[path] = sign_envelope(receipt_statement(facts), IN_TOTO_PAYLOAD_TYPE, by).to_json()
-        outcomes.append(SystemOutcome(system, category, level, before, after, path))
-    certificate_payload = certificate_statement(certificate_facts(tuple(outcomes)), receipts)
-    certificate = sign_envelope(certificate_payload, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+        envelopes[system] = sign_envelope(receipt_statement(facts), IN_TOTO_PAYLOAD_TYPE, by).to_json()
+        finished.append(notary.FinishedSystem(system, category, level, before, after))
+    certificate_payload = certificate(tuple(finished), envelopes)
+    signed_certificate = sign_envelope(certificate_payload, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+    receipts = {receipt_path(system): envelope for system, envelope in envelopes.items()}
     if extra_receipt:  # signed and logged, but made after the certificate, which does not list it
         extra = receipt_facts("warehouse", "analytics", "verified_absent", 1, 0)
-        receipts["receipts/warehouse.dsse.json"] = sign_envelope(
+        receipts[receipt_path("warehouse")] = sign_envelope(
             receipt_statement(extra), IN_TOTO_PAYLOAD_TYPE, signer
         ).to_json()
 
-    indexes = {path: log.append(data) for path, data in [*receipts.items(), (CERTIFICATE, certificate)]}
+    indexes = {path: log.append(data) for path, data in [*receipts.items(), (CERTIFICATE, signed_certificate)]}
     log.append(b"unrelated later entry")
     checkpoint = sign_checkpoint(Checkpoint(ORIGIN, log.size, log.root()), signer, ORIGIN)
     signers = [signer, *([foreign_signer] if foreign_signer else [])]
     keys = {s.keyid: public_key_pem(s.public_key) for s in signers}
     bundle = Bundle(
-        certificate=certificate,
+        certificate=signed_certificate,
         receipts=receipts,
         checkpoint=checkpoint,
         proofs={p: InclusionProof(i, log.size, tuple(inclusion_proof(i, log.size, log))) for p, i in indexes.items()},

@@ -8,20 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from evidence.notary import FinishedSystem
 from evidence.report import render_report, verify_instructions
-from evidence.statement import SystemOutcome, certificate_statement, parse_statement
-from tests.evidence.conftest import ORIGIN, MakeBundle, certificate_facts
+from evidence.statement import parse_statement
+from tests.evidence.conftest import ORIGIN, REQUEST, MakeBundle
+from tests.evidence.conftest import certificate as notary_certificate
 
 TOOLS = ("bash", "unzip", "jq", "openssl", "sha256sum", "base64", "python3")
 
 
 def certificate(*levels: str, legal_basis: str = "GDPR Art. 17") -> dict[str, object]:
-    systems = tuple(
-        SystemOutcome(f"system_{i}", "storage", level, 3, 0, f"receipts/s{i}.dsse.json")
-        for i, level in enumerate(levels)
-    )
-    facts = dataclasses.replace(certificate_facts(systems), legal_basis=legal_basis)
-    return parse_statement(certificate_statement(facts, {s.receipt: b"envelope" for s in systems}))
+    systems = tuple(FinishedSystem(f"system_{i}", "storage", level, 3, 0) for i, level in enumerate(levels))
+    request = dataclasses.replace(REQUEST, legal_basis=legal_basis)
+    return parse_statement(notary_certificate(systems, {s.system: b"envelope" for s in systems}, request))
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from evidence.errors import VerificationError
+from evidence.notary import FinishedSystem
 from evidence.statement import (
     CERTIFICATE_PREDICATE_TYPE,
     RECEIPT_PREDICATE_TYPE,
     STATEMENT_TYPE,
     ReceiptFacts,
-    SystemOutcome,
     certificate_statement,
     outcome_for,
     parse_statement,
@@ -52,7 +52,7 @@ def test_statements_are_canonical_json() -> None:
 
 def test_certificate_subjects_are_the_receipt_envelopes_sorted_by_path() -> None:
     receipts = {"receipts/b.dsse.json": b"envelope b", "receipts/a.dsse.json": b"envelope a"}
-    systems = (SystemOutcome("b", "storage", "verified_absent", 1, 0, "receipts/b.dsse.json"),)
+    systems = (FinishedSystem("b", "storage", "verified_absent", 1, 0),)
 
     statement = parse_statement(certificate_statement(certificate_facts(systems), receipts))
 
@@ -66,7 +66,7 @@ def test_certificate_subjects_are_the_receipt_envelopes_sorted_by_path() -> None
 
 
 def test_certificate_needs_the_receipts_it_names() -> None:
-    systems = (SystemOutcome("b", "storage", "verified_absent", 1, 0, "receipts/b.dsse.json"),)
+    systems = (FinishedSystem("b", "storage", "verified_absent", 1, 0),)
 
     with pytest.raises(ValueError, match="not given"):
         certificate_statement(certificate_facts(systems), {"receipts/a.dsse.json": b"a"})
@@ -75,7 +75,7 @@ def test_certificate_needs_the_receipts_it_names() -> None:
 
 
 def test_certificate_outcome_must_agree_with_the_systems() -> None:
-    systems = (SystemOutcome("b", "storage", "failed", 1, 1, "receipts/b.dsse.json"),)
+    systems = (FinishedSystem("b", "storage", "failed", 1, 1),)
 
     with pytest.raises(ValueError, match="outcome"):
         dataclasses.replace(certificate_facts(systems), outcome="complete")

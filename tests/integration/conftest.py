@@ -28,7 +28,6 @@ from erasure.services import Services
 from erasure.status import request_status
 from erasure.worker import build_workers
 from stores.codec import CodecKeys, data_converter
-from stores.ledger import RequestState
 
 
 def tool(name: str) -> str:
@@ -140,8 +139,9 @@ class Harness:
 
     async def wait_certified(self, request_id: str, timeout_s: float = 60) -> dict[str, Any]:
         for _ in range(int(timeout_s * 10)):
-            status = request_status(self.services.ledger, request_id)
-            if status["state"] in RequestState.SETTLED:
+            report = request_status(self.services.ledger, request_id)
+            status = report.to_json()
+            if report.state.settled:
                 return status
             await asyncio.sleep(0.1)
         raise AssertionError(f"request not certified within {timeout_s} s: {status}")

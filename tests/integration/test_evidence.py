@@ -36,13 +36,14 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.contracts import ReceiptInput, StepInput
-from activities.erasure import REQUEST_SYSTEM, ErasureActivities
+from activities.erasure import ErasureActivities
 from domain.errors import ErasureError
 from erasure.cli import app
 from erasure.config import Config, code_version
 from erasure.export import RECENT_CHECKPOINTS, export_bundle, public_key_file
 from erasure.intake import submit, validate
 from erasure.services import Services
+from evidence import notary
 from evidence.bundle import CERTIFICATE, CHECKPOINT, CONSISTENCY, PROOFS, REPORT
 from evidence.dsse import Envelope, Signature, pae
 from evidence.errors import VerificationError
@@ -161,7 +162,7 @@ async def sealed(
         with services.pool.connection() as conn:
             row = conn.execute(
                 "SELECT envelope FROM receipts WHERE request_id = %s AND system = %s AND action = 'shred'",
-                [a, REQUEST_SYSTEM],
+                [a, notary.REQUEST_SYSTEM],
             ).fetchone()
         assert row is not None
 
@@ -845,12 +846,14 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
         for system in ("app_db", "uploads"):
             step = StepInput(request_id, system)
             await env.run(activities.locate, step)
-            first = await env.run(activities.erase, step)
+            await env.run(activities.erase, step)
+            first = harness.services.ledger.task(request_id, system)  # what the erasure recorded
             with psycopg.connect(database_url) as conn:
                 rows = count_rows(conn, schema)
             keys = surviving_keys(s3_client, bucket_name)
             env.info = dataclasses.replace(env.info, attempt=2)  # Temporal retries the same activity
-            second = await env.run(activities.erase, step)
+            await env.run(activities.erase, step)
+            second = harness.services.ledger.task(request_id, system)
             env.info = dataclasses.replace(env.info, attempt=1)
 
             assert first.deleted == {"app_db": 18, "uploads": 8}[system]

@@ -1,0 +1,231 @@
+"""The notary: the one place that decides what a receipt, a shredding record and a certificate state.
+
+It turns what the ledger recorded and what the workflow concluded into in-toto Statements (unsigned bytes); the
+transparency log store signs and appends them. Like the rest of `evidence/`, it knows nothing of Temporal or the
+database, and reads no clock: every time is given.
+
+    erase_receipt      one system's outcome for a request
+    shred_receipt      the request's data key was destroyed
+    certificate        the request's outcome over all its receipts, and the reason for it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from evidence.bundle import receipt_path
+from evidence.statement import (
+    CertificateFacts,
+    ReceiptFacts,
+    SystemOutcome,
+    certificate_statement,
+    outcome_for,
+    receipt_statement,
+)
+
+REQUEST_SYSTEM = "*"  # the certificate and the shredding receipt belong to the request, not to one system
+ERASE = "erase"
+SHRED = "shred"
+CERTIFICATE = "certificate"
+
+
+class TaskFacts(Protocol):
+    """What the ledger recorded of one system's task: the ledger's task records have these fields."""
+
+    @property
+    def system(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def connector(self) -> str: ...
+    @property
+    def records_before(self) -> int | None: ...
+    @property
+    def records_after(self) -> int | None: ...
+    @property
+    def counts_before(self) -> Mapping[str, int] | None: ...
+    @property
+    def counts_after(self) -> Mapping[str, int] | None: ...
+    @property
+    def blocked(self) -> int: ...
+    @property
+    def key_commitment(self) -> str | None: ...
+    @property
+    def key_count(self) -> int: ...
+    @property
+    def vendor_job_id(self) -> str | None: ...
+    @property
+    def vendor_status(self) -> str | None: ...
+    @property
+    def vendor_facts(self) -> Mapping[str, str | int]: ...
+
+
+@dataclass(frozen=True)
+class Run:
+    """Who did the work and when: the workflow run and activity, the code, and RFC 3339 times in UTC."""
+
+    workflow_id: str
+    run_id: str
+    activity_id: str
+    code_version: str
+    started_at: str
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """What was asked, and on what authority."""
+
+    request_id: str
+    kind: str
+    legal_basis: str
+    reference: str
+    received_on: date
+    deadline: date
+
+
+@dataclass(frozen=True)
+class FinishedSystem:
+    """How one system ended: its evidence level and the records found before and left after."""
+
+    system: str
+    category: str
+    evidence_level: str
+    records_before: int | None
+    records_after: int | None
+
+
+def erase_receipt(
+    request_id: str, task: TaskFacts, *, level: str, detail: str, notes: Sequence[str], run: Run
+) -> bytes:
+    """One system's receipt: the ledger's counts and commitments, with the level the workflow concluded."""
+    return receipt_statement(
+        ReceiptFacts(
+            request_id=request_id,
+            system=task.system,
+            category=task.category,
+            connector=task.connector,
+            action=ERASE,
+            evidence_level=level,
+            records_before=task.records_before,
+            records_after=task.records_after,
+            blocked=task.blocked,
+            locations=_locations(task.counts_before, task.counts_after),
+            key_commitment=task.key_commitment,
+            key_count=task.key_count,
+            vendor_job_id=task.vendor_job_id,
+            vendor_status=task.vendor_status,
+            detail=detail,
+            notes=tuple(notes),
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            activity_id=run.activity_id,
+            code_version=run.code_version,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            vendor_facts=dict(task.vendor_facts),
+        )
+    )
+
+
+def shred_receipt(request_id: str, reason: str, run: Run) -> bytes:
+    """The record that the request's data key is gone: its sealed identifiers can never be read again."""
+    return receipt_statement(
+        ReceiptFacts(
+            request_id=request_id,
+            system="vault",
+            category="orchestrator",
+            connector="vault",
+            action=SHRED,
+            evidence_level="verified_absent",
+            records_before=1,
+            records_after=0,
+            blocked=0,
+            locations={},
+            key_commitment=None,
+            key_count=0,
+            vendor_job_id=None,
+            vendor_status=None,
+            detail=f"the request's data key was destroyed ({reason}); its sealed identifiers can no longer be read",
+            notes=(),
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            activity_id=run.activity_id,
+            code_version=run.code_version,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
+    )
+
+
+def certificate(
+    request: Request,
+    systems: Iterable[FinishedSystem],
+    receipts: Mapping[str, bytes],
+    *,
+    not_searched: Mapping[str, str],
+    log_origin: str,
+    code_version: str,
+    issued_at: str,
+) -> bytes:
+    """The request's certificate over its systems' receipts (system -> envelope), the only builder of one."""
+    facts = certificate_facts(
+        request,
+        systems,
+        not_searched=not_searched,
+        log_origin=log_origin,
+        code_version=code_version,
+        issued_at=issued_at,
+    )
+    return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
+
+
+def certificate_facts(
+    request: Request,
+    systems: Iterable[FinishedSystem],
+    *,
+    not_searched: Mapping[str, str],
+    log_origin: str,
+    code_version: str,
+    issued_at: str,
+) -> CertificateFacts:
+    """What the certificate states: the outcome follows from the levels, the reason counts them."""
+    outcomes = tuple(
+        SystemOutcome(s.system, s.category, s.evidence_level, s.records_before, s.records_after, receipt_path(s.system))
+        for s in sorted(systems, key=lambda s: s.system)
+    )
+    levels = [s.evidence_level for s in outcomes]
+    return CertificateFacts(
+        request_id=request.request_id,
+        kind=request.kind,
+        legal_basis=request.legal_basis,
+        jurisdiction_reference=request.reference,
+        received_at=f"{request.received_on.isoformat()}T00:00:00Z",
+        deadline=request.deadline.isoformat(),
+        outcome=outcome_for(levels),
+        outcome_reason=outcome_reason(levels),
+        systems=outcomes,
+        exceptions=tuple(f"{system}: not searched, {why}" for system, why in sorted(not_searched.items())),
+        log_origin=log_origin,
+        code_version=code_version,
+        issued_at=issued_at,
+    )
+
+
+def outcome_reason(levels: Iterable[str]) -> str:
+    """How many systems ended at each evidence level, e.g. '1 blocked, 2 verified_absent'."""
+    counts: dict[str, int] = {}
+    for level in levels:
+        counts[level] = counts.get(level, 0) + 1
+    return ", ".join(f"{n} {level}" for level, n in sorted(counts.items()))
+
+
+def _locations(
+    before: Mapping[str, int] | None, after: Mapping[str, int] | None
+) -> dict[str, tuple[int | None, int | None]]:
+    """Counts per location, before and after; a location seen only once has None on the other side."""
+    before, after = before or {}, after or {}
+    return {name: (before.get(name), after.get(name)) for name in sorted(before.keys() | after.keys())}
