@@ -1,0 +1,78 @@
+"""The notary: what the certificate, a system's receipt and the shredding record state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evidence import notary
+from evidence.statement import parse_statement
+from tests.evidence.conftest import ORIGIN, REQUEST, REQUEST_ID, certificate
+
+RUN = notary.Run("wf", "run", "7", "0.1.0+test", "2025-03-01T10:00:00+00:00", "2025-03-01T10:05:00+00:00")
+
+
+@dataclass(frozen=True)
+class Task:
+    system: str = "uploads"
+    category: str = "storage"
+    connector: str = "s3"
+    records_before: int | None = 3
+    records_after: int | None = 1
+    counts_before: dict[str, int] | None = None
+    counts_after: dict[str, int] | None = None
+    blocked: int = 1
+    key_commitment: str | None = "cd" * 32
+    key_count: int = 2
+    vendor_job_id: str | None = None
+    vendor_status: str | None = None
+
+
+def test_certificate_states_outcome_reason_receipts_and_systems_not_searched() -> None:
+    systems = (
+        notary.FinishedSystem("uploads", "storage", "blocked", 3, 1),
+        notary.FinishedSystem("app_db", "storage", "verified_absent", 12, 0),
+        notary.FinishedSystem("segment", "analytics", "verified_absent", 2, 0),
+    )
+
+    statement = parse_statement(certificate(systems, {s.system: s.system.encode() for s in systems}))
+
+    predicate = statement["predicate"]
+    assert [s["name"] for s in statement["subject"]] == [
+        "receipts/app_db.dsse.json",
+        "receipts/segment.dsse.json",
+        "receipts/uploads.dsse.json",
+    ]
+    assert (predicate["outcome"], predicate["outcome_reason"]) == ("partial", "1 blocked, 2 verified_absent")
+    assert [s["system"] for s in predicate["systems"]] == ["app_db", "segment", "uploads"]
+    assert predicate["systems"][2]["receipt"] == "receipts/uploads.dsse.json"
+    assert predicate["exceptions"] == [
+        "crm: not searched, the request has no identifier of a type it is keyed by (device_id)"
+    ]
+    assert (predicate["received_at"], predicate["deadline"]) == ("2025-02-27T00:00:00Z", REQUEST.deadline.isoformat())
+    assert predicate["log_origin"] == ORIGIN
+
+
+def test_erase_receipt_joins_counts_per_location_and_keeps_the_ledgers_facts() -> None:
+    task = Task(counts_before={"uploads/{user_id}/": 2, "avatars/{user_id}.jpg": 1}, counts_after={"cache": 0})
+
+    statement = notary.erase_receipt(REQUEST_ID, task, level="blocked", detail="legal hold", notes=["n"], run=RUN)
+
+    predicate = parse_statement(statement)["predicate"]
+    assert predicate["locations"] == {
+        "avatars/{user_id}.jpg": {"before": 1, "after": None},
+        "cache": {"before": None, "after": 0},
+        "uploads/{user_id}/": {"before": 2, "after": None},
+    }
+    assert (predicate["action"], predicate["evidence_level"], predicate["blocked"]) == ("erase", "blocked", 1)
+    assert (predicate["key_commitment"], predicate["activity_id"], predicate["notes"]) == ("cd" * 32, "7", ["n"])
+
+
+def test_shred_receipt_says_the_key_is_gone_and_why() -> None:
+    predicate = parse_statement(notary.shred_receipt(REQUEST_ID, "grace period ended", RUN))["predicate"]
+
+    assert (predicate["action"], predicate["system"], predicate["evidence_level"]) == (
+        "shred",
+        "vault",
+        "verified_absent",
+    )
+    assert "(grace period ended)" in predicate["detail"]

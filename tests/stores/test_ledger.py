@@ -1,0 +1,177 @@
+"""The ledger's named transitions, read back through the status report whose JSON `erasure status --json` prints."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+from psycopg_pool import ConnectionPool
+
+from domain.states import RequestState, TaskState
+from erasure.status import request_status
+from stores.db import migrate, open_pool
+from stores.ledger import Ledger
+
+AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+LATER = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger(database_url: str, schema: str) -> Iterator[Ledger]:
+    migrate(database_url, schema)
+    pool: ConnectionPool = open_pool(database_url, schema)
+    yield Ledger(pool)
+    pool.close()
+
+
+def new_request(ledger: Ledger) -> str:
+    request_id = str(uuid.uuid4())
+    record = {
+        "request_id": request_id,
+        "kind": "court_order",
+        "legal_basis": "UK GDPR Art. 17(1)",
+        "reference": "High Court, claim KB-2026-000123",
+        "requester": {"role": "court"},
+        "received_on": date(2026, 11, 20),
+        "deadline": date(2026, 12, 18),
+        "scope": "all",
+        "catalogue_sha256": "0" * 64,
+    }
+    with ledger.pool.connection() as conn, conn.transaction():
+        ledger.create_request(conn, record, {"systems": []})
+        ledger.add_task(conn, request_id, "app_db", "storage", "postgres")
+        ledger.add_task(conn, request_id, "segment", "analytics", "segment")
+        ledger.add_task(conn, request_id, "crm", "storage", "postgres", TaskState.NOT_APPLICABLE, "no email given")
+    return request_id
+
+
+def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_shape(ledger: Ledger) -> None:
+    request_id = new_request(ledger)
+    ledger.executing(request_id)
+    ledger.locating(request_id, "app_db", AT)
+    ledger.located(request_id, "app_db", total=5, counts={"users": 1, "videos": 4}, note="")
+    ledger.erased(
+        request_id,
+        "app_db",
+        deleted=5,
+        blocked=0,
+        key_commitment="ab" * 32,
+        key_count=5,
+        vendor_job_id=None,
+        vendor_status=None,
+        detail="deleted 5 rows",
+    )
+    ledger.verified(request_id, "app_db", records_after=0, counts_after={"users": 0, "videos": 0})
+    ledger.done(
+        request_id, "app_db", evidence_level="verified_absent", detail="none left", started_at=AT, finished_at=LATER
+    )
+    ledger.locating(request_id, "segment", AT)
+    ledger.located(request_id, "segment", total=0, counts={}, note="the vendor cannot be searched")
+    ledger.erased(
+        request_id,
+        "segment",
+        deleted=0,
+        blocked=0,
+        key_commitment=None,
+        key_count=0,
+        vendor_job_id="job-1",
+        vendor_status="INITIALIZED",
+        detail="",
+    )
+    waiting = {s.system: s.state for s in request_status(ledger, request_id).systems}["segment"]
+    ledger.polled(request_id, "segment", vendor_status="RUNNING", finished=False)
+    ledger.polled(request_id, "segment", vendor_status="FINISHED", finished=True)
+    ledger.record_event(request_id, "segment", "escalation", "escalation:segment", LATER, {"after_days": "30"})
+    ledger.certified(request_id, "incomplete")
+
+    report = request_status(ledger, request_id)
+
+    assert waiting is TaskState.WAITING_VENDOR
+    assert report.state is RequestState.CERTIFIED and report.state.settled
+    assert report.to_json() == {
+        "request_id": request_id,
+        "kind": "court_order",
+        "legal_basis": "UK GDPR Art. 17(1)",
+        "reference": "High Court, claim KB-2026-000123",
+        "received_on": "2026-11-20",
+        "deadline": "2026-12-18",
+        "state": "certified",
+        "outcome": "incomplete",
+        "systems": [
+            {
+                "system": "app_db",
+                "category": "storage",
+                "connector": "postgres",
+                "state": "done",
+                "evidence_level": "verified_absent",
+                "records_before": 5,
+                "records_after": 0,
+                "deleted": 5,
+                "blocked": 0,
+                "vendor_job_id": None,
+                "vendor_status": None,
+                "detail": "none left",
+                "started_at": AT.isoformat(),
+                "finished_at": LATER.isoformat(),
+            },
+            {
+                "system": "crm",
+                "category": "storage",
+                "connector": "postgres",
+                "state": "not_applicable",
+                "evidence_level": None,
+                "records_before": None,
+                "records_after": None,
+                "deleted": None,
+                "blocked": 0,
+                "vendor_job_id": None,
+                "vendor_status": None,
+                "detail": "no email given",
+                "started_at": None,
+                "finished_at": None,
+            },
+            {
+                "system": "segment",
+                "category": "analytics",
+                "connector": "segment",
+                "state": "verifying",
+                "evidence_level": None,
+                "records_before": 0,
+                "records_after": None,
+                "deleted": 0,
+                "blocked": 0,
+                "vendor_job_id": "job-1",
+                "vendor_status": "FINISHED",
+                "detail": "",
+                "started_at": AT.isoformat(),
+                "finished_at": None,
+            },
+        ],
+        "events": [
+            {"system": "segment", "kind": "escalation", "detail": {"after_days": "30"}, "at": LATER.isoformat()}
+        ],
+    }
+    task = ledger.task(request_id, "app_db")
+    assert (task.counts_before, task.counts_after) == ({"users": 1, "videos": 4}, {"users": 0, "videos": 0})
+    assert (task.key_commitment, task.key_count) == ("ab" * 32, 5)
+
+
+def test_a_shredded_request_is_closed(ledger: Ledger) -> None:
+    request_id = new_request(ledger)
+    ledger.certified(request_id, "complete")
+    ledger.closed(request_id)
+
+    report = request_status(ledger, request_id)
+
+    assert (report.state, report.outcome) == (RequestState.CLOSED, "complete")
+
+
+def test_a_task_changes_only_through_named_transitions() -> None:
+    """No public method of the ledger takes arbitrary column changes (`**changes`)."""
+    for name, method in inspect.getmembers(Ledger, inspect.isfunction):
+        if not name.startswith("_"):
+            kinds = {p.kind for p in inspect.signature(method).parameters.values()}
+            assert inspect.Parameter.VAR_KEYWORD not in kinds, name
