@@ -3,6 +3,7 @@
     keys        Ed25519 signers and key ids
     dsse        DSSE envelopes (Ed25519 over PAE)
     statement   in-toto Statement v1 receipts and certificates
+    notary      what a receipt, a shredding record and the certificate state (the one builder of each)
     merkle      the RFC 9162 Merkle log: roots, inclusion and consistency proofs
     checkpoint  C2SP tlog-checkpoints in C2SP signed notes
     bundle      the zip handed to an auditor
