@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from evidence import notary
 from evidence.statement import parse_statement
@@ -25,6 +25,7 @@ class Task:
     key_count: int = 2
     vendor_job_id: str | None = None
     vendor_status: str | None = None
+    vendor_facts: dict[str, str | int] = field(default_factory=lambda: {"rows_sent": 2})
 
 
 def test_certificate_states_outcome_reason_receipts_and_systems_not_searched() -> None:
@@ -65,6 +66,7 @@ def test_erase_receipt_joins_counts_per_location_and_keeps_the_ledgers_facts() -
     }
     assert (predicate["action"], predicate["evidence_level"], predicate["blocked"]) == ("erase", "blocked", 1)
     assert (predicate["key_commitment"], predicate["activity_id"], predicate["notes"]) == ("cd" * 32, "7", ["n"])
+    assert predicate["vendor_facts"] == {"rows_sent": 2}
 
 
 def test_shred_receipt_says_the_key_is_gone_and_why() -> None:

@@ -62,6 +62,7 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
         key_count=5,
         vendor_job_id=None,
         vendor_status=None,
+        vendor_facts={},
         detail="deleted 5 rows",
     )
     ledger.verified(request_id, "app_db", records_after=0, counts_after={"users": 0, "videos": 0})
@@ -79,11 +80,12 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
         key_count=0,
         vendor_job_id="job-1",
         vendor_status="INITIALIZED",
+        vendor_facts={"api_version": "v25.0", "stage": "started"},
         detail="",
     )
     waiting = {s.system: s.state for s in request_status(ledger, request_id).systems}["segment"]
-    ledger.polled(request_id, "segment", vendor_status="RUNNING", finished=False)
-    ledger.polled(request_id, "segment", vendor_status="FINISHED", finished=True)
+    ledger.polled(request_id, "segment", vendor_status="RUNNING", vendor_facts={"stage": "running"}, finished=False)
+    ledger.polled(request_id, "segment", vendor_status="FINISHED", vendor_facts={"stage": "finished"}, finished=True)
     ledger.record_event(request_id, "segment", "escalation", "escalation:segment", LATER, {"after_days": "30"})
     ledger.certified(request_id, "incomplete")
 
@@ -157,6 +159,8 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
     task = ledger.task(request_id, "app_db")
     assert (task.counts_before, task.counts_after) == ({"users": 1, "videos": 4}, {"users": 0, "videos": 0})
     assert (task.key_commitment, task.key_count) == ("ab" * 32, 5)
+    # the erasure's facts, updated by those of the vendor's final answer only
+    assert ledger.task(request_id, "segment").vendor_facts == {"api_version": "v25.0", "stage": "finished"}
 
 
 def test_a_shredded_request_is_closed(ledger: Ledger) -> None:
