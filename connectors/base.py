@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from domain.errors import TerminalError
 from domain.model import Inventory, JobHandle, JobState, Outcome, Subject, Verification
-from domain.settings.base import Capabilities, KindSpec
+from domain.settings.base import Capabilities, KindSpec, StrictModel
 
 
 class Connector(ABC):
@@ -31,7 +31,8 @@ class Connector(ABC):
     def capabilities(self) -> Capabilities:
         return self.spec.capabilities
 
-    def __init__(self, system: str, settings: Any) -> None:
+    def __init__(self, system: str, settings: StrictModel) -> None:
+        """`settings` is the kind's settings model, validated once by the catalogue."""
         self.system = system
         self.settings = settings
 

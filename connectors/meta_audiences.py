@@ -83,11 +83,10 @@ class MetaAudiencesConnector(Connector):
     kind = "meta_audiences"
     spec = KIND
 
-    def __init__(self, system: str, settings: Any) -> None:
-        parsed = MetaSettings.model_validate(settings)
-        super().__init__(system, parsed)
-        self._settings = parsed
-        connection = parsed.connection
+    def __init__(self, system: str, settings: MetaSettings) -> None:
+        super().__init__(system, settings)
+        self._settings = settings
+        connection = settings.connection
         token = secret_from_env(connection.access_token_env)
         # Meta: appsecret_proof is the HMAC-SHA256 of the access token under the app secret, as lower-case hex
         self._proof = (

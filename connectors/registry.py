@@ -27,5 +27,9 @@ def connector_class(kind: str) -> type[Connector]:
 
 
 def build_connector(kind: str, system: str, settings: StrictModel) -> Connector:
-    """The connector of a system, with settings the catalogue validated (and resolved)."""
-    return connector_class(kind)(system, settings)
+    """The connector of a system, with settings the catalogue validated (and resolved): connectors take that typed
+    model and never validate again."""
+    cls = connector_class(kind)
+    if not isinstance(settings, cls.spec.settings_model):
+        raise TypeError(f"connector {kind} takes {cls.spec.settings_model.__name__}, got {type(settings).__name__}")
+    return cls(system, settings)

@@ -43,12 +43,11 @@ class SegmentConnector(Connector):
     kind = "segment"
     spec = KIND
 
-    def __init__(self, system: str, settings: Any) -> None:
-        parsed = SegmentSettings.model_validate(settings)
-        super().__init__(system, parsed)
-        self._settings = parsed
-        token = secret_from_env(parsed.connection.token_env)
-        self._client = http.client(parsed.connection.base_url, headers={"Authorization": f"Bearer {token}"})
+    def __init__(self, system: str, settings: SegmentSettings) -> None:
+        super().__init__(system, settings)
+        self._settings = settings
+        token = secret_from_env(settings.connection.token_env)
+        self._client = http.client(settings.connection.base_url, headers={"Authorization": f"Bearer {token}"})
 
     def locate(self, subject: Subject) -> Inventory:
         return Inventory(

@@ -15,11 +15,13 @@ import os
 from typing import Any, Protocol
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from domain.aws_errors import aws_error
 from domain.errors import ErasureError, TerminalError, TransientError
 from domain.model import IdentifierType, Subject
 
@@ -91,12 +93,14 @@ class KmsMasterKey:
 
 
 def _kms_error(action: str, exc: Exception) -> ErasureError:
+    """By the project's one AWS table (KMSInternalException and DependencyTimeoutException come as 500 and 503)."""
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"ThrottlingException", "KMSInternalException", "DependencyTimeoutException"}:
-            return TransientError(f"kms {action} failed ({code})")
-        return TerminalError(f"kms {action} failed ({code or 'no code'})")
-    return TransientError(f"kms {action} failed ({type(exc).__name__})")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        return aws_error(f"kms {action} failed ({code or 'no code'}, http {status})", code, status)
+    if isinstance(exc, BotoConnectionError | HTTPClientError):  # no answer at all: botocore's own transient kinds
+        return TransientError(f"kms {action} failed ({type(exc).__name__})")
+    return TerminalError(f"kms {action} failed ({type(exc).__name__})")
 
 
 class Vault:

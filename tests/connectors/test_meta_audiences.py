@@ -89,7 +89,7 @@ def make_connector(state: MetaState, base_url: str, monkeypatch: pytest.MonkeyPa
             "mapping": {"audiences": [{"id": AUDIENCE, "schema": ["EMAIL", "PHONE"]}], "default_country_code": "44"}
             | mapping,
         }
-        made.append(MetaAudiencesConnector("meta_ads", settings))
+        made.append(MetaAudiencesConnector("meta_ads", MetaSettings.model_validate(settings)))
         return made[-1]
 
     yield make

@@ -47,7 +47,7 @@ def make_connector(state: SegmentState, base_url: str, monkeypatch: pytest.Monke
 
     def make(base: str = base_url, **connection: Any) -> SegmentConnector:
         settings = {"connection": {"base_url": base, "token_env": "SEGMENT_TEST_TOKEN", **connection}}
-        made.append(SegmentConnector("segment", settings))
+        made.append(SegmentConnector("segment", SegmentSettings.model_validate(settings)))
         return made[-1]
 
     yield make
@@ -224,7 +224,12 @@ def test_a_subject_without_the_mapped_identifier_is_refused(make_connector: Make
 def test_a_missing_token_variable_is_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SEGMENT_UNSET_TOKEN", raising=False)
     with pytest.raises(TerminalError, match="SEGMENT_UNSET_TOKEN"):
-        SegmentConnector("segment", {"connection": {"base_url": "http://x", "token_env": "SEGMENT_UNSET_TOKEN"}})
+        SegmentConnector(
+            "segment",
+            SegmentSettings.model_validate(
+                {"connection": {"base_url": "http://x", "token_env": "SEGMENT_UNSET_TOKEN"}}
+            ),
+        )
 
 
 @pytest.mark.parametrize(

@@ -65,11 +65,13 @@ async def test_legal_hold_leaves_the_request_blocked_not_complete(
 
     systems = by_system(status)
     assert systems["uploads"]["evidence_level"] == "blocked", systems["uploads"]
-    assert systems["uploads"]["records_after"] == 1
+    assert systems["uploads"]["records_after"] == 2  # the held version and the delete marker that hides it
     assert "legal hold" in systems["uploads"]["detail"]
     assert systems["app_db"]["evidence_level"] == "verified_absent"
     assert status["outcome"] == "partial"
     assert surviving_keys(s3_client, bucket_name) == neighbour_keys() | {"avatars/1.jpg"}
+    with pytest.raises(s3_client.exceptions.NoSuchKey):  # held, and no longer served
+        s3_client.get_object(Bucket=bucket_name, Key="avatars/1.jpg")
 
 
 async def test_hostile_identifier_values_never_widen_the_scope(
