@@ -406,24 +406,51 @@ def evidence_export(
 @evidence_app.command("verify")
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(help="The bundle (.zip).")],
-    trusted_key: Annotated[list[Path] | None, typer.Option(help="A trusted public key (PEM); repeatable.")] = None,
+    trusted_key: Annotated[
+        list[Path] | None, typer.Option(help="The operator's public key (PEM), obtained separately; repeatable.")
+    ] = None,
+    trusted_keyid: Annotated[
+        list[str] | None,
+        typer.Option(help="The operator's key id (64 hex), obtained separately; pins a key in the bundle; repeatable."),
+    ] = None,
+    trust_bundled_key: Annotated[
+        bool, typer.Option(help="Trust the bundle's own keys: checks integrity only, not who signed.")
+    ] = False,
     previous_checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint seen before.")] = None,
 ) -> None:
-    """Check a bundle offline; exit 0 only if every check passes."""
+    """Check a bundle offline against the operator's key; exit 0 only if every check passes."""
     from evidence.keys import load_public_key_pem
     from evidence.verify import verify_bundle
 
     with _errors():
-        keys = [load_public_key_pem(_read(p)) for p in trusted_key] if trusted_key else None
+        keys = [load_public_key_pem(_read(p)) for p in trusted_key or []]
+        keyids = [_checked_keyid(k) for k in trusted_keyid or []]
         previous = _read_text(previous_checkpoint) if previous_checkpoint else None
-        report = verify_bundle(bundle, trusted_keys=keys, previous_checkpoint=previous)
+        report = verify_bundle(
+            bundle,
+            trusted_keys=keys,
+            trusted_keyids=keyids,
+            unsafe_trust_bundled_keys=trust_bundled_key,
+            previous_checkpoint=previous,
+        )
         for line in report.checks:
             out.print(f"[green]ok[/green] {line}", highlight=False)
         if report.keys_from_bundle:
-            err.print("[yellow]warning:[/yellow] no --trusted-key given: the bundle's own keys were trusted")
+            err.print(
+                "[yellow]warning:[/yellow] --trust-bundled-key: this checked the bundle's integrity only; whoever "
+                "made the bundle chose its keys, so nothing here shows who signed it"
+            )
         out.print(
             f"bundle verified: request {report.request_id}, outcome {report.outcome}, log size {report.tree_size}"
         )
+
+
+def _checked_keyid(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise InvalidInput("arguments", "--trusted-keyid", "is not a key id (64 lower-case hex characters)")
+    return value
 
 
 def _read(path: Path) -> bytes:

@@ -9,6 +9,7 @@ from domain.errors import ErasureError, InvalidInput
 from erasure.services import Services
 from evidence import notary
 from evidence.bundle import CERTIFICATE as CERTIFICATE_PATH
+from evidence.bundle import SHRED as SHRED_PATH
 from evidence.bundle import Bundle, InclusionProof, receipt_path
 from evidence.checkpoint import open_checkpoint
 from evidence.dsse import Envelope
@@ -35,8 +36,9 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
     }
     tlog = services.tlog
     checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it
+    shred = logged.get((notary.REQUEST_SYSTEM, notary.SHRED))  # logged after the certificate: not its subject
     proofs = {CERTIFICATE_PATH: _proof(services, certificate_index, checkpoint.size)}
-    for name, (_, index) in receipts.items():
+    for name, (_, index) in [*receipts.items(), *([(SHRED_PATH, shred)] if shred else [])]:
         proofs[name] = _proof(services, index, checkpoint.size)
     sizes = set(tlog.earlier_checkpoint_sizes(checkpoint.size, RECENT_CHECKPOINTS))
     sizes.update(_held_size(services, held, checkpoint.size) for held in since)
@@ -52,7 +54,9 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
         public_keys={keyid_of(signer.public_key): public_key_pem(signer.public_key)},
         report_html=render_report(statement),
         verify_txt=verify_instructions([keyid_of(signer.public_key)], tlog.origin),
+        shred_receipt=shred[0] if shred else None,
     )
+    bundle.sign(signer)
     bundle.write(path)
     return bundle
 

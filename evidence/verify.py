@@ -1,24 +1,28 @@
 """Offline verification of an evidence bundle: one public entry, `verify_bundle`, which fails closed.
 
-The plan; each block of `verify_bundle` is tagged with its number.
+The plan; each block of `verify_bundle` is tagged with its number, and docs/evidence.md lists the same steps.
 
- (1) Read the bundle strictly: a zip holding exactly the layout of `evidence.bundle`, nothing else.
- (2) Every key file parses as an Ed25519 public key and is named after its key id.
- (3) The checkpoint is a C2SP signed note, signed by a trusted key under a key name equal to its origin.
- (4) The certificate envelope: payloadType in-toto, a valid signature by a trusted key over the DSSE PAE, an
-     in-toto Statement v1 with the certificate predicate type, naming the checkpoint's log.
- (5) Each receipt envelope likewise, with the receipt predicate type and the certificate's request id.
- (6) The receipts in the bundle are exactly the certificate's subjects, each subject's sha256 is that of the
+ (1) Read the bundle strictly: one reading of a canonical zip holding exactly the layout of `evidence.bundle`,
+     within caps on entries and bytes.
+ (2) Every key file parses as an Ed25519 public key and is named after its key id. The trusted keys are the ones
+     given, or the key files whose key ids are given; with neither, fail and name the bundle's key ids, unless the
+     caller explicitly trusts the bundle's own keys (which checks integrity only: anyone can sign with a key).
+ (3) The manifest: payloadType in-toto, a valid signature by a trusted key over the DSSE PAE, the manifest
+     predicate type, and its subjects are exactly every other entry of the bundle with the sha256 of its bytes.
+ (4) The checkpoint is a C2SP signed note, signed by a trusted key under a key name equal to its origin.
+ (5) The certificate envelope: payloadType in-toto, a valid signature by a trusted key, an in-toto Statement v1
+     with the certificate predicate type, naming the checkpoint's log.
+ (6) Each receipt envelope likewise, with the receipt predicate type and the certificate's request id.
+ (7) The shredding receipt, if the bundle holds one: likewise, for the certificate's request, action shred.
+ (8) The receipts in the bundle are exactly the certificate's subjects, each subject's sha256 is that of the
      receipt file's bytes, and every system of the certificate points at one of them.
- (7) The certificate and every receipt have an inclusion proof at the checkpoint's tree size that leads from
-     leaf_hash(exact file bytes) to the checkpoint's root (RFC 9162 section 2.1.3.2).
- (8) Given an earlier checkpoint: signed by a trusted key for the same log, not larger (a rollback), the same
+ (9) The certificate, every receipt and the shredding receipt have an inclusion proof at the checkpoint's tree
+     size that leads from leaf_hash(exact file bytes) to the checkpoint's root (RFC 9162 section 2.1.3.2).
+(10) Given an earlier checkpoint: signed by a trusted key for the same log, not larger (a rollback), the same
      root at the same size (else a fork), and otherwise a valid consistency proof from its size in
      log/consistency.json (RFC 9162 section 2.1.4.2); a missing proof is a failure.
 
-Without trusted keys the bundle's own keys are trusted, which proves only that the bundle is self-consistent:
-the report says so (`keys_from_bundle`) and the CLI warns. The certificate's outcome is reported as it is: a
-bundle for an incomplete request verifies, and says incomplete.
+The certificate's outcome is reported as it is: a bundle for an incomplete request verifies, and says incomplete.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence._json import typed
-from evidence.bundle import CERTIFICATE, CHECKPOINT, Bundle
+from evidence.bundle import CERTIFICATE, CHECKPOINT, MANIFEST, SHRED, Bundle
 from evidence.checkpoint import Checkpoint, open_checkpoint
 from evidence.dsse import Envelope, verify_envelope
 from evidence.errors import VerificationError
 from evidence.keys import keyid_of, load_public_key_pem
+from evidence.manifest import MANIFEST_PREDICATE_TYPE, check_manifest
 from evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
 from evidence.statement import CERTIFICATE_PREDICATE_TYPE, RECEIPT_PREDICATE_TYPE, parse_statement
 
@@ -47,31 +52,43 @@ class VerificationReport:
     request_id: str
     outcome: str
     tree_size: int
-    keys_from_bundle: bool
+    keys_from_bundle: bool  # the caller trusted the bundle's own keys: integrity only, not who signed
+    shredded: bool  # the bundle carries the receipt for the destroyed request key
 
 
 def verify_bundle(
     path: Path,
     *,
-    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+    trusted_keys: Sequence[Ed25519PublicKey] = (),
+    trusted_keyids: Sequence[str] = (),
+    unsafe_trust_bundled_keys: bool = False,
     previous_checkpoint: str | None = None,
 ) -> VerificationReport:
-    """Verify the bundle at `path`; VerificationError at the first failed check."""
+    """Verify the bundle at `path`; VerificationError at the first failed check.
+
+    Trust comes from outside the bundle: `trusted_keys`, or `trusted_keyids` of key files in the bundle (a key id
+    is the SHA-256 of the key, so it pins the key as well). `unsafe_trust_bundled_keys` trusts whatever keys the
+    bundle brings, which proves only that the bundle is intact, not who made it.
+    """
     # (1)
     bundle = Bundle.read(path)
     checks = [f"bundle layout is exact: a certificate, {len(bundle.receipts)} receipts, the log files and keys"]
 
     # (2)
     bundle_keys = {keyid: _key_file(keyid, pem) for keyid, pem in sorted(bundle.public_keys.items())}
+    trusted = _trusted(bundle_keys, trusted_keys, trusted_keyids, unsafe_trust_bundled_keys)
     checks.append(f"{len(bundle_keys)} key files are ed25519 public keys named after their key ids")
-    keys_from_bundle = trusted_keys is None
-    trusted = bundle_keys if trusted_keys is None else {keyid_of(key): key for key in trusted_keys}
 
     # (3)
+    manifest = _open_statement(MANIFEST, bundle.manifest, trusted, MANIFEST_PREDICATE_TYPE)
+    check_manifest(manifest, bundle.contents())
+    checks.append("manifest is signed by a trusted key and lists every other entry, byte for byte (sha256)")
+
+    # (4)
     checkpoint = _open_note(CHECKPOINT, bundle.checkpoint, _note_origin(bundle.checkpoint), trusted)
     checks.append(f"checkpoint of log {checkpoint.origin} at size {checkpoint.size} is signed by a trusted key")
 
-    # (4)
+    # (5)
     certificate = _open_statement(CERTIFICATE, bundle.certificate, trusted, CERTIFICATE_PREDICATE_TYPE)
     predicate = certificate["predicate"]
     request_id = typed(predicate, "request_id", str, "certificate predicate")
@@ -82,24 +99,27 @@ def verify_bundle(
         )
     checks.append("certificate is an in-toto statement signed by a trusted key, naming this log")
 
-    # (5)
+    # (6)
     for name, data in sorted(bundle.receipts.items()):
-        receipt = _open_statement(name, data, trusted, RECEIPT_PREDICATE_TYPE)["predicate"]
-        if receipt.get("request_id") != request_id:
-            raise VerificationError(
-                f"{name}: receipt is for another request: expected {request_id}, got {receipt.get('request_id')}"
-            )
+        _open_receipt(name, data, trusted, request_id)
     checks.append(f"{len(bundle.receipts)} receipts are in-toto statements signed by a trusted key, for this request")
 
-    # (6)
+    # (7)
+    if bundle.shred_receipt is not None:
+        shred = _open_receipt(SHRED, bundle.shred_receipt, trusted, request_id)
+        if shred.get("action") != "shred":
+            raise VerificationError(f"{SHRED}: receipt has wrong action: expected 'shred', got {shred.get('action')!r}")
+        checks.append("shredding receipt is signed by a trusted key: this request's data key was destroyed")
+
+    # (8)
     _check_subjects(certificate, bundle.receipts)
     checks.append("receipts are exactly the certificate's subjects, byte for byte (sha256)")
 
-    # (7)
+    # (9)
     _check_inclusion(bundle, checkpoint)
     checks.append(f"certificate and every receipt are entries of the log at size {checkpoint.size}")
 
-    # (8)
+    # (10)
     if previous_checkpoint is not None:
         previous = _open_note("previous checkpoint", previous_checkpoint, checkpoint.origin, trusted)
         _check_consistency(previous, checkpoint, bundle.consistency)
@@ -107,7 +127,26 @@ def verify_bundle(
             f"log at size {checkpoint.size} is consistent with the previous checkpoint at size {previous.size}"
         )
 
-    return VerificationReport(checks, request_id, outcome, checkpoint.size, keys_from_bundle)
+    shredded = bundle.shred_receipt is not None
+    return VerificationReport(checks, request_id, outcome, checkpoint.size, unsafe_trust_bundled_keys, shredded)
+
+
+def _trusted(
+    bundle_keys: Mapping[str, Ed25519PublicKey],
+    keys: Sequence[Ed25519PublicKey],
+    keyids: Sequence[str],
+    unsafe_trust_bundled_keys: bool,
+) -> dict[str, Ed25519PublicKey]:
+    if unsafe_trust_bundled_keys:
+        return dict(bundle_keys)
+    if not keys and not keyids:
+        raise VerificationError(
+            "no trusted key given: expected the operator's key or key id, obtained separately (the bundle's own "
+            f"keys prove nothing about who signed it); this bundle's keys have key ids {sorted(bundle_keys)}"
+        )
+    trusted = {keyid_of(key): key for key in keys}
+    trusted.update({keyid: bundle_keys[keyid] for keyid in keyids if keyid in bundle_keys})
+    return trusted
 
 
 def _key_file(keyid: str, pem: bytes) -> Ed25519PublicKey:
@@ -146,6 +185,15 @@ def _open_statement(
     return statement
 
 
+def _open_receipt(name: str, data: bytes, trusted: Mapping[str, Ed25519PublicKey], request_id: str) -> dict[str, Any]:
+    receipt: dict[str, Any] = _open_statement(name, data, trusted, RECEIPT_PREDICATE_TYPE)["predicate"]
+    if receipt.get("request_id") != request_id:
+        raise VerificationError(
+            f"{name}: receipt is for another request: expected {request_id}, got {receipt.get('request_id')}"
+        )
+    return receipt
+
+
 def _check_subjects(certificate: Mapping[str, Any], receipts: Mapping[str, bytes]) -> None:
     names = [subject["name"] for subject in certificate["subject"]]
     if len(set(names)) != len(names):
@@ -169,6 +217,8 @@ def _check_subjects(certificate: Mapping[str, Any], receipts: Mapping[str, bytes
 
 def _check_inclusion(bundle: Bundle, checkpoint: Checkpoint) -> None:
     envelopes = {CERTIFICATE: bundle.certificate, **bundle.receipts}
+    if bundle.shred_receipt is not None:
+        envelopes[SHRED] = bundle.shred_receipt
     missing, extra = sorted(set(envelopes) - set(bundle.proofs)), sorted(set(bundle.proofs) - set(envelopes))
     if missing or extra:
         raise VerificationError(f"inclusion proofs do not match the envelopes: missing {missing}, extra {extra}")

@@ -311,6 +311,7 @@ def make_bundle(tmp_path: Path, signer: Ed25519Signer, attacker: Ed25519Signer) 
             options["foreign_request"] = True
         sealed = seal(signer, **options)  # type: ignore[arg-type]
         previous = MUTATIONS[defect](sealed, signer, attacker) if defect in MUTATIONS else sealed.earlier_checkpoint
+        sealed.bundle.sign(signer)  # after the defect: the manifest (step 3) alone would catch every one of them
         path = tmp_path / f"bundle_{defect}.zip"
         sealed.bundle.write(path)
         return Case(path=path, previous_checkpoint=previous)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from evidence.bundle import Bundle
@@ -16,14 +19,32 @@ def test_good_bundle_verifies_with_trusted_key(make_bundle: MakeBundle, signer: 
 
     assert (report.request_id, report.outcome, report.tree_size) == (REQUEST_ID, "partial", 10)
     assert not report.keys_from_bundle
-    assert len(report.checks) == 7
+    assert len(report.checks) == 8
 
 
-def test_good_bundle_verifies_with_its_own_keys_and_says_so(make_bundle: MakeBundle) -> None:
-    report = verify_bundle(make_bundle().path)
+def test_good_bundle_verifies_with_a_trusted_key_id(make_bundle: MakeBundle, signer: Ed25519Signer) -> None:
+    report = verify_bundle(make_bundle().path, trusted_keyids=[signer.keyid])
+
+    assert (report.outcome, report.keys_from_bundle) == ("partial", False)
+
+
+def test_without_a_trusted_key_nothing_verifies_and_the_key_to_trust_is_named(
+    make_bundle: MakeBundle, signer: Ed25519Signer
+) -> None:
+    with pytest.raises(VerificationError, match=rf"^no trusted key given: .* key ids \['{signer.keyid}'\]$"):
+        verify_bundle(make_bundle().path)
+
+
+def test_bundled_keys_are_trusted_only_when_asked_and_say_so(make_bundle: MakeBundle) -> None:
+    report = verify_bundle(make_bundle().path, unsafe_trust_bundled_keys=True)
 
     assert report.keys_from_bundle
     assert report.outcome == "partial"
+
+
+def test_a_key_id_the_bundle_does_not_hold_trusts_nothing(make_bundle: MakeBundle, attacker: Ed25519Signer) -> None:
+    with pytest.raises(VerificationError, match=r"^manifest\.dsse\.json: envelope has no signature by a trusted key"):
+        verify_bundle(make_bundle().path, trusted_keyids=[attacker.keyid])
 
 
 def test_good_bundle_verifies_against_previous_checkpoint(make_bundle: MakeBundle, signer: Ed25519Signer) -> None:
@@ -51,9 +72,9 @@ def test_incomplete_request_verifies_and_reports_incomplete(make_bundle: MakeBun
     assert report.outcome == "incomplete"
 
 
-def test_key_the_bundle_brings_along_passes_only_without_trusted_keys(make_bundle: MakeBundle) -> None:
-    # Why the CLI warns without --trusted-key: a bundle vouches for itself (the rejection is in the table below).
-    assert verify_bundle(make_bundle("untrusted_key").path).keys_from_bundle
+def test_key_the_bundle_brings_along_passes_only_when_bundled_keys_are_trusted(make_bundle: MakeBundle) -> None:
+    # Why trusting the bundle's keys checks integrity only: a bundle vouches for itself (the rejection is below).
+    assert verify_bundle(make_bundle("untrusted_key").path, unsafe_trust_bundled_keys=True).keys_from_bundle
 
 
 @pytest.mark.parametrize(
@@ -87,12 +108,12 @@ def test_known_bad_bundle_is_rejected(make_bundle: MakeBundle, signer: Ed25519Si
 
 
 def test_bundle_signed_by_someone_else_is_rejected(make_bundle: MakeBundle, attacker: Ed25519Signer) -> None:
-    with pytest.raises(VerificationError, match=r"log/checkpoint\.txt: checkpoint is not signed by a trusted key"):
+    with pytest.raises(VerificationError, match=r"manifest\.dsse\.json: envelope has no signature by a trusted key"):
         verify_bundle(make_bundle().path, trusted_keys=[attacker.public_key])
 
 
 def test_no_trusted_keys_trusts_nothing(make_bundle: MakeBundle) -> None:
-    with pytest.raises(VerificationError, match="not signed by a trusted key"):
+    with pytest.raises(VerificationError, match="no trusted key given"):
         verify_bundle(make_bundle().path, trusted_keys=[])
 
 
@@ -104,3 +125,16 @@ def test_any_of_several_trusted_keys_will_do_across_a_key_rotation(
         make_bundle().path, trusted_keys=[retired.public_key, signer.public_key, next_key.public_key]
     )
     assert report.outcome == "partial"
+
+
+@pytest.mark.parametrize("entry", ["report_html", "verify_txt"])
+def test_a_page_changed_after_signing_is_rejected(
+    make_bundle: MakeBundle, signer: Ed25519Signer, tmp_path: Path, entry: str
+) -> None:
+    bundle = Bundle.read(make_bundle().path)
+    setattr(bundle, entry, getattr(bundle, entry).replace("Not complete", "Complete").replace("openssl", "true"))
+    bundle.write(tmp_path / "changed.zip")  # the manifest signed before the change
+
+    name = {"report_html": "report.html", "verify_txt": "VERIFY.txt"}[entry]
+    with pytest.raises(VerificationError, match=rf"^{re.escape(name)}: digest does not match the manifest"):
+        verify_bundle(tmp_path / "changed.zip", trusted_keys=[signer.public_key])
