@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check install bench clean
+.PHONY: demo test check install bench clean audit-tools
 
 # constraints.txt pins the versions the suite was last run with, so a new release elsewhere cannot break a clone.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,8 +18,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/erasure demo
 
-test: $(STAMP)
+test: $(STAMP) audit-tools
 	$(BIN)/pytest
+
+# Tests run each bundle's VERIFY.txt as an auditor would, with the system's unzip, jq and openssl (bash, coreutils
+# and python3 are always there); the package names equal the commands' names.
+AUDIT_TOOLS := unzip jq openssl
+audit-tools:
+	@missing=""; for tool in $(AUDIT_TOOLS); do command -v $$tool > /dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian's packages, for the tests of VERIFY.txt"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 check: $(STAMP)
 	$(BIN)/ruff check .

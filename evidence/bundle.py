@@ -56,7 +56,7 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: no build clock leaks into the bytes
 _ZIP_MODE = 0o100644  # a regular file, rw-r--r--: never a link or a folder that an unzip tool would create
-_MAX_ENTRIES = 2_000  # a request with far more systems than any catalogue holds
+MAX_ENTRIES = 2_000  # a request with far more systems than any catalogue holds
 _MAX_TOTAL_BYTES = 32 * 1024 * 1024  # all entries together, uncompressed; a real bundle is a few hundred KB
 _CHUNK = 64 * 1024
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # signature, version, flags, method, time, date, crc, sizes, lengths
@@ -196,8 +196,8 @@ def _read_entries(path: Path) -> dict[str, bytes]:
 
 
 def _check_names(infos: list[zipfile.ZipInfo]) -> None:
-    if len(infos) > _MAX_ENTRIES:
-        raise VerificationError(f"bundle has too many entries: expected <= {_MAX_ENTRIES}, got {len(infos)}")
+    if len(infos) > MAX_ENTRIES:
+        raise VerificationError(f"bundle has too many entries: expected <= {MAX_ENTRIES}, got {len(infos)}")
     names = [info.filename for info in infos]
     for name in names:
         _check_entry_name(name)

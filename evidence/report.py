@@ -6,13 +6,15 @@ in it is HTML-escaped, since even our own statements must not be able to inject 
 
 from __future__ import annotations
 
-import shlex
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from evidence.bundle import MAX_ENTRIES
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE
+from evidence.manifest import MANIFEST_PREDICATE_TYPE
+from evidence.statement import CERTIFICATE_PREDICATE_TYPE, RECEIPT_PREDICATE_TYPE
 
 GLOSSARY = {
     "verified_absent": "We looked again ourselves after deleting and found nothing of the child.",
@@ -82,13 +84,16 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
 
 
 def verify_instructions(keyids: Sequence[str], origin: str) -> str:
-    """VERIFY.txt: how to check the bundle by hand with unzip, jq, openssl 3, sha256sum and python3."""
+    """VERIFY.txt: how to check the bundle by hand with bash, unzip, jq, openssl 3, sha256sum and python3."""
     keys = "\n".join(f"    {keyid}" for keyid in keyids) or "    (none)"
     return _VERIFY_TEMPLATE.format(
         keys=keys,
         origin=origin,
+        max_entries=MAX_ENTRIES,
         payload_type=IN_TOTO_PAYLOAD_TYPE,
-        signature_line=shlex.quote(f"\u2014 {origin} "),
+        manifest_type=MANIFEST_PREDICATE_TYPE,
+        certificate_type=CERTIFICATE_PREDICATE_TYPE,
+        receipt_type=RECEIPT_PREDICATE_TYPE,
     )
 
 
@@ -141,86 +146,152 @@ _VERIFY_TEMPLATE = """\
 HOW TO VERIFY THIS ERASURE EVIDENCE BUNDLE
 ==========================================
 
-Everything below runs offline with standard tools: unzip, jq, openssl 3, sha256sum and python3.
-Run the commands in order, in one bash shell, in a folder holding this bundle as bundle.zip.
-The one-command check is in step 7.
+Everything below runs offline with standard tools: bash, unzip, jq, openssl 3, sha256sum and python3.
+Run the commands in order, in one bash shell, in an empty folder holding this bundle as bundle.zip. Each check
+prints a line starting with OK or FAILED: at the first FAILED (or any error) the bundle is not valid, whatever
+comes after. Whoever forged a bundle could also rewrite this file: the same commands are in the operator's
+documentation (docs/evidence.md), and step 3 shows that this file is the one the operator signed.
 
-Signing keys of this bundle (key id = SHA-256 of the raw 32-byte Ed25519 public key):
+The bundle says it is signed by the key id below. That proves nothing: only a key id the operator gave you
+separately (for example in a court filing) does.
 {keys}
 Transparency log: {origin}
 
 
-1. Unpack the bundle.
+0. Set the key id the operator gave you, never one read from this bundle.
 
-```sh
-unzip -q bundle.zip -d bundle && cd bundle
+```console
+TRUSTED_KEYID=<the 64 lower-case hex characters the operator gave you>
 ```
 
-2. Check the keys. The keys in keys/ travel with the bundle, so anyone could have replaced them. Each line
-   printed must equal a key id the operator gave you separately (for example in a court filing), and the
-   file's name.
+1. Check the key id, then the zip: only the files of the bundle's layout, each listed once (also ignoring
+   case), none with an extra field (which can make another tool see another name). Then unpack it.
 
 ```sh
-for key in keys/*.pem; do
-  echo "$key: $(openssl pkey -pubin -in "$key" -outform DER | tail -c 32 | sha256sum | cut -d' ' -f1)"
-done
+export LC_ALL=C
+fail() {{ echo "FAILED: $*"; return 1; }}
+[[ ${{TRUSTED_KEYID:-}} =~ ^[0-9a-f]{{64}}$ ]] || fail "TRUSTED_KEYID is not 64 lower-case hex characters"
+layout='^(manifest\\.dsse\\.json|certificate\\.dsse\\.json|shred\\.dsse\\.json|receipts/[A-Za-z0-9][A-Za-z0-9._-]*\\.dsse\\.json'
+layout+='|log/(checkpoint\\.txt|proofs\\.json|consistency\\.json)|keys/[0-9a-f]{{64}}\\.pem|report\\.html|VERIFY\\.txt)$'
+unzip -Z1 bundle.zip > entries.txt
+unzip -Zv bundle.zip > zipinfo.txt
+[ "$(wc -l < entries.txt)" -le {max_entries} ] || fail "more than {max_entries} entries"
+while IFS= read -r entry; do [[ $entry =~ $layout ]] || fail "entry outside the layout: $entry"; done < entries.txt
+for entry in manifest.dsse.json certificate.dsse.json log/checkpoint.txt log/proofs.json log/consistency.json \\
+  report.html VERIFY.txt; do grep -qxF "$entry" entries.txt || fail "missing entry: $entry"; done
+[ -z "$(sort -f entries.txt | uniq -di)" ] || fail "entries listed twice, or whose names differ only in case"
+if grep -Eq 'length of extra field: +[1-9]' zipinfo.txt; then fail "an entry has an extra field"; fi
+rm -rf bundle && unzip -q bundle.zip -d bundle
+[ -z "$(find bundle ! -type f ! -type d)" ] || fail "the unpacked bundle holds links or special files"
+(cd bundle && find . -type f | sed 's|^\\./||' | sort) > files.txt
+diff <(sort entries.txt) files.txt || fail "the unpacked files are not the zip's entries"
+echo "OK the zip holds the bundle's layout and nothing else"
 ```
 
-3. Check the signature on the certificate and on every receipt. Each is a DSSE envelope: the signature is
-   Ed25519 over the "PAE" bytes  DSSEv1 <length of type> <type> <length of payload> <payload>.
-   Each file must print "Signature Verified Successfully".
+2. Check the trusted key: keys/<your key id>.pem must be an Ed25519 public key whose key id (the SHA-256 of the
+   raw 32-byte key) is the one you were given. Only this key file is used from here on.
 
 ```sh
-check_envelope() {{
-  jq -j .payloadType "$1" > type.txt
-  jq -r .payload "$1" | base64 -d > payload.bin
-  jq -r '.signatures[0].sig' "$1" | base64 -d > sig.bin
-  [ "$(cat type.txt)" = "{payload_type}" ] || {{ echo "$1: wrong payload type"; return 1; }}
-  {{ printf 'DSSEv1 %d %s %d ' "$(wc -c < type.txt)" "$(cat type.txt)" "$(wc -c < payload.bin)"
-    cat payload.bin; }} > pae.bin
-  echo "$1:"
-  openssl pkeyutl -verify -pubin -inkey "keys/$(jq -r '.signatures[0].keyid' "$1").pem" \\
-    -rawin -in pae.bin -sigfile sig.bin
+key="bundle/keys/$TRUSTED_KEYID.pem"
+[ -f "$key" ] || fail "the bundle holds no key with the key id you trust"
+openssl pkey -pubin -in "$key" -noout -text_pub > key.txt
+[ "$(head -n 1 key.txt)" = "ED25519 Public-Key:" ] || fail "$key is not an Ed25519 public key"
+[ "$(openssl pkey -pubin -in "$key" -outform DER | tail -c 32 | sha256sum | cut -d' ' -f1)" = "$TRUSTED_KEYID" ] \\
+  || fail "$key does not hold the key with that key id"
+echo "OK $key is the key you trust"
+```
+
+3. Check the manifest: a DSSE envelope signed by the trusted key (Ed25519 over the "PAE" bytes
+   DSSEv1 <length of type> <type> <length of payload> <payload>) that lists every other file of the bundle with
+   its SHA-256. After this step every file is known to be the one the operator signed, this one included.
+
+```sh
+check_envelope() {{  # $1: an envelope of the bundle; its payload is written to $2
+  jq -j .payloadType "bundle/$1" > type.txt
+  [ "$(cat type.txt)" = "{payload_type}" ] || fail "$1: wrong payload type"
+  jq -r .payload "bundle/$1" | base64 -d > "$2"
+  jq -r --arg k "$TRUSTED_KEYID" '[.signatures[] | select(.keyid == $k)][0].sig // ""' "bundle/$1" \\
+    | base64 -d > sig.bin
+  {{ printf 'DSSEv1 %d %s %d ' "$(wc -c < type.txt)" "$(cat type.txt)" "$(wc -c < "$2")"; cat "$2"; }} > pae.bin
+  if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in pae.bin -sigfile sig.bin > /dev/null; then
+    echo "OK $1 is signed by the trusted key"
+  else fail "$1 is not signed by the trusted key"; fi
 }}
-for envelope in certificate.dsse.json receipts/*.dsse.json; do check_envelope "$envelope"; done
+subjects() {{  # the subject names of statement $1, each checked against the layout, sorted
+  jq -r '.subject[].name' "$1" > names.txt
+  [ "$(jq '.subject | length' "$1")" = "$(wc -l < names.txt)" ] || fail "$1: a subject name holds a line break"
+  while IFS= read -r name; do [[ $name =~ $layout ]] || fail "$1: subject outside the layout: $name"; done < names.txt
+  sort names.txt
+}}
+digests_match() {{  # every subject of statement $1 has the SHA-256 of its file
+  jq -r '.subject[] | .digest.sha256 + "  " + .name' "$1" | (cd bundle && sha256sum --strict --quiet -c -) \\
+    || fail "$1: a file's SHA-256 differs from the one listed"
+}}
+check_envelope manifest.dsse.json manifest.json
+[ "$(jq -r .predicateType manifest.json)" = "{manifest_type}" ] || fail "not a bundle manifest"
+subjects manifest.json > listed.txt
+diff listed.txt <(grep -vx manifest.dsse.json files.txt) || fail "the manifest does not list exactly the bundle's files"
+digests_match manifest.json
+echo "OK the manifest lists every file of the bundle, byte for byte"
 ```
 
-4. Check that the certificate covers exactly these receipts, unchanged. The certificate lists each receipt
-   with the SHA-256 of its file: every line must say OK, and the diff must print nothing.
+4. Check the signed checkpoint of the transparency log: the trusted key signs its first three lines (origin, tree
+   size, root hash), in a signature line named after the origin.
 
 ```sh
-jq -r .payload certificate.dsse.json | base64 -d > certificate.json
-jq -r '.subject[] | .digest.sha256 + "  " + .name' certificate.json | sha256sum -c -
-diff <(jq -r '.subject[].name' certificate.json | sort) <(ls receipts/*.dsse.json | sort)
+origin=$(head -n 1 bundle/log/checkpoint.txt)
+head -n 3 bundle/log/checkpoint.txt > checkpoint-body.txt
+[ -z "$(sed -n 4p bundle/log/checkpoint.txt)" ] || fail "the checkpoint has more than three lines of text"
+grep -F -- "\u2014 $origin " bundle/log/checkpoint.txt | head -n 1 | cut -d' ' -f3 | base64 -d | tail -c 64 \\
+  > checkpoint-sig.bin
+if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in checkpoint-body.txt -sigfile checkpoint-sig.bin \\
+  > /dev/null; then echo "OK the checkpoint of log $origin is signed by the trusted key"
+else fail "the checkpoint is not signed by the trusted key"; fi
+```
+
+5. Check the certificate, every receipt it lists and the shredding receipt if there is one: each signed by the
+   trusted key, for the certificate's request; the receipts exactly the certificate's subjects, byte for byte.
+   Then read what the certificate says.
+
+```sh
+check_envelope certificate.dsse.json certificate.json
+[ "$(jq -r .predicateType certificate.json)" = "{certificate_type}" ] || fail "not a certificate"
+[ "$(jq -r .predicate.log_origin certificate.json)" = "$origin" ] || fail "the certificate names another log"
+request=$(jq -r .predicate.request_id certificate.json)
+subjects certificate.json > certified.txt
+diff certified.txt <(grep '^receipts/' files.txt) || fail "the receipts are not exactly the certificate's subjects"
+digests_match certificate.json
+while IFS= read -r receipt; do
+  check_envelope "$receipt" receipt.json
+  [ "$(jq -r .predicateType receipt.json)" = "{receipt_type}" ] || fail "$receipt: not a receipt"
+  [ "$(jq -r .predicate.request_id receipt.json)" = "$request" ] || fail "$receipt: for another request"
+done < certified.txt
+if [ -f bundle/shred.dsse.json ]; then
+  check_envelope shred.dsse.json shred.json
+  [ "$(jq -r '.predicateType + " " + .predicate.request_id + " " + .predicate.action' shred.json)" \\
+    = "{receipt_type} $request shred" ] || fail "shred.dsse.json: not this request's shredding receipt"
+  echo "OK this request's data key was destroyed (shred.dsse.json)"
+fi
 jq .predicate certificate.json
 ```
 
-5. Check the signed checkpoint of the log: the signature covers its first three lines (origin, tree size,
-   root hash). A key must print "checkpoint signed by".
-
-```sh
-head -n 3 log/checkpoint.txt > checkpoint-body.txt
-grep -F -- {signature_line} log/checkpoint.txt | head -n 1 | cut -d' ' -f3 | base64 -d | tail -c 64 \\
-  > checkpoint-sig.bin
-signed=no
-for key in keys/*.pem; do
-  if openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in checkpoint-body.txt -sigfile checkpoint-sig.bin \\
-    > /dev/null 2>&1; then echo "checkpoint signed by $key"; signed=yes; fi
-done
-[ "$signed" = yes ] || {{ echo "checkpoint NOT signed by any key in keys/"; false; }}
-```
-
 6. Check that the certificate and every receipt are entries of that log (RFC 9162 inclusion proofs: leaf hash
-   SHA-256(0x00 || file bytes), node hash SHA-256(0x01 || left || right)). Each must print "included".
+   SHA-256(0x00 || file bytes), node hash SHA-256(0x01 || left || right)), with one proof for each envelope and
+   for no other path. Each must print "included".
 
 ```sh
-python3 - <<'EOF'
-import base64, hashlib, json
+(cd bundle && python3 - <<'EOF'
+import base64, hashlib, json, os
 _, size, root = open("log/checkpoint.txt", encoding="utf-8").read().split("\\n")[:3]
 size, root = int(size), base64.b64decode(root)
 h = lambda *parts: hashlib.sha256(b"".join(parts)).digest()
+envelopes = {{"certificate.dsse.json", *("receipts/" + name for name in os.listdir("receipts"))}}
+envelopes |= {{"shred.dsse.json"}} if os.path.exists("shred.dsse.json") else set()
+proofs = json.load(open("log/proofs.json"))
+if set(proofs) != envelopes:
+    raise SystemExit("FAILED: log/proofs.json does not hold exactly one proof per envelope")
 failed = False
-for path, proof in sorted(json.load(open("log/proofs.json")).items()):
+for path, proof in sorted(proofs.items()):
     fn, sn, r = proof["leaf_index"], proof["tree_size"] - 1, h(b"\\0", open(path, "rb").read())
     for p in map(bytes.fromhex, proof["hashes"]):  # RFC 9162, section 2.1.3.2
         if sn == 0:  # a proof longer than the path fails
@@ -236,16 +307,17 @@ for path, proof in sorted(json.load(open("log/proofs.json")).items()):
     ok = proof["tree_size"] == size and sn == 0 and r == root
     print(path, "included" if ok else "NOT INCLUDED")
     failed = failed or not ok
-raise SystemExit(1 if failed else 0)
+raise SystemExit("FAILED: an envelope is not in the log" if failed else 0)
 EOF
+)
 ```
 
 7. Or all of the above, plus the consistency of the log with a checkpoint you kept from an earlier bundle
    (which shows the log was not rewritten or rolled back since), in one command:
 
 ```console
-erasure evidence verify bundle.zip --trusted-key KEY.pem [--previous-checkpoint OLD-CHECKPOINT.txt]
+erasure evidence verify bundle.zip --trusted-keyid "$TRUSTED_KEYID" [--previous-checkpoint OLD-CHECKPOINT.txt]
 ```
 
-report.html summarises the certificate for people; it is not itself evidence.
+report.html summarises the certificate for people; it is not itself evidence, though the manifest covers it.
 """

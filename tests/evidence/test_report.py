@@ -2,19 +2,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from evidence.bundle import Bundle
+from evidence.keys import Ed25519Signer
 from evidence.notary import FinishedSystem
 from evidence.report import render_report, verify_instructions
 from evidence.statement import parse_statement
 from tests.evidence.conftest import ORIGIN, REQUEST, MakeBundle
 from tests.evidence.conftest import certificate as notary_certificate
-
-TOOLS = ("bash", "unzip", "jq", "openssl", "sha256sum", "base64", "python3")
+from tests.evidence.verify_txt import run_verify_txt
 
 
 def certificate(*levels: str, legal_basis: str = "GDPR Art. 17") -> dict[str, object]:
@@ -57,54 +56,70 @@ def test_report_is_self_contained() -> None:
     assert not re.search(r"(src|href)=", page)
 
 
-def shell_blocks(instructions: str) -> str:
-    return "\n".join(re.findall(r"```sh\n(.*?)```", instructions, flags=re.DOTALL))
-
-
-@pytest.mark.skipif(any(shutil.which(tool) is None for tool in TOOLS), reason=f"needs {', '.join(TOOLS)}")
-def test_verify_txt_commands_check_a_good_bundle(make_bundle: MakeBundle, tmp_path: Path) -> None:
+def test_verify_txt_commands_check_a_good_bundle(
+    make_bundle: MakeBundle, signer: Ed25519Signer, tmp_path: Path
+) -> None:
     """The auditor's instructions, run exactly as written, against the bundle that carries them."""
-    case = make_bundle()
-    shutil.copy(case.path, tmp_path / "bundle.zip")
-    script = shell_blocks(verify_instructions(["unused"], ORIGIN))
+    result = run_verify_txt(verify_instructions(["unused"], ORIGIN), make_bundle().path, tmp_path / "a", signer.keyid)
 
-    result = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("Signature Verified Successfully") == 4
-    assert result.stdout.count(": OK") == 3  # sha256sum -c, one per receipt
-    assert "checkpoint signed by keys/" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout
+    assert result.stdout.count("is signed by the trusted key") == 6  # manifest, checkpoint, certificate, 3 receipts
+    assert "OK the manifest lists every file of the bundle, byte for byte" in result.stdout
     assert result.stdout.count(" included") == 4 and "NOT INCLUDED" not in result.stdout
 
 
-@pytest.mark.skipif(any(shutil.which(tool) is None for tool in TOOLS), reason=f"needs {', '.join(TOOLS)}")
 @pytest.mark.parametrize(
-    "defect",
+    ("defect", "printed"),
     [
-        "receipt_byte_changed",
-        "receipt_reformatted",
-        "receipt_missing",
-        "extra_receipt",
-        "proof_not_to_root",
-        "checkpoint_signature_bad",
+        ("receipt_byte_changed", "FAILED: certificate.json: a file's SHA-256 differs from the one listed"),
+        ("receipt_reformatted", "FAILED: certificate.json: a file's SHA-256 differs from the one listed"),
+        ("receipt_missing", "FAILED: the receipts are not exactly the certificate's subjects"),
+        ("extra_receipt", "FAILED: the receipts are not exactly the certificate's subjects"),
+        ("proof_not_to_root", "receipts/app_db.dsse.json NOT INCLUDED"),
+        ("checkpoint_signature_bad", "FAILED: the checkpoint is not signed by the trusted key"),
+        ("untrusted_key", "FAILED: receipts/segment.dsse.json is not signed by the trusted key"),
+        ("receipt_from_other_request", "FAILED: receipts/segment.dsse.json: for another request"),
     ],
 )
-def test_verify_txt_commands_fail_on_a_bad_bundle(make_bundle: MakeBundle, tmp_path: Path, defect: str) -> None:
-    shutil.copy(make_bundle(defect).path, tmp_path / "bundle.zip")
-    script = shell_blocks(verify_instructions(["unused"], ORIGIN))
-
-    result = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, capture_output=True, text=True, check=False
+def test_verify_txt_commands_fail_on_a_bad_bundle(
+    make_bundle: MakeBundle, signer: Ed25519Signer, tmp_path: Path, defect: str, printed: str
+) -> None:
+    result = run_verify_txt(
+        verify_instructions(["unused"], ORIGIN), make_bundle(defect).path, tmp_path / "a", signer.keyid
     )
 
     assert result.returncode != 0
+    assert printed in result.stdout + result.stderr
+
+
+def test_verify_txt_commands_fail_on_a_page_changed_after_signing(
+    make_bundle: MakeBundle, signer: Ed25519Signer, tmp_path: Path
+) -> None:
+    bundle = Bundle.read(make_bundle().path)
+    bundle.report_html = bundle.report_html.replace("Not complete: 1 system blocked", "Complete: every system verified")
+    bundle.write(tmp_path / "changed.zip")  # the manifest signed before the change
+
+    result = run_verify_txt(
+        verify_instructions(["unused"], ORIGIN), tmp_path / "changed.zip", tmp_path / "a", signer.keyid
+    )
+
+    assert result.returncode != 0
+    assert "FAILED: manifest.json: a file's SHA-256 differs from the one listed" in result.stdout
+
+
+def test_verify_txt_commands_refuse_a_bundle_by_any_other_key(
+    make_bundle: MakeBundle, attacker: Ed25519Signer, tmp_path: Path
+) -> None:
+    result = run_verify_txt(verify_instructions(["unused"], ORIGIN), make_bundle().path, tmp_path / "a", attacker.keyid)
+
+    assert result.returncode != 0
+    assert "FAILED: the bundle holds no key with the key id you trust" in result.stdout
 
 
 def test_verify_txt_names_the_keys_and_the_one_command() -> None:
     text = verify_instructions(["ab" * 32], ORIGIN)
 
     assert "ab" * 32 in text
-    assert "erasure evidence verify bundle.zip --trusted-key KEY.pem" in text
+    assert 'erasure evidence verify bundle.zip --trusted-keyid "$TRUSTED_KEYID"' in text
     assert "openssl pkeyutl -verify -pubin -inkey" in text and "-rawin -in pae.bin -sigfile sig.bin" in text
