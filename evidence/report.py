@@ -164,8 +164,8 @@ Transparency log: {origin}
 TRUSTED_KEYID=<the 64 lower-case hex characters the operator gave you>
 ```
 
-1. Check the key id, then the zip: only the files of the bundle's layout, each listed once (also ignoring
-   case), none with an extra field (which can make another tool see another name). Then unpack it.
+1. Check the key id, then the zip: no entry with an extra field (which can make another tool see another name),
+   only the files of the bundle's layout, each listed once (also ignoring case). Then unpack it.
 
 ```sh
 export LC_ALL=C
@@ -173,14 +173,14 @@ fail() {{ echo "FAILED: $*"; return 1; }}
 [[ ${{TRUSTED_KEYID:-}} =~ ^[0-9a-f]{{64}}$ ]] || fail "TRUSTED_KEYID is not 64 lower-case hex characters"
 layout='^(manifest\\.dsse\\.json|certificate\\.dsse\\.json|shred\\.dsse\\.json|receipts/[A-Za-z0-9][A-Za-z0-9._-]*\\.dsse\\.json'
 layout+='|log/(checkpoint\\.txt|proofs\\.json|consistency\\.json)|keys/[0-9a-f]{{64}}\\.pem|report\\.html|VERIFY\\.txt)$'
-unzip -Z1 bundle.zip > entries.txt
 unzip -Zv bundle.zip > zipinfo.txt
+if grep -Eq 'length of extra field: +[1-9]' zipinfo.txt; then fail "an entry has an extra field"; fi
+unzip -Z1 bundle.zip > entries.txt
 [ "$(wc -l < entries.txt)" -le {max_entries} ] || fail "more than {max_entries} entries"
 while IFS= read -r entry; do [[ $entry =~ $layout ]] || fail "entry outside the layout: $entry"; done < entries.txt
 for entry in manifest.dsse.json certificate.dsse.json log/checkpoint.txt log/proofs.json log/consistency.json \\
   report.html VERIFY.txt; do grep -qxF "$entry" entries.txt || fail "missing entry: $entry"; done
 [ -z "$(sort -f entries.txt | uniq -di)" ] || fail "entries listed twice, or whose names differ only in case"
-if grep -Eq 'length of extra field: +[1-9]' zipinfo.txt; then fail "an entry has an extra field"; fi
 rm -rf bundle && unzip -q bundle.zip -d bundle
 [ -z "$(find bundle ! -type f ! -type d)" ] || fail "the unpacked bundle holds links or special files"
 (cd bundle && find . -type f | sed 's|^\\./||' | sort) > files.txt

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 import json
 import re
-import shutil
 import subprocess
+import tracemalloc
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -44,15 +45,21 @@ from erasure.export import RECENT_CHECKPOINTS, export_bundle, public_key_file
 from erasure.intake import submit, validate
 from erasure.services import Services
 from evidence import notary
-from evidence.bundle import CERTIFICATE, CHECKPOINT, CONSISTENCY, PROOFS, REPORT
-from evidence.dsse import Envelope, Signature, pae
+from evidence._json import canonical
+from evidence.bundle import CERTIFICATE, CHECKPOINT, CONSISTENCY, MANIFEST, PROOFS, REPORT, SHRED, write_canonical_zip
+from evidence.checkpoint import Checkpoint, sign_checkpoint
+from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae, sign_envelope
 from evidence.errors import VerificationError
-from evidence.keys import Ed25519Signer
+from evidence.keys import Ed25519Signer, Signer, public_key_pem
+from evidence.manifest import sign_manifest
+from evidence.merkle import MemoryTree, inclusion_proof
 from evidence.verify import verify_bundle
 from examples.estate import CHILD, count_rows
 from stores.db import migrate, open_pool
 from stores.tlog import TransparencyLog
 from stores.vault import VaultSealed
+from tests.evidence import zips
+from tests.evidence.verify_txt import run_verify_txt
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 from workflows.request import SHRED_NOW_UPDATE, STATUS_QUERY
@@ -200,10 +207,15 @@ def entries_of(path: Path) -> dict[str, bytes]:
 
 
 def write_entries(path: Path, entries: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name in sorted(entries):
-            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), entries[name])
+    """The entries as the exporter writes them, the manifest as it is (stale if an entry was changed)."""
+    write_canonical_zip(path, entries)
     return path
+
+
+def write_signed(path: Path, entries: dict[str, bytes], signer: Signer) -> Path:
+    """The entries with the manifest signed anew over them: for a defect aimed at a check after the manifest's."""
+    contents = {name: data for name, data in entries.items() if name != MANIFEST}
+    return write_entries(path, {**contents, MANIFEST: sign_manifest(contents, signer)})
 
 
 def pretty(document: object) -> bytes:
@@ -443,7 +455,9 @@ def tampered(sealed: Sealed, tmp_path: Path) -> Callable[[str], Path]:
         change(entries, sealed)
         changed = {n for n in before.keys() | entries.keys() if before.get(n) != entries.get(n)}
         assert len(changed) == 1, f"{defect} changes {sorted(changed)}, not exactly one entry"
-        return write_entries(tmp_path / f"bundle_{defect}.zip", entries)
+        # Signed anew by the operator's key, so that each defect meets the check it is aimed at; without that,
+        # the manifest catches every one of them (test_changed_entry_is_caught_by_the_manifest).
+        return write_signed(tmp_path / f"bundle_{defect}.zip", entries, sealed.signer)
 
     return make
 
@@ -465,7 +479,7 @@ def test_real_bundle_verifies_with_the_signers_key(sealed: Sealed, name: str, ou
 
     assert report.request_id == {"a": sealed.a, "b": sealed.b}[name]
     assert (report.outcome, report.tree_size, report.keys_from_bundle) == (outcome, size, False)
-    assert len(report.checks) == 7
+    assert len(report.checks) == 8
     assert report.checks[0] == "bundle layout is exact: a certificate, 2 receipts, the log files and keys"
 
 
@@ -481,11 +495,34 @@ def test_cli_verify_prints_each_check_and_exits_0(sealed: Sealed) -> None:
     assert "warning" not in result.stderr
 
 
-def test_cli_without_a_trusted_key_verifies_but_warns(sealed: Sealed) -> None:
+def test_cli_without_a_trusted_key_refuses_and_names_the_key_to_trust(sealed: Sealed) -> None:
     result = cli(str(sealed.bundle_a))
 
+    assert result.exit_code == 1
+    assert "verification failed: no trusted key given" in result.stderr
+    assert f"this bundle's keys have key ids ['{sealed.signer.keyid}']" in result.stderr
+    assert "bundle verified" not in result.stdout
+
+
+def test_cli_verifies_with_the_operators_key_id(sealed: Sealed) -> None:
+    result = cli(str(sealed.bundle_b), "--trusted-keyid", sealed.signer.keyid)
+
     assert result.exit_code == 0, result.output
-    assert "no --trusted-key given: the bundle's own keys were trusted" in result.stderr
+    assert f"bundle verified: request {sealed.b}, outcome partial, log size 6" in result.stdout
+
+
+def test_cli_refuses_a_malformed_key_id(sealed: Sealed) -> None:
+    result = cli(str(sealed.bundle_b), "--trusted-keyid", "../x")
+
+    assert result.exit_code == 2
+    assert "--trusted-keyid" in result.stderr and "64 lower-case hex" in result.stderr
+
+
+def test_cli_trusting_the_bundled_key_says_it_checks_integrity_only(sealed: Sealed) -> None:
+    result = cli(str(sealed.bundle_a), "--trust-bundled-key")
+
+    assert result.exit_code == 0, result.output
+    assert "this checked the bundle's integrity only" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["a", "b"])
@@ -564,7 +601,7 @@ def test_every_single_byte_change_in_an_envelope_is_rejected(sealed: Sealed, tmp
     for at in positions:
         changed = bytearray(original)
         changed[at] ^= 0x01
-        write_entries(path, {**entries, envelope: bytes(changed)})
+        write_signed(path, {**entries, envelope: bytes(changed)}, sealed.signer)
         with pytest.raises(VerificationError, match=f"^{re.escape(envelope)}: "):
             verify(sealed, path)
 
@@ -572,7 +609,7 @@ def test_every_single_byte_change_in_an_envelope_is_rejected(sealed: Sealed, tmp
 def test_untrusted_key_is_rejected(sealed: Sealed) -> None:
     stranger = Ed25519Signer.generate()
 
-    with pytest.raises(VerificationError, match=r"^log/checkpoint\.txt: checkpoint is not signed by a trusted key"):
+    with pytest.raises(VerificationError, match=r"^manifest\.dsse\.json: envelope has no signature by a trusted key"):
         verify_bundle(sealed.bundle_a, trusted_keys=[stranger.public_key])
 
 
@@ -585,7 +622,7 @@ def test_cli_rejects_untrusted_key(sealed: Sealed, tmp_path: Path) -> None:
     result = cli(str(sealed.bundle_a), "--trusted-key", str(stranger))
 
     assert result.exit_code == 1
-    assert "verification failed: log/checkpoint.txt: checkpoint is not signed by a trusted key" in result.stderr
+    assert "verification failed: manifest.dsse.json: envelope has no signature by a trusted key" in result.stderr
 
 
 # -- the log over time: previous checkpoints ---------------------------------------------------------------------------
@@ -760,25 +797,245 @@ def test_openssl_alone_verifies_a_real_envelope_signature(sealed: Sealed, tmp_pa
     assert "Signature Verification Failure" in bad.stdout
 
 
-@pytest.mark.skipif(
-    any(shutil.which(t) is None for t in ("bash", "unzip", "jq", "openssl", "sha256sum", "python3")),
-    reason="needs bash, unzip, jq, openssl, sha256sum and python3",
-)
-def test_the_bundles_own_verify_txt_passes_with_standard_tools(sealed: Sealed, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["b", "a_shredded"])
+def test_the_bundles_own_verify_txt_passes_with_standard_tools(sealed: Sealed, tmp_path: Path, name: str) -> None:
     """The instructions a real bundle carries, run exactly as written, against that bundle."""
-    shutil.copy(sealed.bundle_b, tmp_path / "bundle.zip")
-    instructions = entries_of(sealed.bundle_b)["VERIFY.txt"].decode()
-    script = "\n".join(re.findall(r"```sh\n(.*?)```", instructions, flags=re.DOTALL))
+    bundle = sealed.bundle(name)
 
-    result = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, capture_output=True, text=True, check=False
+    result = run_verify_txt(own_instructions(bundle), bundle, tmp_path / "audit", sealed.signer.keyid)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout
+    assert result.stdout.count("is signed by the trusted key") == 5 + (name == "a_shredded")
+    assert result.stdout.count(" included") == 3 + (name == "a_shredded") and "NOT INCLUDED" not in result.stdout
+    assert ("OK this request's data key was destroyed" in result.stdout) == (name == "a_shredded")
+
+
+# -- forgeries: what an attacker builds, checked by hand (VERIFY.txt) and by the command --------------------------------
+
+
+class NamedAs:
+    """A signer whose signatures name another key id: the envelope's `keyid` is the forger's to choose."""
+
+    def __init__(self, signer: Ed25519Signer, keyid: str) -> None:
+        self._signer, self.keyid, self.public_key = signer, keyid, signer.public_key
+
+    def sign(self, message: bytes) -> bytes:
+        return self._signer.sign(message)
+
+
+def forge(entries: Entries, origin: str, attacker: Ed25519Signer, keyid: str) -> Entries:
+    """The bundle rebuilt by an attacker: every envelope, the log, its checkpoint and the manifest signed by the
+    attacker's key under `keyid`, and the certificate made to say "complete"."""
+    signer = NamedAs(attacker, keyid)
+    receipts = {n: _resign(d, signer) for n, d in entries.items() if n.startswith("receipts/")}
+    certificate = payload_of(entries[CERTIFICATE])
+    certificate["predicate"]["outcome"] = "complete"
+    certificate["subject"] = [{"name": n, "digest": {"sha256": sha256(d)}} for n, d in sorted(receipts.items())]
+    receipts[CERTIFICATE] = sign_envelope(canonical(certificate), IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+    tree = MemoryTree()
+    indexes = {name: tree.append(data) for name, data in receipts.items()}
+    proofs = {
+        name: {
+            "leaf_index": i,
+            "tree_size": tree.size,
+            "hashes": [h.hex() for h in inclusion_proof(i, tree.size, tree)],
+        }
+        for name, i in indexes.items()
+    }
+    kept = {n: d for n, d in entries.items() if n in (REPORT, "VERIFY.txt") or n.startswith("keys/")}
+    return {
+        **kept,
+        **receipts,
+        CHECKPOINT: sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), signer, origin).encode(),
+        PROOFS: pretty(proofs),
+        CONSISTENCY: pretty({}),
+        f"keys/{attacker.keyid}.pem": public_key_pem(attacker.public_key),
+    }
+
+
+def _resign(envelope: bytes, signer: Signer) -> bytes:
+    return sign_envelope(Envelope.from_json(envelope).payload, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _attackers_key(e: Entries, s: Sealed, attacker: Ed25519Signer) -> tuple[Entries, Signer]:
+    return forge(e, s.harness.services.tlog.origin, attacker, attacker.keyid), attacker
+
+
+def _keyid_dot_dot(e: Entries, s: Sealed, attacker: Ed25519Signer) -> tuple[Entries, Signer]:
+    # keys/../x.pem is x.pem: the old instructions read the key named by the envelope, outside keys/
+    forged = forge(e, s.harness.services.tlog.origin, attacker, "../x")
+    forged["x.pem"] = public_key_pem(attacker.public_key)
+    return forged, NamedAs(attacker, "../x")
+
+
+def _keyid_dot_dot_inside_keys(e: Entries, s: Sealed, attacker: Ed25519Signer) -> tuple[Entries, Signer]:
+    # The same within the layout: keys/../keys/<id>.pem; the operator's key file is there too, and genuine.
+    keyid = f"../keys/{attacker.keyid}"
+    return forge(e, s.harness.services.tlog.origin, attacker, keyid), NamedAs(attacker, keyid)
+
+
+def _look_alike_proof_paths(e: Entries, s: Sealed, attacker: Ed25519Signer) -> tuple[Entries, Signer]:
+    # As many proofs as envelopes, each line "included", but uploads' receipt has none: a look-alike path of
+    # app_db's takes its place. The manifest is signed by the operator's key, so the proofs' own check is tested.
+    proofs = _proofs(e)
+    del proofs[UPLOADS]
+    proofs["receipts/./app_db.dsse.json"] = proofs[APP_DB]
+    return {**e, PROOFS: pretty(proofs)}, s.signer
+
+
+# (the forgery, what VERIFY.txt prints, what the command says with the operator's key)
+FORGERIES: dict[str, tuple[Callable[[Entries, Sealed, Ed25519Signer], tuple[Entries, Signer]], str, str]] = {
+    "attackers_key": (
+        _attackers_key,
+        "FAILED: manifest.dsse.json is not signed by the trusted key",
+        "manifest.dsse.json: envelope has no signature by a trusted key",
+    ),
+    "keyid_dot_dot": (
+        _keyid_dot_dot,
+        "FAILED: entry outside the layout: x.pem",
+        "bundle has an entry outside the layout: 'x.pem'",
+    ),
+    "keyid_dot_dot_inside_keys": (
+        _keyid_dot_dot_inside_keys,
+        "FAILED: manifest.dsse.json is not signed by the trusted key",
+        "manifest.dsse.json: envelope has no signature by a trusted key",
+    ),
+    "look_alike_proof_paths": (
+        _look_alike_proof_paths,
+        "FAILED: log/proofs.json does not hold exactly one proof per envelope",
+        r"inclusion proofs do not match the envelopes: missing ['receipts/uploads.dsse.json'], "
+        r"extra ['receipts/./app_db.dsse.json']",
+    ),
+}
+
+
+@pytest.fixture
+def forged(sealed: Sealed, tmp_path: Path) -> Callable[[str], Path]:
+    """Factory: bundle A forged as named, its manifest signed by whoever forged it."""
+    attacker = Ed25519Signer.generate()
+
+    def make(name: str) -> Path:
+        entries, signer = FORGERIES[name][0](entries_of(sealed.bundle_a), sealed, attacker)
+        entries = {n: d for n, d in entries.items() if n != MANIFEST}
+        signed = {**entries, MANIFEST: sign_manifest(entries, signer)}
+        path = tmp_path / f"bundle_forged_{name}.zip"
+        return zips.raw_zip(path, [zips.entry(n, d) for n, d in sorted(signed.items())])  # x.pem is not in the layout
+
+    return make
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_verify_txt_fails_on_a_forged_bundle(
+    sealed: Sealed, forged: Callable[[str], Path], tmp_path: Path, name: str
+) -> None:
+    instructions = own_instructions(sealed.bundle_a)  # the genuine ones: a forger would rewrite the bundle's own
+
+    result = run_verify_txt(instructions, forged(name), tmp_path / "audit", sealed.signer.keyid)
+
+    assert result.returncode != 0
+    assert FORGERIES[name][1] in result.stdout + result.stderr  # python3 prints its FAILED line to stderr
+    assert "included" not in result.stdout  # it stopped at the first failure
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_cli_rejects_a_forged_bundle(sealed: Sealed, forged: Callable[[str], Path], name: str) -> None:
+    result = cli(str(forged(name)), "--trusted-key", str(sealed.key_pem))
+
+    assert result.exit_code == 1
+    assert f"verification failed: {FORGERIES[name][2]}" in result.stderr
+    assert "bundle verified" not in result.stdout
+
+
+def test_cli_names_the_forgers_key_and_trusts_it_only_when_told(sealed: Sealed, forged: Callable[[str], Path]) -> None:
+    path = forged("attackers_key")
+    forger = next(n for n in entries_of(path) if n.startswith("keys/") and sealed.signer.keyid not in n)[5:-4]
+
+    untrusted = cli(str(path))
+    integrity_only = cli(str(path), "--trust-bundled-key")
+    pinned = cli(str(path), "--trusted-keyid", sealed.signer.keyid)
+
+    assert untrusted.exit_code == 1 and forger in untrusted.stderr and "no trusted key given" in untrusted.stderr
+    assert integrity_only.exit_code == 0 and "integrity only" in integrity_only.stderr
+    assert "outcome complete" in integrity_only.stdout  # what the forger wrote: nothing says who
+    assert pinned.exit_code == 1 and "manifest.dsse.json: envelope has no signature by a trusted key" in pinned.stderr
+
+
+# -- one reading of a bundle, within caps ----------------------------------------------------------------------------
+
+
+def test_unicode_path_naming_another_file_is_rejected_by_hand_and_by_the_command(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    """unzip would extract B's report.html as a second certificate.dsse.json; Python reads report.html."""
+    entries = [
+        zips.entry(name, data, zips.unicode_path(name, CERTIFICATE) if name == REPORT else b"")
+        for name, data in sorted(entries_of(sealed.bundle_b).items())
+    ]
+    path = zips.raw_zip(tmp_path / "bundle_unicode_path.zip", entries)
+
+    manual = run_verify_txt(own_instructions(sealed.bundle_b), path, tmp_path / "audit", sealed.signer.keyid)
+    command = cli(str(path), "--trusted-key", str(sealed.key_pem))
+
+    assert manual.returncode != 0 and "FAILED: an entry has an extra field" in manual.stdout
+    assert command.exit_code == 1
+    assert "verification failed: bundle entry has extra fields ['0x7075']: 'report.html'" in command.stderr
+
+
+def test_zip_bomb_in_a_real_bundle_is_refused_in_small_memory(sealed: Sealed, tmp_path: Path) -> None:
+    zeros = zips.zeros(32 * 1024 * 1024)
+    bombs = [dataclasses.replace(zeros, name=f"receipts/z{i}.dsse.json") for i in range(40)]
+    path = zips.raw_zip(tmp_path / "bundle_bomb.zip", [*zips.entries_of(sealed.bundle_b), *bombs])
+    assert path.stat().st_size < 2_000_000  # 1.3 GB of zeros
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(VerificationError, match=r"^bundle is too large uncompressed: expected <= 33554432 bytes"):
+            verify(sealed, path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 4 * 1024 * 1024
+
+
+# -- every byte covered ------------------------------------------------------------------------------------------------
+
+
+def test_report_changed_to_read_complete_is_rejected_by_hand_and_by_the_command(sealed: Sealed, tmp_path: Path) -> None:
+    entries = entries_of(sealed.bundle_b)
+    partial = '<p class="outcome partial">Not complete: 1 system blocked by a legal hold or retention lock</p>'
+    assert partial.encode() in entries[REPORT]
+    entries[REPORT] = entries[REPORT].replace(
+        partial.encode(), b'<p class="outcome complete">Complete: every system verified</p>'
     )
+    path = write_entries(tmp_path / "bundle_report_says_complete.zip", entries)
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("Signature Verified Successfully") == 3  # the certificate and two receipts
-    assert result.stdout.count(": OK") == 2
-    assert f"checkpoint signed by keys/{sealed.signer.keyid}.pem" in result.stdout
-    assert result.stdout.count(" included") == 3 and "NOT INCLUDED" not in result.stdout
+    manual = run_verify_txt(own_instructions(sealed.bundle_b), path, tmp_path / "audit", sealed.signer.keyid)
+    command = cli(str(path), "--trusted-key", str(sealed.key_pem))
+
+    assert manual.returncode != 0
+    assert "report.html: FAILED" in manual.stdout
+    assert "FAILED: manifest.json: a file's SHA-256 differs from the one listed" in manual.stdout
+    assert command.exit_code == 1
+    assert "verification failed: report.html: digest does not match the manifest" in command.stderr
+
+
+@pytest.mark.parametrize("name", [REPORT, "VERIFY.txt", CHECKPOINT, APP_DB])
+def test_changed_entry_is_caught_by_the_manifest(sealed: Sealed, tmp_path: Path, name: str) -> None:
+    entries = entries_of(sealed.bundle_a)
+    entries[name] = entries.get(name, b"") + b"\n"
+
+    with pytest.raises(VerificationError, match=rf"^manifest does not list|^{re.escape(name)}: digest does not match"):
+        verify(sealed, write_entries(tmp_path / "bundle_changed.zip", entries))
+
+
+def own_instructions(bundle: Path) -> str:
+    return entries_of(bundle)["VERIFY.txt"].decode()
 
 
 def test_cli_refuses_a_previous_checkpoint_that_is_not_text(sealed: Sealed, tmp_path: Path) -> None:
@@ -802,15 +1059,18 @@ def test_bundle_still_verifies_after_the_request_key_is_shredded(sealed: Sealed)
         services.vault.subject(sealed.a)
     assert services.ledger.request(sealed.a).state == "closed"  # type: ignore[union-attr]
 
-    report = verify(sealed, sealed.bundle_a_shredded, previous=sealed.checkpoint("b"))
+    report = verify(sealed, sealed.bundle_a_shredded, previous=sealed.checkpoint("a"))
 
-    assert (report.request_id, report.outcome, report.tree_size) == (sealed.a, "complete", 7)
-    assert report.checks[-1] == "log at size 7 is consistent with the previous checkpoint at size 6"
+    assert (report.request_id, report.outcome, report.tree_size, report.shredded) == (sealed.a, "complete", 7, True)
+    assert "shredding receipt is signed by a trusted key: this request's data key was destroyed" in report.checks
+    assert report.checks[-1] == "log at size 7 is consistent with the previous checkpoint at size 3"
     before, after = entries_of(sealed.bundle_a), entries_of(sealed.bundle_a_shredded)
     for name in ENVELOPES:  # the same signed evidence, now in a larger log
         assert before[name] == after[name]
+    assert after[SHRED] == sealed.shred_receipt_a and SHRED not in before
     assert payload_of(sealed.shred_receipt_a)["predicate"]["action"] == "shred"
-    assert verify(sealed, sealed.bundle_a).outcome == "complete"  # what was exported before verifies still
+    assert verify(sealed, sealed.bundle_a_shredded, previous=sealed.checkpoint("b")).shredded
+    assert not verify(sealed, sealed.bundle_a).shredded  # what was exported before verifies still
 
 
 # -- exactly once, under activity retries ---------------------------------------------------------------------------
