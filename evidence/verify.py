@@ -2,25 +2,29 @@
 
 The plan; each block of `verify_bundle` is tagged with its number, and docs/evidence.md lists the same steps.
 
- (1) Read the bundle strictly: one reading of a canonical zip holding exactly the layout of `evidence.bundle`,
-     within caps on entries and bytes.
- (2) Every key file parses as an Ed25519 public key and is named after its key id. The trusted keys are the ones
-     given, or the key files whose key ids are given; with neither, fail and name the bundle's key ids, unless the
-     caller explicitly trusts the bundle's own keys (which checks integrity only: anyone can sign with a key).
- (3) The manifest: payloadType in-toto, a valid signature by a trusted key over the DSSE PAE, the manifest
-     predicate type, and its subjects are exactly every other entry of the bundle with the sha256 of its bytes.
+ (1) The bundle is read strictly, as one reading of a canonical zip: no entry outside the layout, no duplicate
+     or case-folded names, no extra field (such as a Unicode path that names another file), comment, link,
+     encryption or byte outside the entries; at most 2,000 entries and 32 MiB uncompressed, counted on the bytes
+     read; and log/proofs.json and log/consistency.json in canonical form.
+ (2) Every key file is an Ed25519 public key named after its key id. The trusted keys are the ones given, or the
+     bundle's key files whose key ids are given; with neither, verification fails and names the bundle's key
+     ids, unless the caller explicitly trusts the bundle's own keys, which checks integrity only.
+ (3) The manifest has payload type application/vnd.in-toto+json, a valid signature by a trusted key over the
+     DSSE PAE, the manifest predicate type, and its subjects are exactly every other entry of the bundle, each
+     with the SHA-256 of its bytes.
  (4) The checkpoint is a C2SP signed note, signed by a trusted key under a key name equal to its origin.
- (5) The certificate envelope: payloadType in-toto, a valid signature by a trusted key, an in-toto Statement v1
-     with the certificate predicate type, naming the checkpoint's log.
+ (5) The certificate envelope likewise: an in-toto Statement v1 with the certificate predicate type, naming this
+     checkpoint's log.
  (6) Each receipt envelope likewise, with the receipt predicate type and the certificate's request id.
- (7) The shredding receipt, if the bundle holds one: likewise, for the certificate's request, action shred.
- (8) The receipts in the bundle are exactly the certificate's subjects, each subject's sha256 is that of the
-     receipt file's bytes, and every system of the certificate points at one of them.
+ (7) The shredding receipt, if the bundle holds one: likewise, for the certificate's request, with action shred.
+ (8) The receipts are exactly the certificate's subjects, each with the SHA-256 of its bytes, and every system
+     of the certificate points at one of them.
  (9) The certificate, every receipt and the shredding receipt have an inclusion proof at the checkpoint's tree
-     size that leads from leaf_hash(exact file bytes) to the checkpoint's root (RFC 9162 section 2.1.3.2).
-(10) Given an earlier checkpoint: signed by a trusted key for the same log, not larger (a rollback), the same
-     root at the same size (else a fork), and otherwise a valid consistency proof from its size in
-     log/consistency.json (RFC 9162 section 2.1.4.2); a missing proof is a failure.
+     size that leads from the leaf hash of their exact bytes to the checkpoint's root (RFC 9162 section
+     2.1.3.2), and no other path has one.
+(10) With a previous checkpoint: it is signed by a trusted key for the same log; it is not larger than this one
+     (a rollback); at equal size the roots are equal (else a fork); otherwise log/consistency.json holds a valid
+     consistency proof from its size (RFC 9162 section 2.1.4.2); a missing proof is a failure.
 
 The certificate's outcome is reported as it is: a bundle for an incomplete request verifies, and says incomplete.
 """

@@ -57,6 +57,8 @@ async def test_shred_now_destroys_the_key_and_the_bundle_still_verifies(
     assert verify_bundle(after, trusted_keys=key).outcome == "complete"
     with zipfile.ZipFile(before) as first:
         previous = first.read("log/checkpoint.txt").decode()
-    assert verify_bundle(before, trusted_keys=key).outcome == "complete"
-    # the log grew by the shredding receipt, and only grew: the later bundle is consistent with the earlier one
-    verify_bundle(after, trusted_keys=key, previous_checkpoint=previous)
+    assert not verify_bundle(before, trusted_keys=key).shredded
+    # the log grew by the shredding receipt, and only grew: the later bundle carries it and is consistent with the
+    # earlier one
+    report = verify_bundle(after, trusted_keys=key, previous_checkpoint=previous)
+    assert (report.outcome, report.shredded) == ("complete", True)
