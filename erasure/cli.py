@@ -113,13 +113,17 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait for the certificate and print the outcome.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    allow_past_deadline: Annotated[
+        bool, typer.Option(help="Accept an order whose deadline has already passed (recorded with the request).")
+    ] = False,
 ) -> None:
     """Validate an order, store it and start its workflow; prints the request id."""
     from erasure.intake import submit as do_submit
     from erasure.intake import validate
 
     with _errors():
-        parsed, systems = validate(order, catalogue)  # bad input stops here: nothing stored, nothing started
+        # bad input stops here: nothing stored, nothing started
+        parsed, systems = validate(order, catalogue, allow_past_deadline=allow_past_deadline)
         config = _config("cli")
 
         async def go() -> Any:

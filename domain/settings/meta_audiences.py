@@ -86,4 +86,5 @@ KIND = KindSpec(
         deadline=timedelta(days=7),
     ),
     identifiers=frozenset(IDENTIFIER_BY_KEY.values()),
+    searched_by=lambda settings: frozenset(IDENTIFIER_BY_KEY[k] for k in settings.mapping.schema_keys),
 )
