@@ -231,6 +231,7 @@ def shred(
 ) -> None:
     """Destroy a certified request's data key now, instead of after the grace period."""
     from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
 
     from workflows.request import SHRED_NOW_UPDATE
 
@@ -246,6 +247,11 @@ def shred(
                 result: str = await client.get_workflow_handle(request_id).execute_update(SHRED_NOW_UPDATE)
             except WorkflowUpdateFailedError as exc:
                 raise ErasureError(f"cannot shred now: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot shred now: the request's workflow does not answer ({exc.status.name.lower()}): it is "
+                    "already shredded, or was never started; see `erasure status`"
+                ) from None
             return result
 
         out.print(_run(go()))
@@ -396,6 +402,9 @@ def evidence_export(
 
     with _errors():
         _check_uuid(request_id)
+        for path, option in ((output, "--output"), (public_key, "--public-key")):
+            if path is not None and not path.parent.is_dir():
+                raise InvalidInput(str(path), option, "its folder does not exist")
         held = [_read_text(p) for p in since or []]
         services = _services(_config("cli"))
         try:

@@ -53,7 +53,10 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
         report_html=render_report(statement),
         verify_txt=verify_instructions([keyid_of(signer.public_key)], tlog.origin),
     )
-    bundle.write(path)
+    try:
+        bundle.write(path)
+    except OSError as exc:
+        raise ErasureError(f"cannot write the bundle to {path}: {exc.strerror or type(exc).__name__}") from None
     return bundle
 
 

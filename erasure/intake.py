@@ -9,9 +9,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from activities.contracts import RequestInput
-from domain.errors import InvalidInput
+from domain.errors import ErasureError, InvalidInput
 from domain.states import TaskState
 from erasure.services import Services
 from stores.catalogue import Catalogue, load_catalogue
@@ -110,10 +111,15 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             task_queue=services.config.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    except BaseException:
+    except BaseException as exc:
         with services.pool.connection() as conn, conn.transaction():  # nothing stays of a request never started
             services.vault.delete(conn, request_id)
             services.ledger.delete_request(conn, request_id)
+        if isinstance(exc, RPCError):  # e.g. a namespace that does not exist: one line, not a traceback
+            raise ErasureError(
+                f"cannot start the request's workflow in namespace {services.config.namespace} "
+                f"({exc.status.name.lower()}): nothing was stored"
+            ) from None
         raise
     return Submission(request_id, planned, skipped)
 
