@@ -28,7 +28,7 @@ class RequestKind(StrEnum):
 
 def _identifier_value(value: str, info: ValidationInfo) -> str:
     """A value checked as written for its field's identifier type (domain.identifiers); never echoed."""
-    found = identifier_problem(IdentifierType(info.field_name), value)
+    found = identifier_problem(IdentifierType(info.field_name or ""), value)
     if found:
         raise ValueError(found)
     return value

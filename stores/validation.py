@@ -30,7 +30,7 @@ class _Refused(Exception):
         self.problem = problem
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """SafeLoader that refuses duplicate keys and, unless allowed, anchors and aliases."""
 
     allow_aliases = False

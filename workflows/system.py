@@ -16,9 +16,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         ERASE,
         LOCATE,
+        NON_RETRYABLE,
         POLL,
         RECORD_EVENT,
-        NON_RETRYABLE,
         RECORD_RECEIPT,
         VERIFY,
         EraseResult,
