@@ -117,7 +117,7 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             services.ledger.delete_request(conn, request_id)
         if isinstance(exc, RPCError):  # e.g. a namespace that does not exist: one line, not a traceback
             raise ErasureError(
-                f"cannot start the request's workflow in namespace {services.config.namespace} "
+                f"cannot start the request's workflow in namespace {client.namespace} "
                 f"({exc.status.name.lower()}): nothing was stored"
             ) from None
         raise

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import uvicorn
 
 
@@ -76,13 +77,28 @@ def start_system_postgres(bin_dir: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     try:
         wait_for_port(port, timeout_s=30, process=process)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        _wait_until_accepting(url, timeout_s=30)
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_until_accepting(url: str, *, timeout_s: float) -> None:
+    """A listening Postgres may still be starting up ("the database system is starting up")."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @contextmanager
