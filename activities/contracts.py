@@ -31,6 +31,8 @@ def vendor_task_queue(main: str, connector: str) -> str:
 JOB_STILL_RUNNING = "JobStillRunning"
 TERMINAL = "TerminalError"
 VAULT_SEALED = "VaultSealed"
+INVALID_DATA = "InvalidData"  # a ValueError: the same data fails the same way on every attempt
+NON_RETRYABLE = [TERMINAL, VAULT_SEALED, INVALID_DATA]
 
 
 @dataclass(frozen=True)

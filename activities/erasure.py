@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.contracts import (
     ERASE,
+    INVALID_DATA,
     JOB_STILL_RUNNING,
     LOCATE,
     PLAN,
@@ -373,6 +374,12 @@ class ErasureActivities:
         except TerminalError as exc:
             log.error("activity refused", activity=info.activity_type, error=str(exc))
             raise ApplicationError(str(exc), type=TERMINAL, non_retryable=True) from None
+        except ValueError as exc:
+            # invalid data fails alike on every attempt; its message may quote the data: keep only the type
+            log.error("activity refused invalid data", activity=info.activity_type, error_type=type(exc).__name__)
+            raise ApplicationError(
+                f"invalid data ({type(exc).__name__}) in {info.activity_type}", type=INVALID_DATA, non_retryable=True
+            ) from None
         except Exception as exc:
             # An unexpected error's message may quote data: keep only its type and where it happened.
             where = "".join(traceback.format_tb(exc.__traceback__)[-3:])

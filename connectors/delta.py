@@ -141,7 +141,14 @@ class DeltaConnector(Connector):
 
     def _targets(self, subject: Subject) -> list[tuple[DeltaTableMapping, list[str]]]:
         """Each table with the subject's values for its identifier, all checked before any table is touched."""
-        return [(table, _subject_values(subject, table.identifier)) for table in self.settings.mapping.tables]
+        targets = [(table, _subject_values(subject, table.identifier)) for table in self.settings.mapping.tables]
+        if not any(values for _, values in targets):
+            # a search over no key proves nothing: never let it read as "verified absent"
+            raise TerminalError(
+                f"delta {self.system}: the subject has no value of any mapped table's identifier type: "
+                "nothing would be searched"
+            )
+        return targets
 
     # --- Delta ---------------------------------------------------------------------------------------------------
 

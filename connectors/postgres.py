@@ -24,9 +24,23 @@ from domain.errors import TerminalError, TransientError
 from domain.model import EvidenceLevel, Inventory, Outcome, Subject, Verification
 from domain.settings.postgres import KIND, PostgresSettings
 
-_INTEGER_TYPES = {"smallint", "integer", "bigint"}
-_TEXT_TYPES = {"text", "character varying", "character", "citext"}
+_INTEGER_TYPES = {"int2", "int4", "int8"}
+_TEXT_TYPES = {"text", "varchar", "bpchar"}
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+
+
+@dataclass(frozen=True)
+class _ColumnType:
+    """A column's type as the catalog names it, a domain resolved to its base type (`citext`, not USER-DEFINED)."""
+
+    schema: str
+    name: str
+
+    def values_param(self) -> sql.Composable:
+        """The placeholder for an array of values; citext values are bound as citext so that its equality decides."""
+        if self.name == "citext":
+            return sql.SQL("%s::{}[]").format(sql.Identifier(self.schema, self.name))
+        return sql.SQL("%s")
 
 
 @dataclass(frozen=True)
@@ -99,21 +113,26 @@ class PostgresConnector(Connector):
         # left behind in tables that reference it without a foreign key constraint.
         own_keys: list[Any] = []
         for kind, column in root.match.items():
-            values = _typed_values(subject.values(kind), types[(root.table, column)])
+            column_type = types[(root.table, column)]
+            values = _typed_values(subject.values(kind), column_type)
             if values:
-                clauses.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                clauses.append(sql.SQL("{} = ANY({})").format(sql.Identifier(column), column_type.values_param()))
                 params.append(values)
                 if column == root.key:
                     own_keys.extend(values)
-        found: list[Any] = []
-        if clauses:
-            cur.execute(
-                sql.SQL("SELECT {} FROM {} WHERE {}{}").format(
-                    sql.Identifier(root.key), self._qualified(root.table), sql.SQL(" OR ").join(clauses), for_update
-                ),
-                params,
+        if not clauses:
+            # a search over nothing proves nothing: never let it read as "verified absent"
+            raise TerminalError(
+                f"postgres {self.system}: no identifier value of the subject can be compared with a mapped column of "
+                f"{root.table}: nothing would be searched"
             )
-            found = [row[0] for row in cur.fetchall()]
+        cur.execute(
+            sql.SQL("SELECT {} FROM {} WHERE {}{}").format(
+                sql.Identifier(root.key), self._qualified(root.table), sql.SQL(" OR ").join(clauses), for_update
+            ),
+            params,
+        )
+        found = [row[0] for row in cur.fetchall()]
         counts = {root.table: len(found)}
         keys = {root.table: found + [k for k in own_keys if k not in found]}
         for table, linked in self._linked.items():
@@ -156,13 +175,9 @@ class PostgresConnector(Connector):
         columns = [sql.Identifier(c) for c in linked.references]
         return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(columns))
 
-    def _column_types(self, cur: psycopg.Cursor[Any]) -> dict[tuple[str, str], str]:
-        cur.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = ANY(%s)",
-            [self.settings.mapping.schema_name, self._tables()],
-        )
-        types = {(t, c): d for t, c, d in cur.fetchall()}
+    def _column_types(self, cur: psycopg.Cursor[Any]) -> dict[tuple[str, str], _ColumnType]:
+        cur.execute(_COLUMN_TYPES, [self.settings.mapping.schema_name, self._tables()])
+        types = {(t, c): _ColumnType(schema, name) for t, c, schema, name in cur.fetchall()}
         root = self.settings.mapping.subject
         for column in root.match.values():
             if (root.table, column) not in types:
@@ -187,6 +202,27 @@ class PostgresConnector(Connector):
             raise _map_error(self.system, exc) from exc
 
 
+# Each column's type from pg_catalog, domains followed down to their base type: information_schema says only
+# USER-DEFINED for an extension's type such as citext.
+_COLUMN_TYPES = """
+WITH RECURSIVE columns AS (
+    SELECT c.relname AS table_name, a.attname AS column_name, a.atttypid AS type_oid
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = %s AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+    SELECT columns.table_name, columns.column_name, t.typbasetype
+    FROM columns JOIN pg_type t ON t.oid = columns.type_oid
+    WHERE t.typtype = 'd'
+)
+SELECT columns.table_name, columns.column_name, n.nspname, t.typname
+FROM columns
+JOIN pg_type t ON t.oid = columns.type_oid
+JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE t.typtype <> 'd'
+"""
+
 _TRANSIENT = (
     pg_errors.LockNotAvailable,
     pg_errors.QueryCanceled,
@@ -209,17 +245,17 @@ def _map_error(system: str, exc: psycopg.Error) -> Exception:
     return TerminalError(what)
 
 
-def _typed_values(values: Sequence[str], column_type: str) -> list[Any]:
+def _typed_values(values: Sequence[str], column_type: _ColumnType) -> list[Any]:
     """Convert identifier values to the column's type without ever widening the match.
 
     Only canonical spellings convert: "01" is not the integer 1, so it cannot match user 1. Values that cannot be
     the column's type cannot match any row and are dropped.
     """
-    if column_type in _TEXT_TYPES:
+    if column_type.name in _TEXT_TYPES or column_type.name == "citext":
         return list(values)
-    if column_type in _INTEGER_TYPES:
+    if column_type.name in _INTEGER_TYPES:
         return [int(v) for v in values if _CANONICAL_INT.fullmatch(v)]
-    if column_type == "uuid":
+    if column_type.name == "uuid":
         out = []
         for v in values:
             try:
@@ -229,4 +265,4 @@ def _typed_values(values: Sequence[str], column_type: str) -> list[Any]:
             if str(parsed) == v.lower():
                 out.append(parsed)
         return out
-    raise TerminalError(f"unsupported column type for matching identifiers: {column_type}")
+    raise TerminalError(f"unsupported column type for matching identifiers: {column_type.name}")

@@ -161,6 +161,13 @@ class S3Connector(Connector):
 
     def _scan(self, subject: Subject) -> Iterator[tuple[str, KeyTemplate, list[ObjectVersion]]]:
         """Every version and delete marker of the subject, per bucket and key template."""
+        templates = [parse_template(t) for b in self.settings.mapping.buckets for t in b.keys]
+        if not any(self._values(subject, template) for template in templates):
+            # a listing of no key at all proves nothing: never let it read as "verified absent"
+            raise TerminalError(
+                f"s3 {self.system}: no key template can be filled with a usable identifier of the subject: "
+                "nothing would be searched"
+            )
         for mapping in self.settings.mapping.buckets:
             for template in map(parse_template, mapping.keys):
                 for value in self._values(subject, template):

@@ -113,13 +113,17 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait for the certificate and print the outcome.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    allow_past_deadline: Annotated[
+        bool, typer.Option(help="Accept an order whose deadline has already passed (recorded with the request).")
+    ] = False,
 ) -> None:
     """Validate an order, store it and start its workflow; prints the request id."""
     from erasure.intake import submit as do_submit
     from erasure.intake import validate
 
     with _errors():
-        parsed, systems = validate(order, catalogue)  # bad input stops here: nothing stored, nothing started
+        # bad input stops here: nothing stored, nothing started
+        parsed, systems = validate(order, catalogue, allow_past_deadline=allow_past_deadline)
         config = _config("cli")
 
         async def go() -> Any:
@@ -227,6 +231,7 @@ def shred(
 ) -> None:
     """Destroy a certified request's data key now, instead of after the grace period."""
     from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
 
     from workflows.request import SHRED_NOW_UPDATE
 
@@ -242,6 +247,11 @@ def shred(
                 result: str = await client.get_workflow_handle(request_id).execute_update(SHRED_NOW_UPDATE)
             except WorkflowUpdateFailedError as exc:
                 raise ErasureError(f"cannot shred now: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot shred now: the request's workflow does not answer ({exc.status.name.lower()}): it is "
+                    "already shredded, or was never started; see `erasure status`"
+                ) from None
             return result
 
         out.print(_run(go()))
@@ -392,6 +402,9 @@ def evidence_export(
 
     with _errors():
         _check_uuid(request_id)
+        for path, option in ((output, "--output"), (public_key, "--public-key")):
+            if path is not None and not path.parent.is_dir():
+                raise InvalidInput(str(path), option, "its folder does not exist")
         held = [_read_text(p) for p in since or []]
         services = _services(_config("cli"))
         try:

@@ -57,7 +57,10 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
         shred_receipt=shred[0] if shred else None,
     )
     bundle.sign(signer)
-    bundle.write(path)
+    try:
+        bundle.write(path)
+    except OSError as exc:
+        raise ErasureError(f"cannot write the bundle to {path}: {exc.strerror or type(exc).__name__}") from None
     return bundle
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from activities.contracts import RequestInput
-from domain.errors import InvalidInput
+from domain.errors import ErasureError, InvalidInput
 from domain.states import TaskState
 from erasure.services import Services
 from stores.catalogue import Catalogue, load_catalogue
@@ -25,10 +27,16 @@ class Submission:
     not_applicable: list[str]
 
 
-def validate(order_path: Path, catalogue_path: Path) -> tuple[Order, Catalogue]:
+def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: bool = False) -> tuple[Order, Catalogue]:
     """Everything that can be wrong with the input is found here, before anything is stored or started."""
     order = load_order(order_path)
     catalogue = load_catalogue(catalogue_path)
+    if order.deadline < _today() and not allow_past_deadline:
+        raise InvalidInput(
+            str(order_path),
+            "deadline",
+            f"{order.deadline.isoformat()} has already passed: submit with --allow-past-deadline to accept it anyway",
+        )
     if isinstance(order.scope, list):
         known = {s.name for s in catalogue.systems}
         for name in order.scope:
@@ -86,6 +94,15 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
                     f"the request has no identifier of a type it is keyed by ({kinds})",
                 )
                 skipped.append(spec.name)
+    if order.deadline < _today():  # validate let it through only on the operator's explicit flag
+        services.ledger.record_event(
+            request_id,
+            None,
+            "past_deadline_accepted",
+            "past_deadline_accepted",
+            datetime.now(UTC),
+            {"deadline": order.deadline.isoformat(), "accepted_with": "--allow-past-deadline"},
+        )
     try:
         await client.start_workflow(
             ErasureRequestWorkflow.run,
@@ -94,9 +111,18 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             task_queue=services.config.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    except BaseException:
+    except BaseException as exc:
         with services.pool.connection() as conn, conn.transaction():  # nothing stays of a request never started
             services.vault.delete(conn, request_id)
             services.ledger.delete_request(conn, request_id)
+        if isinstance(exc, RPCError):  # e.g. a namespace that does not exist: one line, not a traceback
+            raise ErasureError(
+                f"cannot start the request's workflow in namespace {client.namespace} "
+                f"({exc.status.name.lower()}): nothing was stored"
+            ) from None
         raise
     return Submission(request_id, planned, skipped)
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()

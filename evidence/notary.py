@@ -217,6 +217,9 @@ def certificate_facts(
 
 def outcome_reason(levels: Iterable[str]) -> str:
     """How many systems ended at each evidence level, e.g. '1 blocked, 2 verified_absent'."""
+    levels = list(levels)
+    if not levels:
+        return "no system applies: the request has no identifier of a type any system in scope is keyed by"
     counts: dict[str, int] = {}
     for level in levels:
         counts[level] = counts.get(level, 0) + 1

@@ -142,15 +142,21 @@ def receipt_statement(facts: ReceiptFacts) -> bytes:
 
 def certificate_statement(facts: CertificateFacts, receipts: Mapping[str, bytes]) -> bytes:
     """The certificate Statement: one subject per receipt envelope (path in the bundle, SHA-256 of its bytes)."""
-    if not receipts:
-        raise ValueError("a certificate needs at least one receipt: an in-toto statement needs a subject")
     unknown = sorted({s.receipt for s in facts.systems} - set(receipts))
     if unknown:
         raise ValueError(f"certificate names receipts it is not given: {unknown}")
     subjects = [
         {"name": path, "digest": {"sha256": hashlib.sha256(receipts[path]).hexdigest()}} for path in sorted(receipts)
     ]
+    if not subjects:  # no system applied: an in-toto statement still needs a subject, so it names the request
+        subjects = [request_subject(facts.request_id)]
     return _statement(subjects, CERTIFICATE_PREDICATE_TYPE, dataclasses.asdict(facts))  # systems become objects
+
+
+def request_subject(request_id: str) -> dict[str, Any]:
+    """The certificate's one subject when no system applied and so no receipt exists."""
+    name = f"erasure-request/{request_id}"
+    return {"name": name, "digest": {"sha256": hashlib.sha256(name.encode("utf-8")).hexdigest()}}
 
 
 def parse_statement(payload: bytes) -> dict[str, Any]:

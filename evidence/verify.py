@@ -47,7 +47,7 @@ from evidence.errors import VerificationError
 from evidence.keys import keyid_of, load_public_key_pem
 from evidence.manifest import MANIFEST_PREDICATE_TYPE, check_manifest
 from evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
-from evidence.statement import CERTIFICATE_PREDICATE_TYPE, RECEIPT_PREDICATE_TYPE, parse_statement
+from evidence.statement import CERTIFICATE_PREDICATE_TYPE, RECEIPT_PREDICATE_TYPE, parse_statement, request_subject
 
 
 @dataclass
@@ -199,6 +199,11 @@ def _open_receipt(name: str, data: bytes, trusted: Mapping[str, Ed25519PublicKey
 
 
 def _check_subjects(certificate: Mapping[str, Any], receipts: Mapping[str, bytes]) -> None:
+    request_id = certificate["predicate"].get("request_id")
+    if not receipts and not certificate["predicate"].get("systems") and isinstance(request_id, str):
+        if certificate["subject"] != [request_subject(request_id)]:
+            raise VerificationError("certificate of a request where no system applied must name only the request")
+        return
     names = [subject["name"] for subject in certificate["subject"]]
     if len(set(names)) != len(names):
         raise VerificationError("certificate lists a receipt more than once")

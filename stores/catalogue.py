@@ -135,7 +135,7 @@ def _expand(value: Any) -> Any:
 
 
 def load_catalogue(path: Path) -> Catalogue:
-    data = read_yaml(path)
+    data = read_yaml(path, allow_aliases=True)
     try:
         catalogue = Catalogue.model_validate(data)
     except ValidationError as exc:
@@ -143,11 +143,31 @@ def load_catalogue(path: Path) -> Catalogue:
     for spec in catalogue.systems:
         # the connector's own model checks `connection` and `mapping`; errors keep the system's name and field path
         try:
-            spec.connector_settings()
+            settings = spec.connector_settings()
         except ValidationError as exc:
             field, problem = describe(exc, {"connection": spec.connection, "mapping": spec.mapping})
             raise InvalidInput(str(path), f"systems[{spec.name}].{field}", problem) from None
+        _check_searched(path, spec, spec.kind.searched_by(settings))
     return catalogue
+
+
+def _check_searched(path: Path, spec: SystemSpec, searched: frozenset[IdentifierType]) -> None:
+    """A declared type the mapping never uses would be searched over nothing, and certified as absent."""
+    declared = frozenset(spec.identifiers)
+    unused = sorted(declared - searched)
+    if unused:
+        raise InvalidInput(
+            str(path),
+            f"systems[{spec.name}].identifiers",
+            f"declares {', '.join(unused)}, which the mapping never searches: map it or remove it",
+        )
+    undeclared = sorted(searched - declared)
+    if undeclared:
+        raise InvalidInput(
+            str(path),
+            f"systems[{spec.name}].mapping",
+            f"searches by {', '.join(undeclared)}, which identifiers does not declare",
+        )
 
 
 def catalogue_from_snapshot(snapshot: dict[str, Any]) -> Catalogue:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import uvicorn
 
 
@@ -37,6 +40,65 @@ def start_postgres(pgdata: Path) -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+@contextmanager
+def start_system_postgres(bin_dir: Path) -> Iterator[str]:
+    """A throwaway server from an installed Postgres (its contrib extensions included), deleted afterwards.
+
+    Postgres refuses to run as root: there it runs as the `postgres` system user that the package creates, in a
+    folder of its own (pytest's temporary folders are private to root).
+    """
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="erasure-pg-"))
+    if as_user:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    options = ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k", str(root), "-p", str(port)]
+    process = subprocess.Popen(
+        [*as_user, str(bin_dir / "postgres"), "-D", str(data), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        wait_for_port(port, timeout_s=30, process=process)
+        _wait_until_accepting(url, timeout_s=30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_until_accepting(url: str, *, timeout_s: float) -> None:
+    """A listening Postgres may still be starting up ("the database system is starting up")."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @contextmanager

@@ -16,6 +16,16 @@ from tests.integration.estate import catalogue
 
 GOOD_ORDER = court_order({"user_id": ["1"], "email": ["child@example.org"]})
 GOOD_CATALOGUE = catalogue("app", "clipstream-uploads")
+ORDER_TEXT = yaml.safe_dump(GOOD_ORDER, sort_keys=False)
+CATALOGUE_TEXT = yaml.safe_dump(GOOD_CATALOGUE, sort_keys=False)
+
+
+def repeat_line(text: str, starts: str) -> tuple[str, int]:
+    """The text with its first line beginning `starts` written twice (in the same mapping), and the repeat's line."""
+    lines = text.split("\n")
+    index = next(i for i, line in enumerate(lines) if line.lstrip().startswith(starts))
+    again = lines[index].replace("- ", "  ", 1)  # the first key of a list item: repeat it inside the item
+    return "\n".join([*lines[: index + 1], again, *lines[index + 1 :]]), index + 2
 
 
 def run_submit(tmp_path: Path, order: Any, systems: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -25,7 +35,10 @@ def run_submit(tmp_path: Path, order: Any, systems: Any, monkeypatch: pytest.Mon
     monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
     order_path, catalogue_path = tmp_path / "order.yaml", tmp_path / "systems.yaml"
     for path, data in ((order_path, order), (catalogue_path, systems)):
-        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, allow_unicode=True))
     result = CliRunner().invoke(app, ["submit", str(order_path), "--catalogue", str(catalogue_path)])
     assert not (tmp_path / "home").exists(), "nothing may be created for a bad input"
     return result
@@ -54,12 +67,33 @@ BAD_ORDERS = [
     ("subject.user_id[0]", with_(GOOD_ORDER, "subject", {"user_id": ["   "]}), "must not be empty"),
     ("subject.user_id[0]", with_(GOOD_ORDER, "subject", {"user_id": ["a\nb"]}), "control characters"),
     ("subject.shoe_size", with_(GOOD_ORDER, "subject", {"shoe_size": ["9"]}), "extra inputs"),
-    ("(top level)", with_(GOOD_ORDER, "deadline", "2026-11-01"), "deadline must not be before received"),
+    ("(top level)", with_(GOOD_ORDER, "deadline", "2020-01-01"), "deadline must not be before received"),
     ("(top level)", with_(GOOD_ORDER, "court_order", _DELETE), "needs a court_order section"),
     ("kind", with_(GOOD_ORDER, "kind", "please_delete"), "input should be"),
     ("deadline", with_(GOOD_ORDER, "deadline", "next tuesday"), "date"),
     ("scope", with_(GOOD_ORDER, "scope", ["app_db", "nowhere"]), "no system named 'nowhere'"),
     ("line 1", "kind: [unclosed", "not valid YAML"),
+    # a paste error: YAML would keep the second block and erase someone else
+    (
+        f"line {ORDER_TEXT.count(chr(10)) + 1}",
+        ORDER_TEXT + "subject:\n  user_id: ['10']\n",
+        "key 'subject' is repeated",
+    ),
+    ("line 1", "kind: &k court_order\n" + ORDER_TEXT.split("\n", 1)[1], "anchors and aliases are not allowed"),
+    ("line 2", b"kind: court_order\nlegal_basis: caf\xe9\n", "not UTF-8"),
+    ("line 2", "kind: court_order\nlegal_basis: a\x00b\n", "control character (U+0000)"),
+    ("court_order.party_reference", with_(GOOD_ORDER, "court_order.party_reference", "S\x00MO"), "control characters"),
+    ("(file)", ORDER_TEXT + "#" * 1_100_000, "too large"),
+    ("subject.email[0]", with_(GOOD_ORDER, "subject", {"email": ["child@example.org "]}), "whitespace"),
+    ("subject.user_id[0]", with_(GOOD_ORDER, "subject", {"user_id": [" 1"]}), "whitespace"),
+    ("subject.user_id[0]", with_(GOOD_ORDER, "subject", {"user_id": ["1 0"]}), "whitespace"),
+    # the Cyrillic "і" (U+0456) of a look-alike address
+    ("subject.email[0]", with_(GOOD_ORDER, "subject", {"email": ["ch\u0456ld@example.org"]}), "mixes letters"),
+    ("subject.email[0]", with_(GOOD_ORDER, "subject", {"email": ["child\u200b@example.org"]}), "invisible"),
+    ("subject.email[0]", with_(GOOD_ORDER, "subject", {"email": ["child@@example.org"]}), "name@domain"),
+    ("subject.phone[0]", with_(GOOD_ORDER, "subject", {"phone": ["07700 900123"]}), "e.164"),
+    ("subject.advertising_id[0]", with_(GOOD_ORDER, "subject", {"advertising_id": ["idfa-1"]}), "uuid"),
+    ("deadline", with_(with_(GOOD_ORDER, "received", "2020-01-01"), "deadline", "2020-01-29"), "allow-past-deadline"),
 ]
 
 
@@ -115,10 +149,37 @@ BAD_CATALOGUES = [
     ),
     ("systems", {"systems": []}, "at least 1 item"),
     ("line 3", "systems:\n  - name: [oops\n", "not valid YAML"),
+    # a repeated key silently redirects a system to whatever its last copy says
+    *(
+        (f"line {line}", text, "is repeated")
+        for text, line in (
+            repeat_line(CATALOGUE_TEXT, "connector:"),
+            repeat_line(CATALOGUE_TEXT, "- bucket:"),
+            repeat_line(CATALOGUE_TEXT, "keys:"),
+        )
+    ),
+    (
+        "systems[uploads].identifiers",
+        with_(GOOD_CATALOGUE, "systems.1.identifiers", ["user_id", "email"]),
+        "declares email, which the mapping never searches",
+    ),
+    (
+        "systems[app_db].mapping",
+        with_(GOOD_CATALOGUE, "systems.0.identifiers", ["user_id", "email"]),
+        "searches by phone, which identifiers does not declare",
+    ),
+    *(
+        (
+            "systems[uploads].mapping.buckets[0].keys",
+            with_(GOOD_CATALOGUE, "systems.1.mapping.buckets", [{"bucket": "ok-bucket", "keys": [template]}]),
+            "exactly {type}",
+        )
+        for template in ("uploads/{user_id:}/", "uploads/{user_id!s}/", "avatars/{user_id[0]}.jpg")
+    ),
 ]
 
 
-@pytest.mark.parametrize(("field", "systems", "message"), BAD_CATALOGUES, ids=[b[0] for b in BAD_CATALOGUES])
+@pytest.mark.parametrize(("field", "systems", "message"), BAD_CATALOGUES, ids=[b[2][:30] for b in BAD_CATALOGUES])
 def test_malformed_catalogues_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, systems: Any, message: str
 ) -> None:
@@ -133,3 +194,15 @@ def test_a_missing_order_file_is_named(tmp_path: Path, monkeypatch: pytest.Monke
     result = CliRunner().invoke(app, ["submit", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert "nope.yaml: (file): cannot be read" in result.stderr
+
+
+def test_an_export_into_a_missing_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+    output = tmp_path / "missing" / "bundle.zip"
+    result = CliRunner().invoke(
+        app, ["evidence", "export", "0b7c3f4e-9a7e-4d53-9d0e-6f2a4b1c8e10", "--output", str(output)]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"{output}: --output: its folder does not exist" in result.stderr
+    assert "Traceback" not in result.output + result.stderr

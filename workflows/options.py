@@ -9,13 +9,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import TERMINAL, VAULT_SEALED, RetrySpec
+    from activities.contracts import NON_RETRYABLE, RetrySpec
 
-# Ledger and evidence activities only wait for Postgres: retry them until it answers.
+# Ledger and evidence activities only wait for Postgres: retry them while it may come back (about half an hour),
+# never without end, and never for invalid data.
 LEDGER: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(
-        maximum_interval=timedelta(seconds=30), non_retryable_error_types=[TERMINAL, VAULT_SEALED]
+        maximum_interval=timedelta(seconds=30), maximum_attempts=60, non_retryable_error_types=NON_RETRYABLE
     ),
 }
 
@@ -30,6 +31,6 @@ def connector_options(retry: RetrySpec, task_queue: str) -> dict[str, Any]:
             backoff_coefficient=retry.backoff,
             maximum_interval=timedelta(seconds=retry.maximum_interval_s),
             maximum_attempts=retry.maximum_attempts,
-            non_retryable_error_types=[TERMINAL, VAULT_SEALED],
+            non_retryable_error_types=NON_RETRYABLE,
         ),
     }

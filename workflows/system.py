@@ -16,10 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         ERASE,
         LOCATE,
+        NON_RETRYABLE,
         POLL,
         RECORD_EVENT,
         RECORD_RECEIPT,
-        TERMINAL,
         VERIFY,
         EraseResult,
         EventInput,
@@ -125,7 +125,7 @@ class SystemErasureWorkflow:
                 initial_interval=every,
                 backoff_coefficient=1.0,
                 maximum_interval=every,
-                non_retryable_error_types=[TERMINAL],
+                non_retryable_error_types=NON_RETRYABLE,
             ),
         )
         return result

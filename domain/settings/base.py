@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,3 +37,5 @@ class KindSpec:
     settings_model: type[StrictModel]
     capabilities: Capabilities
     identifiers: frozenset[IdentifierType]  # the identifier types the connector knows how to use
+    # the identifier types a system's validated settings actually search with: the catalogue must declare exactly these
+    searched_by: Callable[[Any], frozenset[IdentifierType]]

@@ -75,4 +75,5 @@ KIND = KindSpec(
     settings_model=DeltaSettings,
     capabilities=Capabilities(asynchronous=False, verifiable=True),
     identifiers=frozenset(IdentifierType),
+    searched_by=lambda settings: frozenset(t.identifier for t in settings.mapping.tables),
 )

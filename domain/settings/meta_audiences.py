@@ -72,6 +72,11 @@ class MetaSettings(StrictModel):
     mapping: MetaMapping
 
 
+def _searched_by(settings: MetaSettings) -> frozenset[IdentifierType]:
+    keys = [[a.schema_keys] if isinstance(a.schema_keys, str) else a.schema_keys for a in settings.mapping.audiences]
+    return frozenset(IDENTIFIER_BY_KEY[key] for schema in keys for key in schema)
+
+
 KIND = KindSpec(
     settings_model=MetaSettings,
     capabilities=Capabilities(
@@ -86,4 +91,5 @@ KIND = KindSpec(
         deadline=timedelta(days=7),
     ),
     identifiers=frozenset(IDENTIFIER_BY_KEY.values()),
+    searched_by=lambda settings: _searched_by(settings),
 )

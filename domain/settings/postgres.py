@@ -80,4 +80,5 @@ KIND = KindSpec(
     settings_model=PostgresSettings,
     capabilities=Capabilities(asynchronous=False, verifiable=True),
     identifiers=frozenset(IdentifierType),
+    searched_by=lambda settings: frozenset(settings.mapping.subject.match),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import string
+import re
 from dataclasses import dataclass
 
 from pydantic import Field, field_validator
@@ -48,16 +48,21 @@ class KeyTemplate:
         return self.text.replace("{" + self.identifier.value + "}", value)
 
 
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
 def parse_template(text: str) -> KeyTemplate:
-    fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    if len(fields) != 1:
+    """One placeholder, written exactly `{type}`: a format spec, conversion or index (`{user_id:}`, `{user_id!s}`,
+    `{user_id[0]}`) would leave the placeholder unrendered, a constant key that searches nothing of the subject."""
+    placeholders = _PLACEHOLDER.findall(text)
+    if len(placeholders) != 1 or text.count("{") != 1 or text.count("}") != 1:
         raise ValueError(f"key template {text!r} must hold exactly one identifier placeholder")
     try:
-        identifier = IdentifierType(fields[0])
+        identifier = IdentifierType(placeholders[0])
     except ValueError:
-        raise ValueError(f"key template {text!r}: unknown identifier type {fields[0]!r}") from None
-    if text.count("{") != 1 or text.count("}") != 1:
-        raise ValueError(f"key template {text!r} must hold exactly one identifier placeholder")
+        raise ValueError(
+            f"key template {text!r}: expected a placeholder written exactly {{type}} with a known identifier type"
+        ) from None
     is_prefix = text.endswith("/")
     if is_prefix and "/" not in text.split("}", 1)[1]:
         raise ValueError(f"key template {text!r}: a prefix must end with '/' after the placeholder")
@@ -68,4 +73,7 @@ KIND = KindSpec(
     settings_model=S3Settings,
     capabilities=Capabilities(asynchronous=False, verifiable=True),
     identifiers=frozenset(IdentifierType),
+    searched_by=lambda settings: frozenset(
+        parse_template(t).identifier for b in settings.mapping.buckets for t in b.keys
+    ),
 )

@@ -57,4 +57,5 @@ KIND = KindSpec(
         deadline=timedelta(days=35),
     ),
     identifiers=frozenset({IdentifierType.USER_ID, IdentifierType.DEVICE_ID}),
+    searched_by=lambda settings: frozenset({settings.mapping.identifier}),
 )

@@ -363,6 +363,17 @@ def test_missing_table_is_terminal_and_names_no_identifier(
         assert not any(value in str(raised.value) for value in CHILD_VALUES)
 
 
+def test_a_subject_without_a_mapped_identifier_is_terminal_never_absent(
+    lake: Lake, make_connector: MakeConnector
+) -> None:
+    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options)
+    connector = make_connector(("lake/events", "user_id", "user_id"))
+    subject = Subject.of(email=["child@example.org"])
+    for step in (connector.locate, connector.verify, lambda s: connector.erase(s, "k")):
+        with pytest.raises(TerminalError, match="nothing would be searched"):
+            step(subject)
+
+
 def test_refuses_non_text_keys_and_empty_values(lake: Lake, make_connector: MakeConnector) -> None:
     write_deltalake(lake.uri("lake/numeric"), pa.table({"user_id": [1, 10]}), storage_options=lake.options)
     with pytest.raises(TerminalError, match="expected text"):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,6 +15,7 @@ from connectors.postgres import PostgresConnector, PostgresSettings
 from domain.errors import TerminalError, TransientError
 from domain.model import EvidenceLevel, Subject
 from examples.estate import APP_MAPPING, CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people
+from tests.servers import start_system_postgres
 
 FULL = {"users": 4, "videos": 9, "comments": 12, "follows": 12, "device_tokens": 5}
 AFTER_CHILD = {"users": 3, "videos": 6, "comments": 6, "follows": 6, "device_tokens": 3}
@@ -72,8 +77,6 @@ def test_email_matches_exactly_not_case_folded_or_plus_stripped(
 @pytest.mark.parametrize(
     "values",
     [
-        {"user_id": ["'; DROP TABLE users; --"]},
-        {"user_id": ["01", "1.0", " 1", "1 OR 1=1"]},
         {"email": ["%", "*", "../", "'; DROP TABLE users; --", "%@example.org"]},
         {"phone": ["%"], "username": ["*"]},
     ],
@@ -84,6 +87,19 @@ def test_hostile_values_are_data(
     subject = Subject.of(**values)
     assert connector.locate(subject).total == 0
     assert connector.erase(subject, "k").deleted == 0
+    assert count_rows(app_db, schema) == FULL
+
+
+@pytest.mark.parametrize("values", [["'; DROP TABLE users; --"], ["01", "1.0", " 1", "1 OR 1=1"]])
+def test_values_no_column_can_hold_search_nothing_and_fail(
+    connector: PostgresConnector, app_db: psycopg.Connection, schema: str, values: list[str]
+) -> None:
+    """No user id here can be a bigint: the search would run over nothing, which must never read as absent."""
+    subject = Subject.of(user_id=values)
+    for step in (connector.locate, connector.verify, lambda s: connector.erase(s, "k")):
+        with pytest.raises(TerminalError, match="nothing would be searched") as info:
+            step(subject)
+        assert not any(v in str(info.value) for v in values if len(v) > 1)
     assert count_rows(app_db, schema) == FULL
 
 
@@ -131,3 +147,67 @@ def test_mapping_rejects_references_to_unknown_tables() -> None:
                 },
             }
         )
+
+
+# -- citext and domains: the database's own equality decides ----------------------------------------------------
+
+
+def _postgres_with_citext() -> Path | None:
+    """The bin folder of an installed Postgres whose contrib extensions include citext."""
+    candidates = [shutil.which("pg_config"), *map(str, Path("/usr/lib/postgresql").glob("*/bin/pg_config"))]
+    for pg_config in filter(None, candidates):
+        share = subprocess.run([pg_config, "--sharedir"], capture_output=True, text=True).stdout.strip()
+        if (Path(share) / "extension" / "citext.control").exists():
+            return Path(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip())
+    return None
+
+
+@pytest.fixture(scope="module")
+def citext_url(database_url: str) -> Iterator[str]:
+    """The session's Postgres if it offers citext (the embedded one does not), else an installed one."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'citext'").fetchone():
+            yield database_url
+            return
+    bin_dir = _postgres_with_citext()
+    if bin_dir is None:
+        pytest.skip("no Postgres with the citext extension is installed on this machine")
+    with start_system_postgres(bin_dir) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("email_type", "asked", "survivors"),
+    [
+        # citext says the child's address and user 10's are equal: both go, the address without its tag stays
+        ("citext", "SUNNY.DAY+CLIPS@EXAMPLE.ORG", {100, 11}),
+        ("ci_email", "SUNNY.DAY+CLIPS@EXAMPLE.ORG", {100, 11}),  # a domain over citext compares as citext
+        ("plain_email", "SUNNY.DAY+CLIPS@EXAMPLE.ORG", {1, 10, 100, 11}),  # a domain over text stays exact
+        ("plain_email", "Sunny.Day+clips@example.org", {10, 100, 11}),
+    ],
+)
+def test_citext_and_domains_compare_as_the_database_defines(
+    citext_url: str, monkeypatch: pytest.MonkeyPatch, email_type: str, asked: str, survivors: set[int]
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(citext_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS citext")
+        create_app_schema(conn, schema)
+        conn.execute(f'CREATE DOMAIN "{schema}".ci_email AS citext')
+        conn.execute(f'CREATE DOMAIN "{schema}".plain_email AS text')
+        column_type = "citext" if email_type == "citext" else f'"{schema}".{email_type}'
+        conn.execute(f'ALTER TABLE "{schema}".users ALTER COLUMN email TYPE {column_type}')
+        seed_people(conn, schema, [CHILD, *NEIGHBOURS])
+        monkeypatch.setenv("APP_DATABASE_URL", citext_url)
+        settings = PostgresSettings.model_validate(
+            {"connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **APP_MAPPING}}
+        )
+        try:
+            connector = PostgresConnector("app_db", settings)
+            subject = Subject.of(email=[asked])
+            assert connector.locate(subject).counts["users"] == 4 - len(survivors)
+            connector.erase(subject, "k")
+            assert {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".users').fetchall()} == survivors
+            assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
+        finally:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -164,6 +164,19 @@ def test_values_that_are_not_one_path_segment_are_refused(s3_client: Any, upload
     assert "cannot be used in key templates" in verification.detail
 
 
+@pytest.mark.parametrize("identifiers", [{"email": ["child@example.org"]}, {"user_id": ["../", "a/b"]}])
+def test_a_subject_no_template_can_hold_is_terminal_never_absent(
+    s3_client: Any, uploads: str, identifiers: dict[str, list[str]]
+) -> None:
+    before = all_keys(s3_client, uploads)
+    connector = make_connector(uploads)
+    subject = Subject.of(**identifiers)
+    for step in (connector.locate, connector.verify, lambda s: connector.erase(s, "k")):
+        with pytest.raises(TerminalError, match="nothing would be searched"):
+            step(subject)
+    assert all_keys(s3_client, uploads) == before
+
+
 def test_missing_bucket_is_terminal(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_S3_ENDPOINT", moto_url)
     with pytest.raises(TerminalError, match="NoSuchBucket") as info:
@@ -180,6 +193,11 @@ def test_missing_bucket_is_terminal(moto_url: str, monkeypatch: pytest.MonkeyPat
         "{user_id}-{user_id}/",
         "{{user_id}}/",
         "a/{user_id}/{email}",
+        # each renders to a constant key: the search would cover nothing of the subject
+        "uploads/{user_id:}/",
+        "uploads/{user_id!s}/",
+        "uploads/{user_id[0]}/",
+        "uploads/{user_id.x}/",
     ],
 )
 def test_bad_templates_are_refused(template: str) -> None:

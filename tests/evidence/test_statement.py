@@ -70,8 +70,14 @@ def test_certificate_needs_the_receipts_it_names() -> None:
 
     with pytest.raises(ValueError, match="not given"):
         certificate_statement(certificate_facts(systems), {"receipts/a.dsse.json": b"a"})
-    with pytest.raises(ValueError, match="at least one receipt"):
-        certificate_statement(certificate_facts(()), {})
+
+
+def test_a_certificate_where_no_system_applied_names_the_request_and_is_not_complete() -> None:
+    statement = json.loads(certificate_statement(certificate_facts(()), {}))
+
+    name = f"erasure-request/{statement['predicate']['request_id']}"
+    assert statement["subject"] == [{"name": name, "digest": {"sha256": hashlib.sha256(name.encode()).hexdigest()}}]
+    assert statement["predicate"]["outcome"] == "incomplete"
 
 
 def test_certificate_outcome_must_agree_with_the_systems() -> None:

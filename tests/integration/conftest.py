@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -196,15 +197,17 @@ async def skipping_harness(
 
 
 def court_order(subject: dict[str, list[str]], scope: Any = "all") -> dict[str, Any]:
+    # received ten days ago with four weeks to comply, whatever today is: a past deadline needs the operator's flag
+    received = datetime.now(UTC).date() - timedelta(days=10)
     return {
         "kind": "court_order",
         "legal_basis": "Order of the High Court; UK GDPR Art. 17(1)",
-        "received": "2026-11-20",
-        "deadline": "2026-12-18",
+        "received": received.isoformat(),
+        "deadline": (received + timedelta(days=28)).isoformat(),
         "court_order": {
             "court": "High Court of Justice, King's Bench Division",
             "claim_number": "KB-2026-000123",
-            "made_on": "2026-11-19",
+            "made_on": (received - timedelta(days=1)).isoformat(),
             "party_reference": "SMO",
             "anonymity_order": True,
         },

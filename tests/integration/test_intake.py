@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import Client
-from temporalio.service import RPCError
 
+from domain.errors import ErasureError
 from erasure.intake import submit, validate
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue as estate_catalogue
@@ -18,7 +18,7 @@ async def test_a_request_whose_workflow_cannot_start_leaves_no_row_behind(harnes
     )
     nowhere = Client(harness.client.service_client, namespace="no-such-namespace")
 
-    with pytest.raises(RPCError):
+    with pytest.raises(ErasureError, match="namespace no-such-namespace .not_found.: nothing was stored"):
         await submit(harness.services, nowhere, order, catalogue)
 
     with harness.services.pool.connection() as conn:

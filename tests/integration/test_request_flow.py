@@ -80,8 +80,9 @@ async def test_hostile_identifier_values_never_widen_the_scope(
     plant(database_url, schema, s3_client, bucket_name)
     before = surviving_keys(s3_client, bucket_name)
     subject = {
-        "user_id": ["'; DROP TABLE users; --", "*", "%", "../"],
-        "email": ["%@example.org", "*@example.org", "x'; DROP TABLE users; --@example.org"],
+        # values that pass intake (one with whitespace would be refused there) yet mean something to SQL or S3
+        "user_id": ["'--", "*", "%", "../"],
+        "email": ["%@example.org", "*@example.org", "x'--@example.org"],
     }
     status = await harness.run(court_order(subject), catalogue(schema, bucket_name))
 
@@ -107,3 +108,63 @@ async def test_a_system_keyed_by_types_the_order_lacks_is_not_searched(
     assert systems["uploads"]["evidence_level"] is None
     assert systems["app_db"]["evidence_level"] == "verified_absent"
     assert status["outcome"] == "complete"
+
+
+async def test_an_order_no_system_applies_to_ends_with_a_certificate_that_says_so(
+    harness: Harness, schema: str, bucket_name: str, tmp_path: Any
+) -> None:
+    from erasure.export import export_bundle
+    from evidence.verify import verify_bundle
+
+    status = await harness.run(court_order({"device_id": ["dev-1"]}), catalogue(schema, bucket_name))
+
+    assert status["state"] == "certified"
+    assert status["outcome"] == "incomplete"
+    assert {s["state"] for s in status["systems"]} == {"not_applicable"}
+    bundle = tmp_path / "bundle.zip"
+    export_bundle(harness.services, status["request_id"], bundle)
+    certificate = verify_bundle(bundle, trusted_keys=[harness.services.tlog.signer.public_key])
+    assert certificate.outcome == "incomplete"
+    with harness.services.pool.connection() as conn:
+        row = conn.execute("SELECT envelope FROM receipts WHERE action = 'certificate'").fetchone()
+    assert row is not None
+    predicate = parse_statement(Envelope.from_json(bytes(row[0])).payload)["predicate"]
+    assert predicate["outcome_reason"].startswith("no system applies")
+    assert len(predicate["exceptions"]) == 2
+
+
+async def test_a_past_deadline_is_accepted_only_with_the_flag_and_recorded(
+    harness: Harness, database_url: str, schema: str, s3_client: Any, bucket_name: str
+) -> None:
+    plant(database_url, schema, s3_client, bucket_name)
+    order = {**court_order({"user_id": ["1"]}), "received": "2020-01-01", "deadline": "2020-01-29"}
+    order_path, catalogue_path = (
+        harness.write_yaml("order.yaml", order),
+        harness.write_yaml("systems.yaml", catalogue(schema, bucket_name)),
+    )
+    env = harness.process_env()
+    refused = await harness.cli(env, "submit", str(order_path), "--catalogue", str(catalogue_path))
+    assert refused.returncode == 2 and "--allow-past-deadline" in refused.stderr
+    assert harness.services.ledger.requests() == []
+    async with harness.worker():
+        accepted = await harness.cli(
+            env, "submit", str(order_path), "--catalogue", str(catalogue_path), "--allow-past-deadline"
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        request_id = accepted.stdout.strip()
+        await harness.wait_certified(request_id)
+    events = {e.kind: e.detail for e in harness.services.ledger.events(request_id)}
+    assert events["past_deadline_accepted"] == {"deadline": "2020-01-29", "accepted_with": "--allow-past-deadline"}
+
+
+async def test_a_namespace_that_does_not_exist_is_one_line_and_stores_nothing(
+    harness: Harness, schema: str, bucket_name: str
+) -> None:
+    order_path = harness.write_yaml("order.yaml", court_order({"user_id": ["1"]}))
+    catalogue_path = harness.write_yaml("systems.yaml", catalogue(schema, bucket_name))
+    env = {**harness.process_env(), "ERASURE_NAMESPACE": "no-such-namespace"}
+    result = await harness.cli(env, "submit", str(order_path), "--catalogue", str(catalogue_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "namespace no-such-namespace" in result.stderr
+    assert harness.services.ledger.requests() == []

@@ -40,6 +40,9 @@ async def test_shred_now_destroys_the_key_and_the_bundle_still_verifies(
         shredded = await harness.cli(env, "shred", request_id, "--yes-destroy-the-key")
         assert shredded.returncode == 0, shredded.stderr
         assert "shredded" in shredded.stdout
+        again = await harness.cli(env, "shred", request_id, "--yes-destroy-the-key")
+        assert again.returncode == 1 and "Traceback" not in again.stderr
+        assert again.stderr.count("\n") == 1 and "already shredded" in again.stderr
         listed = await harness.cli(env, "list", "--json")
         assert request_id in listed.stdout
         status = await harness.cli(env, "status", request_id, "--json")
