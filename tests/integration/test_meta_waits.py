@@ -14,6 +14,7 @@ from evidence.dsse import Envelope
 from evidence.statement import parse_statement
 from examples.estate import CHILD, NEIGHBOURS
 from tests.integration.conftest import Harness, Vendors, court_order
+from tests.servers import skipped_to_the_end
 
 AUDIENCE = "23850000000000007"
 POLL_EVERY_HOURS = 4  # the connector's default
@@ -53,7 +54,7 @@ async def run_to_the_end(harness: Harness) -> tuple[str, Any]:
         submission = await harness.submit(order, meta_catalogue())
         handle = harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
         async with harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
-            result = await handle.result()
+            result = await skipped_to_the_end(handle)
     return submission.request_id, result
 
 

@@ -22,6 +22,7 @@ from activities.contracts import RequestResult
 from stores.codec import CodecKeys, data_converter
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
+from tests.servers import skipped_to_the_end
 from workflows.request import ErasureRequestWorkflow
 from workflows.system import SystemErasureWorkflow
 
@@ -78,7 +79,7 @@ async def test_record_histories(
         submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), overdue)
         handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
-            await handle.result()
+            await skipped_to_the_end(handle)
     save("request_with_overdue_vendor", await handle.fetch_history(), skipping_harness.config.home)
     child = skipping_harness.client.get_workflow_handle(f"{submission.request_id}/segment")
     save("overdue_vendor", await child.fetch_history(), skipping_harness.config.home)

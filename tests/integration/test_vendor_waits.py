@@ -14,6 +14,7 @@ from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS
 from stores.vault import Vault, VaultSealed
 from tests.integration.conftest import Harness, Vendors, court_order
+from tests.servers import skipped_to_the_end
 
 POLL_EVERY_HOURS = 12
 
@@ -40,7 +41,7 @@ async def run_to_the_end(harness: Harness, order: dict[str, Any], catalogue: dic
         submission = await harness.submit(order, catalogue)
         handle = harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
         async with harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
-            result = await handle.result()
+            result = await skipped_to_the_end(handle)
     return submission.request_id, result
 
 
