@@ -58,7 +58,7 @@ from activities.contracts import (
 from connectors.base import Connector
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
-from domain.model import JobHandle, JobStatus, Subject
+from domain.model import DestinationStatus, JobHandle, JobStatus, Subject
 from domain.states import TaskState
 from evidence import notary
 from evidence.merkle import MemoryTree
@@ -195,8 +195,9 @@ class ErasureActivities:
                 input.request_id,
                 input.system,
                 vendor_status=state.vendor_status,
-                vendor_facts=state.facts,
+                vendor_facts={**state.facts, **_destination_facts(state.destinations)},
                 finished=not running,
+                residual=state.residual,
             )
             if running:
                 # retryable on purpose: the workflow's retry policy is the polling schedule
@@ -220,6 +221,7 @@ class ErasureActivities:
                 input.system,
                 records_after=verification.total_remaining if verifiable else None,
                 counts_after=verification.remaining if verifiable else None,
+                vendor_facts=verification.facts,
             )
             return VerifyResult(level=verification.level.value, detail=verification.detail)
 
@@ -301,7 +303,7 @@ class ErasureActivities:
         )
         logged = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, lambda: statement)
         self._suppression.add(self._vault.subject(request_id))
-        outcome = outcome_for(s.evidence_level for s in finished)
+        outcome = outcome_for((s.evidence_level for s in finished), residual=any(s.residual for s in finished))
         self._ledger.certified(request_id, outcome)
         return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest())
 
@@ -445,7 +447,20 @@ def _finished(task: TaskRecord) -> notary.FinishedSystem:
         evidence_level=task.evidence_level,
         records_before=task.records_before,
         records_after=task.records_after,
+        residual=tuple(task.residual or ()),
     )
+
+
+def _destination_facts(destinations: tuple[DestinationStatus, ...]) -> dict[str, str | int]:
+    """Each destination's typed fields as flat facts `destination.<n>.<field>`; absent values are left out."""
+    facts: dict[str, str | int] = {}
+    for n, d in enumerate(destinations):
+        fields = {"name": d.name, "id": d.id, "status": d.status}
+        fields.update({f"{name}_sha256": digest for name, digest in d.sha256.items()})
+        if d.finished_at is not None:
+            fields["finished_at"] = d.finished_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        facts.update({f"destination.{n}.{name}": value for name, value in fields.items() if value is not None})
+    return facts
 
 
 def _now() -> datetime:

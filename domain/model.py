@@ -101,6 +101,19 @@ class JobHandle:
 VendorFacts = Mapping[str, str | int]
 
 
+@dataclass(frozen=True)
+class DestinationStatus:
+    """One destination a vendor's job fans out to, reduced at the connector edge to fields that cannot carry an
+    identifier: a name declared in the catalogue, an id of the vendor's documented shape, a status from its documented
+    enum (else "unknown"). A value that could not be kept is recorded only as its SHA-256, by field name."""
+
+    name: str | None
+    id: str | None
+    status: str
+    finished_at: datetime | None = None
+    sha256: Mapping[str, str] = field(default_factory=dict)
+
+
 class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -114,6 +127,9 @@ class JobState:
     finished_at: datetime | None = None
     detail: str = ""
     facts: VendorFacts = field(default_factory=dict)
+    destinations: tuple[DestinationStatus, ...] = ()
+    # where the subject's data remains although the vendor's own job is done, each needing its own erasure
+    residual: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,7 @@ class Verification:
     level: EvidenceLevel
     remaining: Mapping[str, int]
     detail: str = ""
+    facts: VendorFacts = field(default_factory=dict)
 
     @property
     def total_remaining(self) -> int:

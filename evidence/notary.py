@@ -61,6 +61,8 @@ class TaskFacts(Protocol):
     def vendor_status(self) -> str | None: ...
     @property
     def vendor_facts(self) -> Mapping[str, str | int]: ...
+    @property
+    def residual(self) -> Sequence[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class FinishedSystem:
     evidence_level: str
     records_before: int | None
     records_after: int | None
+    residual: tuple[str, ...] = ()  # copies its erasure could not reach, each needing its own
 
 
 def erase_receipt(
@@ -127,6 +130,7 @@ def erase_receipt(
             started_at=run.started_at,
             finished_at=run.finished_at,
             vendor_facts=dict(task.vendor_facts),
+            residual=tuple(task.residual or ()),
         )
     )
 
@@ -194,10 +198,19 @@ def certificate_facts(
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them."""
     outcomes = tuple(
-        SystemOutcome(s.system, s.category, s.evidence_level, s.records_before, s.records_after, receipt_path(s.system))
+        SystemOutcome(
+            s.system,
+            s.category,
+            s.evidence_level,
+            s.records_before,
+            s.records_after,
+            receipt_path(s.system),
+            residual=s.residual,
+        )
         for s in sorted(systems, key=lambda s: s.system)
     )
     levels = [s.evidence_level for s in outcomes]
+    residual = [(s.system, place) for s in outcomes for place in s.residual]
     return CertificateFacts(
         request_id=request.request_id,
         kind=request.kind,
@@ -205,25 +218,31 @@ def certificate_facts(
         jurisdiction_reference=request.reference,
         received_at=f"{request.received_on.isoformat()}T00:00:00Z",
         deadline=request.deadline.isoformat(),
-        outcome=outcome_for(levels),
-        outcome_reason=outcome_reason(levels),
+        outcome=outcome_for(levels, residual=bool(residual)),
+        outcome_reason=outcome_reason(levels, residual=len(residual)),
         systems=outcomes,
-        exceptions=tuple(f"{system}: not searched, {why}" for system, why in sorted(not_searched.items())),
+        exceptions=tuple(f"{system}: not searched, {why}" for system, why in sorted(not_searched.items()))
+        + tuple(
+            f"{system}: the subject's data remains in {place}, which needs its own erasure"
+            for system, place in residual
+        ),
         log_origin=log_origin,
         code_version=code_version,
         issued_at=issued_at,
     )
 
 
-def outcome_reason(levels: Iterable[str]) -> str:
-    """How many systems ended at each evidence level, e.g. '1 blocked, 2 verified_absent'."""
+def outcome_reason(levels: Iterable[str], *, residual: int = 0) -> str:
+    """How many systems ended at each evidence level, e.g. '1 blocked, 2 verified_absent', and how many copies
+    remain out of reach."""
     levels = list(levels)
     if not levels:
         return "no system applies: the request has no identifier of a type any system in scope is keyed by"
     counts: dict[str, int] = {}
     for level in levels:
         counts[level] = counts.get(level, 0) + 1
-    return ", ".join(f"{n} {level}" for level, n in sorted(counts.items()))
+    reason = ", ".join(f"{n} {level}" for level, n in sorted(counts.items()))
+    return f"{reason}; {residual} residual cop{'y' if residual == 1 else 'ies'} out of reach" if residual else reason
 
 
 def _locations(

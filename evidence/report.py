@@ -105,6 +105,8 @@ def _headline(outcome: str, systems: Sequence[Mapping[str, Any]]) -> str:
         return "Complete: every system done (" + _breakdown(levels) + ")"
     if not systems:
         return "Not complete: no system was processed"
+    if outcome == "partial" and not levels["blocked"]:
+        return "Not complete: copies remain where a system's erasure could not reach (see the exceptions)"
     if outcome == "partial":
         return f"Not complete: {_count(levels['blocked'], 'system')} blocked by a legal hold or retention lock"
     return f"Not complete: {_count(levels['failed'], 'system')} failed and a person must act"

@@ -28,7 +28,8 @@ ACTIONS = frozenset({"erase", "shred"})
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _FACT_NAME = re.compile(r"[a-z0-9_.]{1,80}")
-_FACT_WORD = re.compile(r"[A-Za-z0-9_.:-]{1,80}")  # enumerated words, versions, ids, hex digests
+# enumerated words, versions, ids, hex digests, timestamps, and destination names declared in the catalogue
+_FACT_WORD = re.compile(r"[A-Za-z0-9_.:+() -]{1,120}")
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,13 @@ class ReceiptFacts:
     finished_at: str
     # the vendor's answers as typed facts (counts, enumerated words, validated ids, digests), never its raw strings
     vendor_facts: Mapping[str, str | int] = dataclasses.field(default_factory=dict)
+    # where the subject's data remains although this system's own erasure is done: each needs its own erasure
+    residual: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
+        for place in self.residual:
+            _check(isinstance(place, str) and _FACT_WORD.fullmatch(place) is not None, "residual", "not a plain name")
         _check(bool(self.system) and "/" not in self.system and not self.system.isspace(), "system", self.system)
         _check(self.action in ACTIONS, "action", self.action)
         _check(self.evidence_level in EVIDENCE_LEVELS, "evidence_level", self.evidence_level)
@@ -97,6 +102,7 @@ class SystemOutcome:
     records_before: int | None
     records_after: int | None
     receipt: str
+    residual: tuple[str, ...] = ()  # copies this system's erasure could not reach: the request is then not complete
 
     def __post_init__(self) -> None:
         _check(self.evidence_level in EVIDENCE_LEVELS, "evidence_level", self.evidence_level)
@@ -124,7 +130,7 @@ class CertificateFacts:
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
-        expected = outcome_for(s.evidence_level for s in self.systems)
+        expected = outcome_for((s.evidence_level for s in self.systems), residual=any(s.residual for s in self.systems))
         _check(self.outcome == expected, "outcome", f"{self.outcome}, but the systems' levels give {expected}")
         _check(bool(self.log_origin) and "\n" not in self.log_origin, "log_origin", self.log_origin)
         _check_timestamp(self.received_at, "received_at")
@@ -177,15 +183,16 @@ def parse_statement(payload: bytes) -> dict[str, Any]:
     return statement
 
 
-def outcome_for(levels: Iterable[str]) -> str:
-    """complete if every system is done, incomplete if any failed (or none ran), else partial (some blocked)."""
+def outcome_for(levels: Iterable[str], *, residual: bool = False) -> str:
+    """complete if every system is done and no copy remains out of reach, incomplete if any failed (or none ran),
+    else partial (some blocked, or residual copies that need their own erasure)."""
     seen = set(levels)
     unknown = seen - EVIDENCE_LEVELS
     if unknown:
         raise ValueError(f"unknown evidence levels: {sorted(unknown)}")
     if not seen or "failed" in seen:
         return "incomplete"
-    return "complete" if seen <= DONE_LEVELS else "partial"
+    return "complete" if seen <= DONE_LEVELS and not residual else "partial"
 
 
 def _statement(subjects: list[dict[str, Any]], predicate_type: str, predicate: dict[str, Any]) -> bytes:

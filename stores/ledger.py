@@ -8,7 +8,7 @@ to a known row, or an insert keyed by a natural key), because activities that wr
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
@@ -58,6 +58,7 @@ class TaskRecord:
     vendor_status: str | None
     vendor_facts: dict[str, str | int]
     detail: str
+    residual: list[str] | None
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
@@ -222,25 +223,45 @@ class Ledger:
         vendor_status: str,
         vendor_facts: Mapping[str, str | int],
         finished: bool,
+        residual: Sequence[str] = (),
     ) -> None:
         """The vendor's job status as last seen; a finished job goes on to verification, the facts of its final
-        answer joining (and updating) those of the erasure."""
+        answer joining (and updating) those of the erasure, with the copies its job could not reach."""
         if not finished:
             self._change_task(request_id, system, {"vendor_status": vendor_status})
             return
         with self.pool.connection() as conn:
             conn.execute(
                 "UPDATE system_tasks SET state = %s, vendor_status = %s, vendor_facts = vendor_facts || %s, "
-                "updated_at = now() WHERE request_id = %s AND system = %s",
-                [TaskState.VERIFYING, vendor_status, Jsonb(dict(vendor_facts)), request_id, system],
+                "residual = %s, updated_at = now() WHERE request_id = %s AND system = %s",
+                [
+                    TaskState.VERIFYING,
+                    vendor_status,
+                    Jsonb(dict(vendor_facts)),
+                    Jsonb(list(residual)),
+                    request_id,
+                    system,
+                ],
             )
 
     def verified(
-        self, request_id: str, system: str, *, records_after: int | None, counts_after: Mapping[str, int] | None
+        self,
+        request_id: str,
+        system: str,
+        *,
+        records_after: int | None,
+        counts_after: Mapping[str, int] | None,
+        vendor_facts: Mapping[str, str | int],
     ) -> None:
-        """What the look after erasure found (None where the system cannot be looked into)."""
+        """What the look after erasure found (None where the system cannot be looked into), its facts joining those
+        of the erasure and the vendor's job."""
         counts = Jsonb(dict(counts_after)) if counts_after is not None else None
-        self._change_task(request_id, system, {"records_after": records_after, "counts_after": counts})
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE system_tasks SET records_after = %s, counts_after = %s, vendor_facts = vendor_facts || %s, "
+                "updated_at = now() WHERE request_id = %s AND system = %s",
+                [records_after, counts, Jsonb(dict(vendor_facts)), request_id, system],
+            )
 
     def done(
         self,

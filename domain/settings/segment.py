@@ -23,10 +23,21 @@ class SegmentConnection(StrictModel):
     source_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] | None = None
 
 
+# Regulation types that stay inside Segment: its destinations are never asked to delete (vendors.md).
+INTERNAL_TYPES = frozenset({"SUPPRESS_WITH_DELETE_INTERNAL", "DELETE_INTERNAL", "DELETE_ARCHIVE_ONLY"})
+SUPPRESSING_TYPES = frozenset({"SUPPRESS_WITH_DELETE", "SUPPRESS_WITH_DELETE_INTERNAL"})
+
+
 class SegmentMapping(StrictModel):
     regulation_type: RegulationType = "SUPPRESS_WITH_DELETE"
     subject_type: Literal["USER_ID", "ANONYMOUS_ID"] = "USER_ID"
     identifier: Literal[IdentifierType.USER_ID, IdentifierType.DEVICE_ID] = IdentifierType.USER_ID
+    # the workspace's destinations by name, as Segment's console shows them: only these names enter the evidence
+    destinations: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,79}$")], ...] = ()
+
+    @property
+    def scope(self) -> Literal["segment_only", "segment_and_destinations"]:
+        return "segment_only" if self.regulation_type in INTERNAL_TYPES else "segment_and_destinations"
 
 
 class SegmentSettings(StrictModel):

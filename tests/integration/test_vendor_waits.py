@@ -3,6 +3,11 @@ of the request's key when the 30-day grace period after the certificate has pass
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ def segment_catalogue(**poll: str) -> dict[str, Any]:
                 "category": "analytics",
                 "identifiers": ["user_id"],
                 "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+                "mapping": {"destinations": ["Amplitude", "Braze"]},
                 "retry": {"initial_interval": "PT1S", "heartbeat": "PT10S"},
                 **({"poll": poll} if poll else {}),
             }
@@ -43,6 +49,11 @@ async def run_to_the_end(harness: Harness, order: dict[str, Any], catalogue: dic
         async with harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             result = await skipped_to_the_end(handle)
     return submission.request_id, result
+
+
+def predicate(envelope: bytes) -> dict[str, Any]:
+    statement: dict[str, Any] = json.loads(base64.b64decode(json.loads(envelope)["payload"]))
+    return dict(statement["predicate"])
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +76,7 @@ async def test_a_regulation_that_finishes_after_ten_days_completes_the_request_a
     assert task.finished_at is not None and task.started_at is not None
     waited = task.finished_at - task.started_at
     assert 9.5 <= waited.total_seconds() / 86400 < 11, waited
-    polls = [r for r in vendors.segment.received if r.method == "GET"]
+    polls = [r for r in vendors.segment.received if r.path.startswith("/segment/regulations/")]
     assert len(polls) == 21
     assert vendors.segment.profiles == {str(p.user_id) for p in NEIGHBOURS}
 
@@ -106,13 +117,61 @@ async def test_a_regulation_still_running_past_its_deadline_fails_and_is_escalat
     assert vendors.segment.profiles >= {str(CHILD.user_id)}  # nothing was erased, and nothing claims it was
 
 
-async def test_a_failed_regulation_fails_the_system_with_the_destination_named(
+async def test_failed_only_for_an_unsupported_destination_is_segment_done_and_the_request_partial(
+    skipping_harness: Harness, vendors: Vendors, tmp_path: Path
+) -> None:
+    vendors.segment.outcome = "FAILED"  # Segment's own systems finished; Braze cannot delete
+    braze = vendors.segment.destinations[1].id
+    request_id, result = await run_to_the_end(skipping_harness, court_order({"user_id": ["1"]}), segment_catalogue())
+
+    assert result.outcome == "partial"
+    task = skipping_harness.services.ledger.task(request_id, "segment")
+    assert task.evidence_level == "vendor_attested" and task.vendor_status == "FAILED"
+    bundle = tmp_path / "bundle.zip"
+    export_bundle(skipping_harness.services, request_id, bundle)
+    verify_bundle(bundle, trusted_keys=[skipping_harness.services.tlog.signer.public_key])
+    with zipfile.ZipFile(bundle) as archive:
+        receipt = predicate(archive.read("receipts/segment.dsse.json"))
+        certificate = predicate(archive.read("certificate.dsse.json"))
+    assert receipt["residual"] == [f"Braze ({braze})"]
+    facts = receipt["vendor_facts"]
+    assert facts["scope"] == "segment_and_destinations" and facts["regulation_type"] == "SUPPRESS_WITH_DELETE"
+    assert [(facts[f"destination.{n}.name"], facts[f"destination.{n}.status"]) for n in (0, 1)] == [
+        ("Amplitude", "FINISHED"),
+        ("Braze", "NOT_SUPPORTED"),
+    ]
+    assert (facts["suppression_checked"], facts["suppressed"], facts["submitted"]) == ("yes", 1, 1)
+    assert certificate["outcome"] == "partial" and certificate["systems"][0]["residual"] == [f"Braze ({braze})"]
+    assert any(f"Braze ({braze})" in exception for exception in certificate["exceptions"])
+
+
+async def test_an_exhausted_monthly_quota_is_waited_out_until_its_reset(
     skipping_harness: Harness, vendors: Vendors
 ) -> None:
-    vendors.segment.outcome = "FAILED"
+    # Only the documented RFC 5322 reset date says when the quota returns; the emulator reads the workflow's clock
+    env, loop = skipping_harness.env, asyncio.get_running_loop()
+    now = await env.get_current_time()
+    reset = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    vendors.segment.clock = lambda: asyncio.run_coroutine_threadsafe(env.get_current_time(), loop).result()
+    vendors.segment.wait_signals = frozenset({"reset"})
+    vendors.segment.used[("segment_and_destinations", now.strftime("%Y-%m"))] = vendors.segment.monthly_quota
+
     request_id, result = await run_to_the_end(skipping_harness, court_order({"user_id": ["1"]}), segment_catalogue())
-    assert result.outcome == "incomplete"
-    task = skipping_harness.services.ledger.task(request_id, "segment")
-    assert task.evidence_level == "failed"
-    assert task.vendor_status == "FAILED"
-    assert task.detail
+
+    assert result.outcome == "complete"
+    history = await skipping_harness.client.get_workflow_handle(f"{request_id}/segment").fetch_history()
+    events = {e.event_id: e for e in history.events}
+    (erase,) = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and events[
+            e.activity_task_started_event_attributes.scheduled_event_id
+        ].activity_task_scheduled_event_attributes.activity_type.name
+        == "erasure.erase"
+    ]
+    scheduled = events[erase.activity_task_started_event_attributes.scheduled_event_id]
+    assert erase.activity_task_started_event_attributes.attempt == 2  # throttled once, then accepted
+    waited = erase.event_time.ToDatetime(UTC) - scheduled.event_time.ToDatetime(UTC)
+    assert waited >= reset - now - timedelta(minutes=1)  # in the workflow's time: the wait lasted until the reset
+    assert len(vendors.segment.regulations) == 1
