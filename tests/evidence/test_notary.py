@@ -26,6 +26,7 @@ class Task:
     vendor_job_id: str | None = None
     vendor_status: str | None = None
     vendor_facts: dict[str, str | int] = field(default_factory=lambda: {"rows_sent": 2})
+    residual: list[str] | None = None
 
 
 def test_certificate_states_outcome_reason_receipts_and_systems_not_searched() -> None:

@@ -65,7 +65,7 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
         vendor_facts={},
         detail="deleted 5 rows",
     )
-    ledger.verified(request_id, "app_db", records_after=0, counts_after={"users": 0, "videos": 0})
+    ledger.verified(request_id, "app_db", records_after=0, counts_after={"users": 0, "videos": 0}, vendor_facts={})
     ledger.done(
         request_id, "app_db", evidence_level="verified_absent", detail="none left", started_at=AT, finished_at=LATER
     )
