@@ -66,7 +66,15 @@ _SOURCE_KEY = "erasure_key"  # the merge source's only column
 _TRUNCATED_STAT_MIN = 32  # the shortest cut of a long string statistic (Spark's; delta-rs cuts longer)
 _MAX_DELETE = 1000  # keys per DeleteObjects request
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
-_VANISHED_CODES = {"NoSuchKey", "NoSuchVersion", "404"}  # removed meanwhile, by another request's clean-up
+_VANISHED_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
+_LEASE_NAME = "_erasure_lease"
+_LEASE = timedelta(minutes=15)  # longer than an erase attempt may run (the activity's start-to-close, 10 minutes)
+_TAKEN_CODES = {
+    "PreconditionFailed",
+    "ConditionalRequestConflict",
+    "412",
+    "409",
+}  # removed meanwhile, by another request's clean-up
 # reader features the pyarrow dataset refuses but delta-rs's own engine reads
 _ENGINE_ONLY_FEATURES = {"deletionVectors"}
 
@@ -112,7 +120,7 @@ class DeltaConnector(Connector):
             if not values:
                 continue
             needle = _Needle(frozenset(values), table.key_column)
-            with _mapped_errors(table.path):
+            with _mapped_errors(table.path), self._turn(table):
                 dt = self._open(table)
                 present = sorted(self._key_counts(table, values, dt))  # for the commitment to the deleted keys
                 # the merge runs whatever the count said: it alone decides which rows go, by exact equality
@@ -199,6 +207,32 @@ class DeltaConnector(Connector):
             keys = batch.column(0).cast(pa.string())
             counts.update(keys.filter(pc.is_in(keys, wanted)).to_pylist())
         return dict(counts)
+
+    @contextmanager
+    def _turn(self, table: DeltaTableMapping) -> Iterator[None]:
+        """Erasures of one table take turns, under a lease taken with a conditional put.
+
+        A merge that loses a commit race leaves its rewritten files behind, never committed, and they still hold the
+        rows of the winning request's subject. Nothing tells them apart from the files of a writer that will commit
+        later, which must not be touched, so two erasures must not race. A held lease is a transient error (erase
+        again later); an expired one, of a worker that died, is taken over. A name starting with "_" at the table
+        root is ignored by Delta readers and by VACUUM.
+        """
+        key, client = f"{table.path}/{_LEASE_NAME}", self._client()
+        lease = json.dumps({"expires": (_now() + _LEASE).isoformat()}).encode()
+        try:
+            client.put_object(Bucket=table.bucket, Key=key, Body=lease, IfNoneMatch="*")
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in _TAKEN_CODES:
+                raise
+            held = json.loads(self._read(table.bucket, key))
+            if datetime.fromisoformat(held["expires"]) < _now():
+                client.delete_object(Bucket=table.bucket, Key=key)  # the next attempt takes it
+            raise TransientError(f"another erasure of delta table {table.path} is running; erase again") from None
+        try:
+            yield
+        finally:
+            client.delete_object(Bucket=table.bucket, Key=key)
 
     def _clean_up(self, table: DeltaTableMapping, needle: _Needle) -> int:
         """Checkpoint after the deletion, delete the files holding a trace and every log file before the checkpoint.
