@@ -126,8 +126,6 @@ class Outcome:
     deleted_keys: tuple[str, ...] = ()
     job: JobHandle | None = None
     vendor_status: str = ""
-    # per location, the first version kept where erasure cut a table's history: time travel before it is gone
-    history_cut_before: Mapping[str, int] = field(default_factory=dict)
     detail: str = ""
     facts: VendorFacts = field(default_factory=dict)
 
