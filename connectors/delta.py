@@ -40,32 +40,24 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
-from connectors import delta_log
-from connectors.base import Connector, secret_from_env
+from connectors import aws, delta_log
+from connectors.aws import AwsClient, ObjectVersion
+from connectors.base import Connector
 from domain.errors import ErasureError, TerminalError, Throttled, TransientError
 from domain.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
 from domain.settings.delta import KIND, Connection, DeltaSettings, DeltaTableMapping
 
-S3Client = Any  # boto3 builds its clients at run time and no stubs are installed
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _LOG_DIR = delta_log.LOG_DIR
 _SOURCE_KEY = "erasure_key"  # the merge source's only column
 _TRUNCATED_STAT_MIN = 32  # the shortest cut of a long string statistic (Spark's; delta-rs cuts longer)
-_MAX_DELETE = 1000  # keys per DeleteObjects request
-_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 _VANISHED_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
 _LEASE_NAME = "_erasure_lease"
 _LEASE = timedelta(minutes=15)  # longer than an erase attempt may run (the activity's start-to-close, 10 minutes)
@@ -79,18 +71,6 @@ _TAKEN_CODES = {
 _ENGINE_ONLY_FEATURES = {"deletionVectors"}
 
 
-@dataclass(frozen=True)
-class _Version:
-    """One version of an object under a table prefix, or a delete marker."""
-
-    key: str
-    version_id: str
-    size: int
-    current: bool
-    marker: bool
-    modified: datetime
-
-
 class DeltaConnector(Connector):
     kind = "delta"
     # one MERGE per table holds the batch in memory as its Arrow source; past a few thousand keys the min..max range
@@ -101,7 +81,7 @@ class DeltaConnector(Connector):
         self.settings: DeltaSettings = DeltaSettings.model_validate(settings)
         super().__init__(system, self.settings)
         self._endpoint = _endpoint(self.settings.connection)
-        self._s3: S3Client | None = None
+        self._s3: AwsClient | None = None
 
     def locate(self, subject: Subject) -> Inventory:
         counts: dict[str, int] = {}
@@ -133,7 +113,7 @@ class DeltaConnector(Connector):
             level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify decides
             deleted=deleted,
             deleted_keys=tuple(keys),
-            history_cut_before=cut,
+            facts={cut_fact(path): version for path, version in cut.items()},
             detail=f"deleted {deleted} rows; files holding them removed; time travel cut ({cuts or 'no table'})",
         )
 
@@ -247,7 +227,7 @@ class DeltaConnector(Connector):
         checkpoint = self._read(table.bucket, _log_key(table, checkpoint_name))
         self._refuse_hidden_rows(table, checkpoint, needle)
         live = {_object_key(table, p) for p in delta_log.action_paths(checkpoint_name, checkpoint, ("add",))}
-        objects = {v.key: v for v in self._versions(table) if v.current and not v.marker}
+        objects = {v.key: v for v in self._versions(table) if v.is_latest and not v.is_delete_marker}
         log = {key: v for key, v in objects.items() if _in_log(table, v)}
         bodies = {key: self._read(table.bucket, key, v.version_id) for key, v in log.items() if _parsed(table, key)}
         named = {_object_key(table, p) for key, body in bodies.items() for p in delta_log.data_paths(key, body)}
@@ -258,7 +238,7 @@ class DeltaConnector(Connector):
             if key not in log
             and key not in live
             and not _is_deletion_vector(key)
-            and (key in named or v.modified < cutoff)  # a file no commit names may be a writer's, not yet committed
+            and (key in named or _older(v, cutoff))  # a file no commit names may be a writer's, not yet committed
             and self._holds(table, v, needle)
         ]
         self._delete_keys(table, [v.key for v in doomed])
@@ -270,7 +250,9 @@ class DeltaConnector(Connector):
     def _refuse_hidden_rows(self, table: DeltaTableMapping, checkpoint: bytes, needle: _Needle) -> None:
         """After the merge no live row is the subject's; a live file whose deletion vector hides one still holds it."""
         marked = [_object_key(table, p) for p in delta_log.with_deletion_vectors(checkpoint)]
-        objects = {v.key: v for v in self._versions(table) if v.current and not v.marker and v.key in marked}
+        objects = {
+            v.key: v for v in self._versions(table) if v.is_latest and not v.is_delete_marker and v.key in marked
+        }
         hiding = sum(1 for v in objects.values() if self._data_file_holds(table, v, needle))
         if hiding:
             raise TerminalError(
@@ -297,11 +279,8 @@ class DeltaConnector(Connector):
             self._client().put_object(Bucket=table.bucket, Key=hint_key, Body=json.dumps(hint).encode())
 
     def _delete_keys(self, table: DeltaTableMapping, keys: list[str]) -> None:
-        """Delete current objects by key (in a versioned bucket: lay delete markers; old versions go later)."""
-        for start in range(0, len(keys), _MAX_DELETE):
-            batch = [{"Key": key} for key in keys[start : start + _MAX_DELETE]]
-            response = self._client().delete_objects(Bucket=table.bucket, Delete={"Objects": batch, "Quiet": True})
-            _raise_for_errors(table, response, "objects")
+        """Delete current objects by key: in a versioned bucket this lays delete markers (old versions go later)."""
+        aws.add_delete_markers(self._client(), table.bucket, keys)
 
     def _read(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
         extra = {"VersionId": version_id} if version_id else {}
@@ -310,57 +289,43 @@ class DeltaConnector(Connector):
 
     # --- S3 ------------------------------------------------------------------------------------------------------
 
-    def _client(self) -> S3Client:
+    def _client(self) -> AwsClient:
         if self._s3 is None:
-            # Temporal retries the activity; the client only smooths over a single dropped connection.
-            config = Config(retries={"mode": "standard", "total_max_attempts": 2})
-            self._s3 = boto3.client(
-                "s3", endpoint_url=self._endpoint, region_name=self.settings.connection.region, config=config
-            )
+            self._s3 = aws.client("s3", endpoint_url=self._endpoint, region=self.settings.connection.region)
         return self._s3
 
-    def _versions(self, table: DeltaTableMapping) -> Iterator[_Version]:
+    def _versions(self, table: DeltaTableMapping) -> Iterator[ObjectVersion]:
         """Every version and delete marker under the table prefix: current, noncurrent, referenced or orphaned.
         Versions, not just objects: in a versioned bucket a deleted file lives on as a noncurrent version."""
-        pages = (
-            self._client().get_paginator("list_object_versions").paginate(Bucket=table.bucket, Prefix=f"{table.path}/")
-        )
-        for page in pages:
-            for v in page.get("Versions", []):
-                yield _Version(v["Key"], v["VersionId"], v["Size"], v["IsLatest"], False, v["LastModified"])
-            for m in page.get("DeleteMarkers", []):
-                yield _Version(m["Key"], m["VersionId"], 0, m["IsLatest"], True, m["LastModified"])
+        return aws.list_versions(self._client(), table.bucket, f"{table.path}/")
 
-    def _holds(self, table: DeltaTableMapping, version: _Version, needle: _Needle) -> bool:
+    def _holds(self, table: DeltaTableMapping, version: ObjectVersion, needle: _Needle) -> bool:
         """Whether an object version holds a trace of the subject. Objects outside the log that are not Parquet
         (deletion vectors hold row positions only) and delete markers are judged by their path."""
         if _in_log(table, version):
-            return not version.marker and self._log_file_holds(table.bucket, version, needle)
+            return not version.is_delete_marker and self._log_file_holds(table.bucket, version, needle)
         if needle.in_path(version.key.removeprefix(f"{table.path}/"), decode=1):
             return True
-        is_parquet = not version.marker and version.key.endswith(".parquet")
+        is_parquet = not version.is_delete_marker and version.key.endswith(".parquet")
         return is_parquet and self._data_file_holds(table, version, needle)
 
     def _purge_old_versions(self, table: DeltaTableMapping, needle: _Needle) -> None:
         """In a versioned bucket, vacuum and log clean-up only lay delete markers over the files: the old versions
         keep the rows, the statistics and the predicate. Delete every old version and marker holding a trace (the
         others stay: they are the table owner's). Nothing is old in an unversioned bucket."""
-        old = [v for v in self._versions(table) if v.marker or not v.current]
+        old = [v for v in self._versions(table) if v.is_delete_marker or not v.is_latest]
         doomed = [v for v in old if self._holds(table, v, needle)]
         # versions before markers: a marker removed first would make an old version current again if its own
         # deletion then failed
-        for batch in (
-            *_chunks([v for v in doomed if not v.marker]),
-            *_chunks([v for v in doomed if v.marker]),
-        ):
-            self._delete_versions(table, batch)
+        for markers in (False, True):
+            batch = [v for v in doomed if v.is_delete_marker is markers]
+            deletion = aws.delete_versions(self._client(), table.bucket, batch)
+            codes = [r.code for r in deletion.refused if r.code not in _VANISHED_CODES]
+            if codes:
+                # a legal hold or retention is a person's decision, as is a missing permission
+                raise aws.refusal_error(f"deleting {len(codes)} old object versions under {table.path}", codes)
 
-    def _delete_versions(self, table: DeltaTableMapping, batch: list[_Version]) -> None:
-        objects = [{"Key": v.key, "VersionId": v.version_id} for v in batch]
-        response = self._client().delete_objects(Bucket=table.bucket, Delete={"Objects": objects, "Quiet": True})
-        _raise_for_errors(table, response, "old object versions")
-
-    def _log_file_holds(self, bucket: str, version: _Version, needle: _Needle) -> bool:
+    def _log_file_holds(self, bucket: str, version: ObjectVersion, needle: _Needle) -> bool:
         try:
             body = self._read(bucket, version.key, version.version_id)
         except ClientError as exc:
@@ -376,7 +341,7 @@ class DeltaConnector(Connector):
         # JSON commits, _last_checkpoint, .crc files, leftovers of failed commits: one JSON document per line
         return needle.in_lines(body)
 
-    def _data_file_holds(self, table: DeltaTableMapping, version: _Version, needle: _Needle) -> bool:
+    def _data_file_holds(self, table: DeltaTableMapping, version: ObjectVersion, needle: _Needle) -> bool:
         """Read the key column and its row-group statistics; Parquet pages are compressed, so bytes prove nothing."""
         try:
             parquet = pq.ParquetFile(_S3Range(self._client(), table.bucket, version))
@@ -532,7 +497,13 @@ class _Needle:
         return forms
 
 
-def _in_log(table: DeltaTableMapping, version: _Version) -> bool:
+def cut_fact(path: str) -> str:
+    """The receipt's fact naming the first version a table keeps: time travel before it was cut. Fact names are
+    lowercase words and dots, so the table path's slashes become dots."""
+    return "history_cut_before." + re.sub(r"[^a-z0-9_.]", "_", path.lower().replace("/", "."))[:61]
+
+
+def _in_log(table: DeltaTableMapping, version: ObjectVersion) -> bool:
     return version.key.startswith(f"{table.path}/{_LOG_DIR}")
 
 
@@ -563,7 +534,7 @@ def _is_deletion_vector(key: str) -> bool:
 
 
 def _old_log(
-    table: DeltaTableMapping, version: int, log: dict[str, _Version], bodies: dict[str, bytes], cutoff: datetime
+    table: DeltaTableMapping, version: int, log: dict[str, ObjectVersion], bodies: dict[str, bytes], cutoff: datetime
 ) -> list[str]:
     """Every log file of a version before `version`, and the sidecars no kept checkpoint names: at once those of a
     deleted checkpoint, past the safe age those no checkpoint names (a writer may be writing its checkpoint)."""
@@ -574,31 +545,20 @@ def _old_log(
         if delta_log.is_v2_checkpoint(name) and names[name] in bodies:
             named_by[name in old] |= delta_log.sidecars_named(name, bodies[names[name]])
     sidecars = {name for name in names if delta_log.is_sidecar(name)} - named_by[False]
-    stale = {name for name in sidecars if name in named_by[True] or log[names[name]].modified < cutoff}
+    stale = {name for name in sidecars if name in named_by[True] or _older(log[names[name]], cutoff)}
     return sorted(names[name] for name in old | stale)
+
+
+def _older(version: ObjectVersion, cutoff: datetime) -> bool:
+    return version.last_modified is not None and version.last_modified < cutoff
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _raise_for_errors(table: DeltaTableMapping, response: dict[str, Any], what: str) -> None:
-    """DeleteObjects answers HTTP 200 even when some keys failed; a key already gone is not a failure."""
-    errors = [e for e in response.get("Errors", []) if str(e.get("Code")) not in _VANISHED_CODES]
-    if errors:
-        codes = sorted({str(e.get("Code", "unknown")) for e in errors})
-        message = f"{len(errors)} {what} under {table.path} were not deleted: {', '.join(codes)}"
-        # a legal hold or retention is a person's decision, as is a missing permission
-        raise TransientError(message) if set(codes) & _TRANSIENT_CODES else TerminalError(message)
-
-
 def _vanished(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in _VANISHED_CODES
-
-
-def _chunks(versions: list[_Version]) -> Iterator[list[_Version]]:
-    for start in range(0, len(versions), _MAX_DELETE):
-        yield versions[start : start + _MAX_DELETE]
 
 
 def _json_or_text(text: str) -> Any:
@@ -621,7 +581,7 @@ class _S3Range(io.RawIOBase):
     """One S3 object version as a seekable file read by byte ranges, so pyarrow fetches only the Parquet footer and
     the key column's chunks instead of the whole file."""
 
-    def __init__(self, client: S3Client, bucket: str, version: _Version) -> None:
+    def __init__(self, client: AwsClient, bucket: str, version: ObjectVersion) -> None:
         super().__init__()
         self._client, self._bucket, self._version = client, bucket, version
         self._size = version.size
@@ -662,7 +622,7 @@ class _S3Range(io.RawIOBase):
 def _endpoint(connection: Connection) -> str | None:
     if connection.endpoint_url_env is None:
         return None
-    endpoint = secret_from_env(connection.endpoint_url_env)
+    endpoint = aws.endpoint_from_env(connection.endpoint_url_env) or ""
     if endpoint.startswith("http://") and not connection.allow_http:
         raise TerminalError(f"endpoint in {connection.endpoint_url_env} is plain http but allow_http is false")
     return endpoint
@@ -681,7 +641,13 @@ def _mapped_errors(location: str) -> Iterator[None]:
     """Map delta-rs, pyarrow and boto3 errors to the project's, by kind only: their texts can hold response bodies
     and SQL with key literals, so no part of them reaches a message."""
     try:
-        yield
+        with aws.mapped_errors(f"s3 request for delta table {location}"):
+            try:
+                yield
+            except ClientError as exc:
+                if _vanished(exc):  # a file removed by another request's clean-up: erase again
+                    raise TransientError(f"a file of delta table {location} is gone; erase again") from exc
+                raise
     except ErasureError:
         raise
     except TableNotFoundError as exc:
@@ -690,29 +656,10 @@ def _mapped_errors(location: str) -> Iterator[None]:
         raise TransientError(f"a concurrent commit on delta table {location} conflicted; erase again") from exc
     except DeltaProtocolError as exc:
         raise TerminalError(f"delta table {location} uses a table feature this connector cannot read") from exc
-    except ClientError as exc:
-        raise _from_client_error(location, exc) from exc
-    except BotoConnectionError as exc:
-        raise TransientError(f"s3 connection failed for delta table {location}") from exc
-    except BotoCoreError as exc:
-        raise TerminalError(f"s3 client failed for delta table {location}: {type(exc).__name__}") from exc
     except (DeltaError, OSError) as exc:
         raise _from_text(location, str(exc)) from exc
     except pa.ArrowException as exc:
         raise TerminalError(f"reading delta table {location} failed: {type(exc).__name__}") from exc
-
-
-def _from_client_error(location: str, exc: ClientError) -> ErasureError:
-    code = str(exc.response.get("Error", {}).get("Code", "unknown"))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-    what = f"s3 {exc.operation_name} on delta table {location} failed: {code} (http {status})"
-    if _vanished(exc):
-        return TransientError(f"{what}; another request's clean-up may have removed it: erase again")
-    if status in (429, 503) or _THROTTLED.search(code):
-        return Throttled(what)
-    if status >= 500:
-        return TransientError(what)
-    return TerminalError(what)
 
 
 def _from_text(location: str, text: str) -> ErasureError:
