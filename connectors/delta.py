@@ -225,9 +225,9 @@ class DeltaConnector(Connector):
         version = dt.version()
         checkpoint_name = f"{version:020d}.checkpoint.parquet"
         checkpoint = self._read(table.bucket, _log_key(table, checkpoint_name))
-        self._refuse_hidden_rows(table, checkpoint, needle)
-        live = {_object_key(table, p) for p in delta_log.action_paths(checkpoint_name, checkpoint, ("add",))}
         objects = {v.key: v for v in self._versions(table) if v.is_latest and not v.is_delete_marker}
+        self._refuse_hidden_rows(table, checkpoint, objects, needle)
+        live = {_object_key(table, p) for p in delta_log.action_paths(checkpoint_name, checkpoint, ("add",))}
         log = {key: v for key, v in objects.items() if _in_log(table, v)}
         bodies = {key: self._read(table.bucket, key, v.version_id) for key, v in log.items() if _parsed(table, key)}
         named = {_object_key(table, p) for key, body in bodies.items() for p in delta_log.data_paths(key, body)}
@@ -247,13 +247,16 @@ class DeltaConnector(Connector):
         self._delete_keys(table, _old_log(table, version, log, bodies, cutoff))
         return version
 
-    def _refuse_hidden_rows(self, table: DeltaTableMapping, checkpoint: bytes, needle: _Needle) -> None:
+    def _refuse_hidden_rows(
+        self, table: DeltaTableMapping, checkpoint: bytes, objects: dict[str, ObjectVersion], needle: _Needle
+    ) -> None:
         """After the merge no live row is the subject's; a live file whose deletion vector hides one still holds it."""
-        marked = [_object_key(table, p) for p in delta_log.with_deletion_vectors(checkpoint)]
-        objects = {
-            v.key: v for v in self._versions(table) if v.is_latest and not v.is_delete_marker and v.key in marked
-        }
-        hiding = sum(1 for v in objects.values() if self._data_file_holds(table, v, needle))
+        marked = [
+            objects[key]
+            for p in delta_log.with_deletion_vectors(checkpoint)
+            if (key := _object_key(table, p)) in objects
+        ]
+        hiding = sum(1 for v in marked if self._data_file_holds(table, v, needle))
         if hiding:
             raise TerminalError(
                 f"delta table {table.path}: {hiding} data files keep rows of the subject hidden by deletion vectors, "
