@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import boto3
@@ -44,6 +45,7 @@ class ObjectVersion:
     is_delete_marker: bool
     is_latest: bool
     size: int = 0
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,13 @@ def list_versions(s3: AwsClient, bucket: str, prefix: str) -> Iterator[ObjectVer
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Versions", []):
             if item["Key"].startswith(prefix):
-                yield ObjectVersion(item["Key"], item["VersionId"], False, item["IsLatest"], item.get("Size", 0))
+                modified = item.get("LastModified")
+                yield ObjectVersion(
+                    item["Key"], item["VersionId"], False, item["IsLatest"], item.get("Size", 0), modified
+                )
         for item in page.get("DeleteMarkers", []):
             if item["Key"].startswith(prefix):
-                yield ObjectVersion(item["Key"], item["VersionId"], True, item["IsLatest"])
+                yield ObjectVersion(item["Key"], item["VersionId"], True, item["IsLatest"], 0, item.get("LastModified"))
 
 
 def delete_versions(
@@ -90,7 +95,9 @@ def delete_versions(
             if (v.key, v.version_id) in done:
                 deleted.append(v)
             else:
-                refused.append(Refusal(v, codes.get((v.key, v.version_id), "")))
+                # moto names the key of an error but not its version
+                code = codes.get((v.key, v.version_id)) or codes.get((v.key, None), "")
+                refused.append(Refusal(v, code))
     return Deletion(tuple(deleted), tuple(refused))
 
 

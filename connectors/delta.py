@@ -1,17 +1,26 @@
 """Delta Lake tables on S3 (package `deltalake`, delta-rs): delete a subject's rows and prove nothing of them is left.
 
-A row deleted from a Delta table lives on in three places (four in a versioned bucket), so `erase` works through all:
+A row deleted from a Delta table lives on in three places (four in a versioned bucket), so `erase` works through all,
+without changing the owner's table properties and without touching files a concurrent writer has not committed yet:
 
 1. Rows: a MERGE with `WHEN MATCHED DELETE` joins the table to an Arrow table of the subject's keys. The keys travel
    as Arrow data, never as SQL text, so no value can widen the predicate (delta-rs takes predicates only as SQL
-   strings; the merge predicate here holds nothing but validated column names).
-2. Data files: the rewrite leaves the old Parquet files in place (time travel reads them); a full vacuum with zero
-   retention removes every file the current version no longer references.
-3. The transaction log: old commits carry the keys in add-action min/max statistics (and in partition values and
-   paths when the table is partitioned by the key), and the MERGE commit records its file-pruning predicate, which
-   holds key literals. Log retention is set to zero, a checkpoint written, and every commit before it deleted.
+   strings; the merge predicate here holds nothing but validated column names). On a table with deletion vectors the
+   merge rewrites each file holding a live row of the subject without the vector; rows a vector already hides stay in
+   their Parquet file, which delta-rs cannot purge: that is a refusal naming the operator's step.
+2. The transaction log: old commits carry the keys in add-action statistics (and in partition values and paths when
+   the table is partitioned by the key), and the MERGE commit records key literals in its predicate. A checkpoint is
+   written at a version after that commit (an empty append if no other commit followed), and every log file of an
+   earlier version is deleted by name, in each form the protocol knows (`connectors.delta_log`). Time travel before
+   that version ends there; the outcome says so.
+3. Data files: files the log names (tombstoned, or added by a cut-off version) that hold a trace are deleted at once;
+   files the log never named only past a safe age, since a concurrent writer may not have committed them yet. Live
+   files and deletion-vector files are never deleted. The checkpoint drops the tombstones of deleted files.
 4. Old object versions: in a versioned bucket the deletions of steps 2 and 3 only lay delete markers; the old
    versions holding a trace are deleted by version id.
+
+Concurrent erasures on one table conflict on commit or find a file gone under another's clean-up: both are transient,
+and the retried erase converges.
 
 `verify` trusts none of that: it reads the table again, then lists every object version under the table's prefix and
 reads each Parquet data file (key column and statistics) and each log file (JSON commits, checkpoints) for a trace.
@@ -26,47 +35,40 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from deltalake import DeltaTable
+from botocore.exceptions import ClientError
+from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
-from connectors.base import Connector, secret_from_env
+from connectors import aws, delta_log
+from connectors.aws import AwsClient, ObjectVersion
+from connectors.base import Connector
 from domain.errors import ErasureError, TerminalError, Throttled, TransientError
 from domain.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
 from domain.settings.delta import KIND, Connection, DeltaSettings, DeltaTableMapping
 
-S3Client = Any  # boto3 builds its clients at run time and no stubs are installed
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_LOG_DIR = "_delta_log/"
+_LOG_DIR = delta_log.LOG_DIR
 _SOURCE_KEY = "erasure_key"  # the merge source's only column
 _TRUNCATED_STAT_MIN = 32  # the shortest cut of a long string statistic (Spark's; delta-rs cuts longer)
-_ZERO_RETENTION = "interval 0 seconds"
-_MAX_DELETE = 1000  # keys per DeleteObjects request
-_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
-
-
-@dataclass(frozen=True)
-class _Version:
-    """One version of an object under a table prefix, or a delete marker."""
-
-    key: str
-    version_id: str
-    size: int
-    current: bool
-    marker: bool
+_VANISHED_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
+_LEASE_NAME = "_erasure_lease"
+_LEASE = timedelta(minutes=15)  # longer than an erase attempt may run (the activity's start-to-close, 10 minutes)
+_TAKEN_CODES = {
+    "PreconditionFailed",
+    "ConditionalRequestConflict",
+    "412",
+    "409",
+}  # removed meanwhile, by another request's clean-up
+# reader features the pyarrow dataset refuses but delta-rs's own engine reads
+_ENGINE_ONLY_FEATURES = {"deletionVectors"}
 
 
 class DeltaConnector(Connector):
@@ -79,7 +81,7 @@ class DeltaConnector(Connector):
         self.settings: DeltaSettings = DeltaSettings.model_validate(settings)
         super().__init__(system, self.settings)
         self._endpoint = _endpoint(self.settings.connection)
-        self._s3: S3Client | None = None
+        self._s3: AwsClient | None = None
 
     def locate(self, subject: Subject) -> Inventory:
         counts: dict[str, int] = {}
@@ -89,26 +91,30 @@ class DeltaConnector(Connector):
         return Inventory(counts)
 
     def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
-        """Delete, vacuum and clear the log of every mapped table. `idempotency_key` is not needed: a second run's
-        merge finds nothing and its clean-up is a no-op on the data, so repeating is safe."""
+        """Delete, then clear the data files and the log history of every mapped table. `idempotency_key` is not
+        needed: a second run's merge finds nothing and its clean-up finds nothing left, so repeating is safe."""
         deleted = 0
         keys: list[str] = []
+        cut: dict[str, int] = {}
         for table, values in self._targets(subject):
             if not values:
                 continue
-            with _mapped_errors(table.path):
+            needle = _Needle(frozenset(values), table.key_column)
+            with _mapped_errors(table.path), self._turn(table):
                 dt = self._open(table)
                 present = sorted(self._key_counts(table, values, dt))  # for the commitment to the deleted keys
                 # the merge runs whatever the count said: it alone decides which rows go, by exact equality
                 deleted += _delete_rows(dt, table.key_column, values)
-                _purge_history(dt)
-                self._purge_old_versions(table, _Needle(frozenset(values), table.key_column))
+                cut[table.path] = self._clean_up(table, needle)
+                self._purge_old_versions(table, needle)
             keys.extend(f"{table.path}:{key}" for key in present)
+        cuts = ", ".join(f"{path} before version {version}" for path, version in sorted(cut.items()))
         return Outcome(
             level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify decides
             deleted=deleted,
             deleted_keys=tuple(keys),
-            detail=f"deleted {deleted} rows; old files vacuumed and log history before the deletion removed",
+            facts={cut_fact(path): version for path, version in cut.items()},
+            detail=f"deleted {deleted} rows; files holding them removed; time travel cut ({cuts or 'no table'})",
         )
 
     def verify(self, subject: Subject) -> Verification:
@@ -175,73 +181,160 @@ class DeltaConnector(Connector):
         """
         dt = dt or self._open(table)
         _require_text_key(dt, table)
-        dataset = dt.to_pyarrow_dataset(file_pruning_predicate=[(table.key_column, "in", values)])
         wanted = pa.array(values, pa.string())
         counts: Counter[str] = Counter()
-        for batch in dataset.to_batches(columns=[table.key_column]):
+        for batch in _key_batches(dt, table.key_column, values):
             keys = batch.column(0).cast(pa.string())
             counts.update(keys.filter(pc.is_in(keys, wanted)).to_pylist())
         return dict(counts)
 
+    @contextmanager
+    def _turn(self, table: DeltaTableMapping) -> Iterator[None]:
+        """Erasures of one table take turns, under a lease taken with a conditional put.
+
+        A merge that loses a commit race leaves its rewritten files behind, never committed, and they still hold the
+        rows of the winning request's subject. Nothing tells them apart from the files of a writer that will commit
+        later, which must not be touched, so two erasures must not race. A held lease is a transient error (erase
+        again later); an expired one, of a worker that died, is taken over. A name starting with "_" at the table
+        root is ignored by Delta readers and by VACUUM.
+        """
+        key, client = f"{table.path}/{_LEASE_NAME}", self._client()
+        lease = json.dumps({"expires": (_now() + _LEASE).isoformat()}).encode()
+        try:
+            client.put_object(Bucket=table.bucket, Key=key, Body=lease, IfNoneMatch="*")
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in _TAKEN_CODES:
+                raise
+            held = json.loads(self._read(table.bucket, key))
+            if datetime.fromisoformat(held["expires"]) < _now():
+                client.delete_object(Bucket=table.bucket, Key=key)  # the next attempt takes it
+            raise TransientError(f"another erasure of delta table {table.path} is running; erase again") from None
+        try:
+            yield
+        finally:
+            client.delete_object(Bucket=table.bucket, Key=key)
+
+    def _clean_up(self, table: DeltaTableMapping, needle: _Needle) -> int:
+        """Checkpoint after the deletion, delete the files holding a trace and every log file before the checkpoint.
+        Returns the checkpoint's version: time travel to any earlier version ends here. Safe to repeat."""
+        dt = self._open(table)
+        if needle.in_lines(self._read(table.bucket, _log_key(table, f"{dt.version():020d}.json"))):
+            _commit_nothing(dt)  # the newest commit holds a trace (the merge's predicate or a removed key partition)
+            dt = self._open(table)
+        dt.create_checkpoint()
+        version = dt.version()
+        checkpoint_name = f"{version:020d}.checkpoint.parquet"
+        checkpoint = self._read(table.bucket, _log_key(table, checkpoint_name))
+        objects = {v.key: v for v in self._versions(table) if v.is_latest and not v.is_delete_marker}
+        self._refuse_hidden_rows(table, checkpoint, objects, needle)
+        live = {_object_key(table, p) for p in delta_log.action_paths(checkpoint_name, checkpoint, ("add",))}
+        log = {key: v for key, v in objects.items() if _in_log(table, v)}
+        bodies = {key: self._read(table.bucket, key, v.version_id) for key, v in log.items() if _parsed(table, key)}
+        named = {_object_key(table, p) for key, body in bodies.items() for p in delta_log.data_paths(key, body)}
+        cutoff = _now() - timedelta(hours=self.settings.orphan_min_age_hours)
+        doomed = [
+            v
+            for key, v in objects.items()
+            if key not in log
+            and key not in live
+            and not _is_deletion_vector(key)
+            and (key in named or _older(v, cutoff))  # a file no commit names may be a writer's, not yet committed
+            and self._holds(table, v, needle)
+        ]
+        self._delete_keys(table, [v.key for v in doomed])
+        remaining = set(objects) - {v.key for v in doomed}
+        self._drop_tombstones(table, version, checkpoint, remaining)
+        self._delete_keys(table, _old_log(table, version, log, bodies, cutoff))
+        return version
+
+    def _refuse_hidden_rows(
+        self, table: DeltaTableMapping, checkpoint: bytes, objects: dict[str, ObjectVersion], needle: _Needle
+    ) -> None:
+        """After the merge no live row is the subject's; a live file whose deletion vector hides one still holds it."""
+        marked = [
+            objects[key]
+            for p in delta_log.with_deletion_vectors(checkpoint)
+            if (key := _object_key(table, p)) in objects
+        ]
+        hiding = sum(1 for v in marked if self._data_file_holds(table, v, needle))
+        if hiding:
+            raise TerminalError(
+                f"delta table {table.path}: {hiding} data files keep rows of the subject hidden by deletion vectors, "
+                f"which delta-rs cannot purge; run REORG TABLE delta.`{table.uri}` APPLY (PURGE) in Spark or "
+                "Databricks, then erase again"
+            )
+
+    def _drop_tombstones(self, table: DeltaTableMapping, version: int, checkpoint: bytes, remaining: set[str]) -> None:
+        """Rewrite the checkpoint without the tombstones of files that are gone, and `_last_checkpoint` to match."""
+        name = f"{version:020d}.checkpoint.parquet"
+        removed = set(delta_log.action_paths(name, checkpoint, ("remove",)))
+        rewritten = delta_log.without_tombstones(
+            checkpoint, {p for p in removed if _object_key(table, p) not in remaining}
+        )
+        if rewritten is None:
+            return
+        body, actions = rewritten
+        self._client().put_object(Bucket=table.bucket, Key=_log_key(table, name), Body=body)
+        hint_key = _log_key(table, "_last_checkpoint")
+        hint = json.loads(self._read(table.bucket, hint_key))
+        if hint.get("version") == version:
+            hint.update({"size": actions, "sizeInBytes": len(body)})
+            self._client().put_object(Bucket=table.bucket, Key=hint_key, Body=json.dumps(hint).encode())
+
+    def _delete_keys(self, table: DeltaTableMapping, keys: list[str]) -> None:
+        """Delete current objects by key: in a versioned bucket this lays delete markers (old versions go later)."""
+        aws.add_delete_markers(self._client(), table.bucket, keys)
+
+    def _read(self, bucket: str, key: str, version_id: str | None = None) -> bytes:
+        extra = {"VersionId": version_id} if version_id else {}
+        body: bytes = self._client().get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+        return body
+
     # --- S3 ------------------------------------------------------------------------------------------------------
 
-    def _client(self) -> S3Client:
+    def _client(self) -> AwsClient:
         if self._s3 is None:
-            # Temporal retries the activity; the client only smooths over a single dropped connection.
-            config = Config(retries={"mode": "standard", "total_max_attempts": 2})
-            self._s3 = boto3.client(
-                "s3", endpoint_url=self._endpoint, region_name=self.settings.connection.region, config=config
-            )
+            self._s3 = aws.client("s3", endpoint_url=self._endpoint, region=self.settings.connection.region)
         return self._s3
 
-    def _versions(self, table: DeltaTableMapping) -> Iterator[_Version]:
+    def _versions(self, table: DeltaTableMapping) -> Iterator[ObjectVersion]:
         """Every version and delete marker under the table prefix: current, noncurrent, referenced or orphaned.
         Versions, not just objects: in a versioned bucket a deleted file lives on as a noncurrent version."""
-        pages = (
-            self._client().get_paginator("list_object_versions").paginate(Bucket=table.bucket, Prefix=f"{table.path}/")
-        )
-        for page in pages:
-            for v in page.get("Versions", []):
-                yield _Version(v["Key"], v["VersionId"], v["Size"], v["IsLatest"], marker=False)
-            for m in page.get("DeleteMarkers", []):
-                yield _Version(m["Key"], m["VersionId"], 0, m["IsLatest"], marker=True)
+        return aws.list_versions(self._client(), table.bucket, f"{table.path}/")
 
-    def _holds(self, table: DeltaTableMapping, version: _Version, needle: _Needle) -> bool:
+    def _holds(self, table: DeltaTableMapping, version: ObjectVersion, needle: _Needle) -> bool:
         """Whether an object version holds a trace of the subject. Objects outside the log that are not Parquet
         (deletion vectors hold row positions only) and delete markers are judged by their path."""
         if _in_log(table, version):
-            return not version.marker and self._log_file_holds(table.bucket, version, needle)
+            return not version.is_delete_marker and self._log_file_holds(table.bucket, version, needle)
         if needle.in_path(version.key.removeprefix(f"{table.path}/"), decode=1):
             return True
-        is_parquet = not version.marker and version.key.endswith(".parquet")
+        is_parquet = not version.is_delete_marker and version.key.endswith(".parquet")
         return is_parquet and self._data_file_holds(table, version, needle)
 
     def _purge_old_versions(self, table: DeltaTableMapping, needle: _Needle) -> None:
         """In a versioned bucket, vacuum and log clean-up only lay delete markers over the files: the old versions
         keep the rows, the statistics and the predicate. Delete every old version and marker holding a trace (the
         others stay: they are the table owner's). Nothing is old in an unversioned bucket."""
-        old = [v for v in self._versions(table) if v.marker or not v.current]
+        old = [v for v in self._versions(table) if v.is_delete_marker or not v.is_latest]
         doomed = [v for v in old if self._holds(table, v, needle)]
         # versions before markers: a marker removed first would make an old version current again if its own
         # deletion then failed
-        for batch in (
-            *_chunks([v for v in doomed if not v.marker]),
-            *_chunks([v for v in doomed if v.marker]),
-        ):
-            self._delete_versions(table, batch)
+        for markers in (False, True):
+            batch = [v for v in doomed if v.is_delete_marker is markers]
+            deletion = aws.delete_versions(self._client(), table.bucket, batch)
+            codes = [r.code for r in deletion.refused if r.code not in _VANISHED_CODES]
+            if codes:
+                # a legal hold or retention is a person's decision, as is a missing permission
+                raise aws.refusal_error(f"deleting {len(codes)} old object versions under {table.path}", codes)
 
-    def _delete_versions(self, table: DeltaTableMapping, batch: list[_Version]) -> None:
-        objects = [{"Key": v.key, "VersionId": v.version_id} for v in batch]
-        response = self._client().delete_objects(Bucket=table.bucket, Delete={"Objects": objects, "Quiet": True})
-        errors = response.get("Errors", [])  # HTTP 200 even when some keys failed
-        if errors:
-            codes = sorted({str(e.get("Code", "unknown")) for e in errors})
-            what = f"{len(errors)} old object versions under {table.path} were not deleted: {', '.join(codes)}"
-            # a legal hold or retention is a person's decision, as is a missing permission
-            raise TransientError(what) if set(codes) & _TRANSIENT_CODES else TerminalError(what)
-
-    def _log_file_holds(self, bucket: str, version: _Version, needle: _Needle) -> bool:
-        body = self._client().get_object(Bucket=bucket, Key=version.key, VersionId=version.version_id)["Body"].read()
+    def _log_file_holds(self, bucket: str, version: ObjectVersion, needle: _Needle) -> bool:
+        try:
+            body = self._read(bucket, version.key, version.version_id)
+        except ClientError as exc:
+            if _vanished(exc):
+                return False  # deleted meanwhile (another request's clean-up): it holds nothing any more
+            raise
         if version.key.endswith(".parquet"):  # a checkpoint (classic, multi-part or a v2 sidecar)
             try:
                 rows: list[Any] = pq.read_table(io.BytesIO(body)).to_pylist()
@@ -249,9 +342,9 @@ class DeltaConnector(Connector):
                 return True  # unreadable: absence cannot be shown, so it counts as a trace
             return needle.in_node(rows)
         # JSON commits, _last_checkpoint, .crc files, leftovers of failed commits: one JSON document per line
-        return any(needle.in_node(_json_or_text(line)) for line in body.decode("utf-8", "replace").splitlines())
+        return needle.in_lines(body)
 
-    def _data_file_holds(self, table: DeltaTableMapping, version: _Version, needle: _Needle) -> bool:
+    def _data_file_holds(self, table: DeltaTableMapping, version: ObjectVersion, needle: _Needle) -> bool:
         """Read the key column and its row-group statistics; Parquet pages are compressed, so bytes prove nothing."""
         try:
             parquet = pq.ParquetFile(_S3Range(self._client(), table.bucket, version))
@@ -259,6 +352,10 @@ class DeltaConnector(Connector):
                 return False  # a partition column (checked in the path) or a file older than the column
             index = parquet.schema_arrow.get_field_index(table.key_column)
             column = parquet.read(columns=[table.key_column]).column(table.key_column).cast(pa.string())
+        except ClientError as exc:  # raised through pyarrow by the range reader
+            if _vanished(exc):
+                return False  # deleted meanwhile (another request's clean-up): it holds nothing any more
+            raise
         except (pa.ArrowException, OSError):
             return True  # unreadable: fail closed
         found = pc.any(pc.is_in(column, pa.array(sorted(needle.values), pa.string()))).as_py()
@@ -273,7 +370,7 @@ def _delete_rows(dt: DeltaTable, key_column: str, keys: list[str]) -> int:
 
     `streamed_exec=False` lets delta-rs derive a file-pruning predicate from the source (so only files whose
     statistics may hold a key are rewritten). It records that predicate, key literals included, in the commit;
-    `_purge_history` removes that commit with the rest of the old log.
+    the clean-up removes that commit with the rest of the old log.
     """
     source = pa.table({_SOURCE_KEY: pa.array(keys, pa.string())})
     metrics = (
@@ -290,27 +387,22 @@ def _delete_rows(dt: DeltaTable, key_column: str, keys: list[str]) -> int:
     return int(metrics["num_target_rows_deleted"])
 
 
-def _purge_history(dt: DeltaTable) -> None:
-    """Remove every copy of the deleted rows that the table's history still holds. Safe to repeat."""
-    # (1) The merge rewrote files without the rows, but the old files remain for time travel. A full vacuum with no
-    #     retention deletes every file the current version does not reference: the old files, their change-data
-    #     files, and orphans of writers that failed to commit (which may hold the rows too).
-    dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
-    # (2) cleanup_metadata deletes only commits older than delta.logRetentionDuration (30 days by default), and a
-    #     checkpoint keeps remove tombstones younger than delta.deletedFileRetentionDuration (a week); tombstones of a
-    #     table partitioned by the key carry it in partition values and paths. Both go to zero, once per table.
-    zero = {"delta.logRetentionDuration": _ZERO_RETENTION, "delta.deletedFileRetentionDuration": _ZERO_RETENTION}
-    configuration = dt.metadata().configuration
-    if any(configuration.get(name) != value for name, value in zero.items()):
-        dt.alter.set_table_properties(zero)
-    # (3) cleanup_metadata never deletes past the last checkpoint, since the table could not be rebuilt without it.
-    #     A checkpoint at the current version holds only live files (their statistics cover remaining rows) and no
-    #     expired tombstones. It is written here, not by waiting for delta.checkpointInterval, so that interval
-    #     needs no change.
-    dt.create_checkpoint()
-    # (4) Delete every commit and checkpoint before that checkpoint: the old add actions with the keys in their
-    #     statistics and the merge commit with its predicate. Time travel to any earlier version ends here.
-    dt.cleanup_metadata()
+def _commit_nothing(dt: DeltaTable) -> None:
+    """An empty append: a new version that changes no data and no property, so that a checkpoint can stand after the
+    merge commit (the protocol keeps the commit at the checkpoint's version)."""
+    partitions = list(dt.metadata().partition_columns)
+    dt.create_write_transaction([], mode="append", schema=dt.schema(), partition_by=partitions or None)
+
+
+def _key_batches(dt: DeltaTable, key_column: str, values: list[str]) -> Iterator[pa.RecordBatch]:
+    """The key column of the current version. The pyarrow dataset prunes files by statistics (tuple filters, whose
+    values are data) but refuses deletion vectors; delta-rs's own engine applies them, reading every file."""
+    if _ENGINE_ONLY_FEATURES & set(dt.protocol().reader_features or ()):
+        query = QueryBuilder().register("t", dt).execute(f'SELECT "{key_column}" FROM t')  # a validated name only
+        yield from pa.RecordBatchReader.from_stream(query)
+        return
+    dataset = dt.to_pyarrow_dataset(file_pruning_predicate=[(key_column, "in", values)])
+    yield from dataset.to_batches(columns=[key_column])
 
 
 # --- values and traces ---------------------------------------------------------------------------------------------
@@ -360,6 +452,10 @@ class _Needle:
             return any(self.in_node(item) for item in node)
         return isinstance(node, str) and self._in_text(node)
 
+    def in_lines(self, body: bytes) -> bool:
+        """In a log file of JSON documents, one per line."""
+        return any(self.in_node(_json_or_text(line)) for line in body.decode("utf-8", "replace").splitlines())
+
     def in_value(self, text: str) -> bool:
         """Equal to a value, or a statistic cut from one: writers cut long strings to a prefix (a maximum with its
         last character bumped up). Spark cuts at 32 characters; nothing shorter is cut."""
@@ -404,13 +500,68 @@ class _Needle:
         return forms
 
 
-def _in_log(table: DeltaTableMapping, version: _Version) -> bool:
+def cut_fact(path: str) -> str:
+    """The receipt's fact naming the first version a table keeps: time travel before it was cut. Fact names are
+    lowercase words and dots, so the table path's slashes become dots."""
+    return "history_cut_before." + re.sub(r"[^a-z0-9_.]", "_", path.lower().replace("/", "."))[:61]
+
+
+def _in_log(table: DeltaTableMapping, version: ObjectVersion) -> bool:
     return version.key.startswith(f"{table.path}/{_LOG_DIR}")
 
 
-def _chunks(versions: list[_Version]) -> Iterator[list[_Version]]:
-    for start in range(0, len(versions), _MAX_DELETE):
-        yield versions[start : start + _MAX_DELETE]
+def _log_key(table: DeltaTableMapping, name: str) -> str:
+    return f"{table.path}/{_LOG_DIR}{name}"
+
+
+def _log_name(table: DeltaTableMapping, key: str) -> str:
+    return key.removeprefix(f"{table.path}/{_LOG_DIR}")
+
+
+def _parsed(table: DeltaTableMapping, key: str) -> bool:
+    """Log files that name data files or sidecars: versioned files of every form, and sidecars."""
+    name = _log_name(table, key)
+    return delta_log.version_of(name) is not None or delta_log.is_sidecar(name)
+
+
+def _object_key(table: DeltaTableMapping, path: str) -> str:
+    """The object key of a path as the log writes it: relative to the table and percent-encoded, or an absolute URI."""
+    absolute = f"s3://{table.bucket}/"
+    return unquote(path.removeprefix(absolute)) if path.startswith(absolute) else f"{table.path}/{unquote(path)}"
+
+
+def _is_deletion_vector(key: str) -> bool:
+    """A deletion vector file holds row positions only; a live file may still need it, so it is never deleted."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith("deletion_vector_") and name.endswith(".bin")
+
+
+def _old_log(
+    table: DeltaTableMapping, version: int, log: dict[str, ObjectVersion], bodies: dict[str, bytes], cutoff: datetime
+) -> list[str]:
+    """Every log file of a version before `version`, and the sidecars no kept checkpoint names: at once those of a
+    deleted checkpoint, past the safe age those no checkpoint names (a writer may be writing its checkpoint)."""
+    names = {_log_name(table, key): key for key in log}
+    old = {name for name in names if (v := delta_log.version_of(name)) is not None and v < version}
+    named_by: dict[bool, set[str]] = {True: set(), False: set()}  # by whether the naming checkpoint is deleted
+    for name in names:
+        if delta_log.is_v2_checkpoint(name) and names[name] in bodies:
+            named_by[name in old] |= delta_log.sidecars_named(name, bodies[names[name]])
+    sidecars = {name for name in names if delta_log.is_sidecar(name)} - named_by[False]
+    stale = {name for name in sidecars if name in named_by[True] or _older(log[names[name]], cutoff)}
+    return sorted(names[name] for name in old | stale)
+
+
+def _older(version: ObjectVersion, cutoff: datetime) -> bool:
+    return version.last_modified is not None and version.last_modified < cutoff
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _vanished(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in _VANISHED_CODES
 
 
 def _json_or_text(text: str) -> Any:
@@ -433,7 +584,7 @@ class _S3Range(io.RawIOBase):
     """One S3 object version as a seekable file read by byte ranges, so pyarrow fetches only the Parquet footer and
     the key column's chunks instead of the whole file."""
 
-    def __init__(self, client: S3Client, bucket: str, version: _Version) -> None:
+    def __init__(self, client: AwsClient, bucket: str, version: ObjectVersion) -> None:
         super().__init__()
         self._client, self._bucket, self._version = client, bucket, version
         self._size = version.size
@@ -474,7 +625,7 @@ class _S3Range(io.RawIOBase):
 def _endpoint(connection: Connection) -> str | None:
     if connection.endpoint_url_env is None:
         return None
-    endpoint = secret_from_env(connection.endpoint_url_env)
+    endpoint = aws.endpoint_from_env(connection.endpoint_url_env) or ""
     if endpoint.startswith("http://") and not connection.allow_http:
         raise TerminalError(f"endpoint in {connection.endpoint_url_env} is plain http but allow_http is false")
     return endpoint
@@ -484,7 +635,8 @@ def _endpoint(connection: Connection) -> str | None:
 _THROTTLED = re.compile(r"\b(429|503) [a-z]|slowdown|throttl|too many requests|requestlimitexceeded", re.I)
 _UNAVAILABLE = re.compile(r"\b5\d\d [a-z]|error sending request|connection|timed out|timeout|broken pipe", re.I)
 _DENIED = re.compile(r"\b403 [a-z]|accessdenied|invalidaccesskeyid|signaturedoesnotmatch|expiredtoken", re.I)
-_MISSING = re.compile(r"\b404 [a-z]|nosuchbucket|nosuchkey", re.I)
+_NO_BUCKET = re.compile(r"nosuchbucket", re.I)
+_MISSING = re.compile(r"\b404 [a-z]|nosuchkey|not found", re.I)
 
 
 @contextmanager
@@ -492,7 +644,13 @@ def _mapped_errors(location: str) -> Iterator[None]:
     """Map delta-rs, pyarrow and boto3 errors to the project's, by kind only: their texts can hold response bodies
     and SQL with key literals, so no part of them reaches a message."""
     try:
-        yield
+        with aws.mapped_errors(f"s3 request for delta table {location}"):
+            try:
+                yield
+            except ClientError as exc:
+                if _vanished(exc):  # a file removed by another request's clean-up: erase again
+                    raise TransientError(f"a file of delta table {location} is gone; erase again") from exc
+                raise
     except ErasureError:
         raise
     except TableNotFoundError as exc:
@@ -501,27 +659,10 @@ def _mapped_errors(location: str) -> Iterator[None]:
         raise TransientError(f"a concurrent commit on delta table {location} conflicted; erase again") from exc
     except DeltaProtocolError as exc:
         raise TerminalError(f"delta table {location} uses a table feature this connector cannot read") from exc
-    except ClientError as exc:
-        raise _from_client_error(location, exc) from exc
-    except BotoConnectionError as exc:
-        raise TransientError(f"s3 connection failed for delta table {location}") from exc
-    except BotoCoreError as exc:
-        raise TerminalError(f"s3 client failed for delta table {location}: {type(exc).__name__}") from exc
     except (DeltaError, OSError) as exc:
         raise _from_text(location, str(exc)) from exc
     except pa.ArrowException as exc:
         raise TerminalError(f"reading delta table {location} failed: {type(exc).__name__}") from exc
-
-
-def _from_client_error(location: str, exc: ClientError) -> ErasureError:
-    code = str(exc.response.get("Error", {}).get("Code", "unknown"))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-    what = f"s3 {exc.operation_name} on delta table {location} failed: {code} (http {status})"
-    if status in (429, 503) or _THROTTLED.search(code):
-        return Throttled(what)
-    if status >= 500:
-        return TransientError(what)
-    return TerminalError(what)
 
 
 def _from_text(location: str, text: str) -> ErasureError:
@@ -532,8 +673,11 @@ def _from_text(location: str, text: str) -> ErasureError:
         return TransientError(f"s3 unavailable or unreachable for delta table {location}")
     if _DENIED.search(text):
         return TerminalError(f"s3 access denied for delta table {location}")
+    if _NO_BUCKET.search(text):
+        return TerminalError(f"the bucket of delta table {location} was not found")
     if _MISSING.search(text):
-        return TerminalError(f"delta table {location} or its bucket not found")
+        # the table exists (else TableNotFoundError): a file went under another request's clean-up
+        return TransientError(f"a file of delta table {location} was not found; another clean-up may have removed it")
     if "scheme is not allowed" in text:
         return TerminalError(f"plain http to the endpoint of delta table {location} needs allow_http")
     return TerminalError(f"delta operation failed on table {location}")

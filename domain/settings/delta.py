@@ -69,6 +69,9 @@ class DeltaMapping(StrictModel):
 class DeltaSettings(StrictModel):
     connection: Connection = Connection()
     mapping: DeltaMapping
+    # A file no commit names may belong to a writer that has not committed yet: erase deletes such a file only when
+    # it is older than this (Delta's own default retention is 7 days). Never zero.
+    orphan_min_age_hours: int = Field(default=168, ge=1)
 
 
 KIND = KindSpec(

@@ -1,15 +1,20 @@
 """The delta connector against real Delta tables on moto's S3 over HTTP.
 
 Rows, old data files, old commits and old checkpoints all lose the child's keys; look-alike neighbours survive with
-exact counts; hostile values are matched as data; verify sees what a plain DELETE leaves behind.
+exact counts; hostile values are matched as data; verify sees what a plain DELETE leaves behind. The owner's table
+properties stay as they were, a concurrent writer's uncommitted file survives, Spark's log files and deletion-vector
+tables are handled as the protocol lays them out, and concurrent erasures on one table both finish.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -23,10 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connectors.delta import DeltaConnector, DeltaSettings, _delete_rows, _mapped_errors
+import connectors.delta
+from connectors import delta_log
+from connectors.delta import DeltaConnector, DeltaSettings, _delete_rows, _mapped_errors, cut_fact
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
-from domain.model import EvidenceLevel, Subject
+from domain.model import EvidenceLevel, Outcome, Subject
 from stores.catalogue import SystemSpec
 from tests.connectors.delta_estate import (
     CHILD_EMAIL,
@@ -37,15 +44,24 @@ from tests.connectors.delta_estate import (
     HOSTILE_ROWS,
     SIGNUP_ROWS,
     SUBJECT,
+    add_spark_log,
     byte_traces,
     key_counts,
     objects,
     parsed_traces,
     storage_options,
+    write_dv_table,
     write_table,
 )
 
 CHILD_VALUES = (*CHILD_IDS, CHILD_EMAIL)
+
+TABLES = ("events", "by_user", "signups")
+OWNER_PROPERTIES = {
+    "delta.logRetentionDuration": "interval 60 days",
+    "delta.deletedFileRetentionDuration": "interval 14 days",
+    "delta.enableChangeDataFeed": "true",
+}
 
 CATALOGUE_ENTRY = """
 name: lakehouse
@@ -107,6 +123,40 @@ def make_connector(lake: Lake) -> Iterator[MakeConnector]:
 
 def without(rows: Mapping[str, int], *keys: str) -> dict[str, int]:
     return {key: count for key, count in rows.items() if key not in keys}
+
+
+def parquet_of(rows: dict[str, list[Any]]) -> bytes:
+    out = pa.BufferOutputStream()
+    pq.write_table(pa.table(rows), out, compression="NONE")
+    return bytes(out.getvalue().to_pybytes())
+
+
+def table_state(lake: Lake, path: str) -> tuple[dict[str, str], Any]:
+    """The owner's table properties and protocol."""
+    table = DeltaTable(lake.uri(path), storage_options=lake.options)
+    return dict(table.metadata().configuration), table.protocol()
+
+
+def log_names(lake: Lake, path: str) -> set[str]:
+    prefix = f"{path}/_delta_log/"
+    return {name.partition("#")[0].removeprefix(prefix) for name in lake.files(path) if name.startswith(prefix)}
+
+
+def cut_version(outcome: Outcome, path: str) -> int:
+    """The first version the table keeps, as the receipt's typed fact says."""
+    version = outcome.facts[cut_fact(path)]
+    assert isinstance(version, int)
+    return version
+
+
+def erase_retrying(connector: DeltaConnector, subject: Subject, attempts: int = 40) -> Outcome:
+    """Erase as the activity's retry policy would: again after each transient error, a bounded number of times."""
+    for _ in range(attempts - 1):
+        try:
+            return connector.erase(subject, "k")
+        except TransientError:
+            time.sleep(0.5)
+    return connector.erase(subject, "k")
 
 
 # --- settings ------------------------------------------------------------------------------------------------------
@@ -179,16 +229,17 @@ def test_locate_counts_exactly_the_childs_rows(lake: Lake, make_connector: MakeC
 def test_erase_leaves_no_trace_of_the_child_and_keeps_every_neighbour(
     lake: Lake, make_connector: MakeConnector
 ) -> None:
-    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options)
+    # the owner's properties, change data feed included: the merge writes the deleted rows into change-data files
+    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options, configuration=OWNER_PROPERTIES)
     write_table(lake.uri("lake/by_user"), EVENT_ROWS, lake.options, partition_by=["user_id"])
     write_table(lake.uri("lake/signups"), SIGNUP_ROWS, lake.options, key_column="email", commits=2)
-    # a writer that failed to commit left a file with the child's rows: no version references it
-    orphan = pa.BufferOutputStream()
-    pq.write_table(pa.table({"user_id": ["1", "u_1"], "seq": [0, 1]}), orphan, compression="NONE")
-    orphan_key = "lake/events/part-00009-orphan.parquet"
-    lake.s3.put_object(Bucket=lake.bucket, Key=orphan_key, Body=orphan.getvalue().to_pybytes())
-    paths = ("lake/events", "lake/by_user", "lake/signups")
+    # a concurrent writer has written its file but not committed yet: no version names it, and it must survive
+    in_flight_key = "lake/events/part-00009-in-flight.parquet"
+    in_flight = parquet_of({"user_id": ["10", "11"], "seq": [0, 1]})
+    lake.s3.put_object(Bucket=lake.bucket, Key=in_flight_key, Body=in_flight)
+    paths = tuple(f"lake/{table}" for table in TABLES)
     before = {path: lake.files(path) for path in paths}
+    states = {path: table_state(lake, path) for path in paths}
     # the inspection itself sees the child everywhere before erasure (else its silence afterwards means nothing)
     for path in paths:
         for traces in (parsed_traces(before[path], CHILD_VALUES), byte_traces(before[path], CHILD_VALUES)):
@@ -212,11 +263,16 @@ def test_erase_leaves_no_trace_of_the_child_and_keeps_every_neighbour(
     assert key_counts(lake.uri("lake/events"), lake.options) == without(EVENT_ROWS, *CHILD_IDS)
     assert key_counts(lake.uri("lake/by_user"), lake.options) == without(EVENT_ROWS, *CHILD_IDS)
     assert key_counts(lake.uri("lake/signups"), lake.options, "email") == without(SIGNUP_ROWS, CHILD_EMAIL)
+    assert set(outcome.facts) == {cut_fact(path) for path in paths} == {f"history_cut_before.lake.{t}" for t in TABLES}
     for path in paths:
         after = lake.files(path)
         assert byte_traces(after, CHILD_VALUES) == []
         assert parsed_traces(after, CHILD_VALUES) == []
-        assert not [name for name in after if name.partition("#")[0] in before[path] and "_delta_log/" in name]
+        old_log = {name.partition("#")[0] for name in before[path] if "_delta_log/" in name}
+        assert {name.partition("#")[0] for name in after} & old_log <= {f"{path}/_delta_log/_last_checkpoint"}
+        assert log_names(lake, path) >= {f"{cut_version(outcome, path):020d}.checkpoint.parquet"}
+        assert table_state(lake, path) == states[path]  # no property and no protocol changed
+    assert lake.s3.get_object(Bucket=lake.bucket, Key=in_flight_key)["Body"].read() == in_flight
 
     verification = connector.verify(SUBJECT)
     assert verification.level is EvidenceLevel.VERIFIED_ABSENT
@@ -235,8 +291,12 @@ def test_second_erase_is_harmless(lake: Lake, make_connector: MakeConnector) -> 
 
     assert (again.deleted, again.deleted_keys, again.level) == (0, (), EvidenceLevel.VERIFIED_ABSENT)
     assert key_counts(lake.uri("lake/events"), lake.options) == without(EVENT_ROWS, *CHILD_IDS)
-    log = [name for name in lake.files("lake/events") if "_delta_log/" in name]
-    assert len(log) == 3  # the newest commit, its checkpoint and _last_checkpoint
+    version = cut_version(again, "lake/events")
+    assert log_names(lake, "lake/events") == {
+        f"{version:020d}.json",
+        f"{version:020d}.checkpoint.parquet",
+        "_last_checkpoint",
+    }
     assert connector.verify(SUBJECT).level is EvidenceLevel.VERIFIED_ABSENT
 
 
@@ -342,8 +402,152 @@ def test_an_old_version_under_legal_hold_is_a_terminal_error(
     with DeltaConnector("lakehouse", settings) as connector, pytest.raises(TerminalError) as raised:
         connector.erase(SUBJECT, "k")
 
-    assert "1 old object versions under lake/events were not deleted: AccessDenied" in str(raised.value)
+    assert "deleting 1 old object versions under lake/events refused (AccessDenied)" in str(raised.value)
     assert key_counts(uri, options) == without(EVENT_ROWS, *CHILD_IDS)  # the rows themselves are gone
+
+
+# --- Spark's log, orphans, deletion vectors, concurrency ------------------------------------------------------------
+
+
+def test_spark_style_log_files_are_removed(lake: Lake, make_connector: MakeConnector) -> None:
+    """Spark writes version checksums whose `allFiles[].stats` hold the key, multi-part and UUID-named checkpoints
+    with sidecars, log compactions and staged commits: every one before the new checkpoint goes, so the table no
+    longer ends `failed` for what delta-rs's own clean-up leaves."""
+    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options)
+    spark = add_spark_log(lake.s3, lake.bucket, "lake/events")
+    before = lake.files("lake/events")
+    for kind in ("crc", "multi_part", "compacted", "sidecar", "staged"):
+        assert any(name.startswith(spark[kind] + "#") for name in parsed_traces(before, CHILD_IDS)), kind
+    connector = make_connector(("lake/events", "user_id", "user_id"))
+
+    outcome = connector.erase(SUBJECT, "k")
+
+    verification = connector.verify(SUBJECT)
+    assert verification.level is EvidenceLevel.VERIFIED_ABSENT, verification.remaining
+    after = lake.files("lake/events")
+    assert parsed_traces(after, CHILD_IDS) == [] and byte_traces(after, CHILD_IDS) == []
+    remaining = {name.partition("#")[0] for name in after}
+    assert not remaining & set(spark.values())
+    version = cut_version(outcome, "lake/events")
+    assert all((delta_log.version_of(name) or version) >= version for name in log_names(lake, "lake/events"))
+    assert key_counts(lake.uri("lake/events"), lake.options) == without(EVENT_ROWS, *CHILD_IDS)
+
+
+def test_log_file_names_follow_the_protocol() -> None:
+    uuid_ = "3a0d65cd-4056-49b8-937b-95f9e3ee90e5"
+    assert delta_log.version_of("00000000000000000007.json") == 7
+    assert delta_log.version_of("00000000000000000007.crc") == 7
+    assert delta_log.version_of("00000000000000000007.checkpoint.parquet") == 7
+    assert delta_log.version_of("00000000000000000007.checkpoint.0000000001.0000000003.parquet") == 7
+    assert delta_log.version_of(f"00000000000000000007.checkpoint.{uuid_}.json") == 7
+    assert delta_log.version_of(f"00000000000000000007.checkpoint.{uuid_}.parquet") == 7
+    assert delta_log.version_of("00000000000000000004.00000000000000000009.compacted.json") == 4
+    assert delta_log.version_of(f"_staged_commits/00000000000000000007.{uuid_}.json") == 7
+    for unversioned in ("_last_checkpoint", f"_sidecars/{uuid_}.parquet", "7.json", "00000000000000000007.json.tmp"):
+        assert delta_log.version_of(unversioned) is None
+    assert delta_log.is_sidecar(f"_sidecars/{uuid_}.parquet") and not delta_log.is_sidecar("_sidecars/a/b.parquet")
+
+
+def test_an_unnamed_file_with_the_childs_rows_goes_only_past_the_safe_age(
+    lake: Lake, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file no commit names may be a writer's that has not committed yet: young, it stays (and verify says so);
+    past `orphan_min_age_hours` it is an orphan and goes if it holds the child. Unnamed files without a trace stay
+    whatever their age: they are the owner's."""
+    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options)
+    orphan_key, neighbour_key = "lake/events/part-00009-orphan.parquet", "lake/events/part-00010-other.parquet"
+    lake.s3.put_object(Bucket=lake.bucket, Key=orphan_key, Body=parquet_of({"user_id": ["1", "u_1"], "seq": [0, 1]}))
+    lake.s3.put_object(Bucket=lake.bucket, Key=neighbour_key, Body=parquet_of({"user_id": ["10"], "seq": [0]}))
+    connector = make_connector(("lake/events", "user_id", "user_id"))
+
+    connector.erase(SUBJECT, "k")
+    young = connector.verify(SUBJECT)
+    later = connectors.delta._now() + timedelta(hours=connector.settings.orphan_min_age_hours + 1)
+    monkeypatch.setattr(connectors.delta, "_now", lambda: later)
+    connector.erase(SUBJECT, "k")
+    old = connector.verify(SUBJECT)
+
+    assert young.level is EvidenceLevel.FAILED and young.remaining["lake/events:data_files"] == 1
+    assert old.level is EvidenceLevel.VERIFIED_ABSENT, old.remaining
+    remaining = {name.partition("#")[0] for name in lake.files("lake/events")}
+    assert orphan_key not in remaining and neighbour_key in remaining
+
+
+@pytest.mark.parametrize("age", [0, -1])
+def test_the_safe_age_is_never_zero(age: int) -> None:
+    table = {"uri": "s3://lake/events", "key_column": "user_id", "identifier": "user_id"}
+    with pytest.raises(ValidationError):
+        DeltaSettings.model_validate({"mapping": {"tables": [table]}, "orphan_min_age_hours": age})
+
+
+def test_deletion_vector_table_is_erased_by_rewriting_and_keeps_live_vectors(
+    lake: Lake, make_connector: MakeConnector
+) -> None:
+    """The child's live rows sit in a file whose vector hides a neighbour's deleted row; another file's vector is
+    still needed by its live rows. The first file is rewritten without the child and without the hidden row; the
+    other file and its vector stay, so no vacuum-like step deleted a referenced vector."""
+    vectors = write_dv_table(
+        lake.s3,
+        lake.bucket,
+        "lake/dv",
+        [(["1", "10", "u_1", "100"], [1]), (["11", "12", "1 "], [1])],
+    )
+    connector = make_connector(("lake/dv", "user_id", "user_id"))
+    assert connector.locate(SUBJECT).counts == {"lake/dv": 2}
+
+    outcome = connector.erase(SUBJECT, "k")
+
+    assert outcome.deleted == 2
+    assert key_counts(lake.uri("lake/dv"), lake.options) == {"100": 1, "11": 1, "1 ": 1}
+    verification = connector.verify(SUBJECT)
+    assert verification.level is EvidenceLevel.VERIFIED_ABSENT, verification.remaining
+    remaining = {name.partition("#")[0] for name in lake.files("lake/dv")}
+    assert vectors[1] in remaining  # still referenced by a live file
+    assert parsed_traces(lake.files("lake/dv"), CHILD_IDS) == []
+
+
+def test_rows_hidden_by_a_deletion_vector_are_a_refusal_naming_the_operators_step(
+    lake: Lake, make_connector: MakeConnector
+) -> None:
+    write_dv_table(lake.s3, lake.bucket, "lake/dv", [(["1", "10", "100"], [0])])  # the child's row is hidden
+    connector = make_connector(("lake/dv", "user_id", "user_id"))
+    assert not connector.locate(SUBJECT).found  # the live table no longer shows it
+
+    with pytest.raises(TerminalError, match=r"REORG TABLE .* APPLY \(PURGE\)") as raised:
+        connector.erase(SUBJECT, "k")
+
+    assert "lake/dv: 1 data files" in str(raised.value)
+    assert not any(value in str(raised.value) for value in ("u_1", CHILD_EMAIL, "'1'", '"1"'))
+    assert connector.verify(SUBJECT).level is EvidenceLevel.FAILED
+
+
+def test_concurrent_erasures_on_one_table_both_end_verified_absent(lake: Lake, make_connector: MakeConnector) -> None:
+    """Two requests erase two subjects from one table at once: commit conflicts and files gone under the other's
+    clean-up are transient, and each retried erase converges."""
+    write_table(lake.uri("lake/events"), EVENT_ROWS, lake.options)
+    add_spark_log(lake.s3, lake.bucket, "lake/events")
+    subjects = (SUBJECT, Subject.of(user_id=["10", "11"]))
+    connectors_ = [make_connector(("lake/events", "user_id", "user_id")) for _ in subjects]
+    outcomes: list[Outcome] = []
+    failures: list[BaseException] = []
+
+    def run(connector: DeltaConnector, subject: Subject) -> None:
+        try:
+            outcomes.append(erase_retrying(connector, subject))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(connectors_, subjects, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == [] and len(outcomes) == 2
+    for connector, subject in zip(connectors_, subjects, strict=True):
+        verification = connector.verify(subject)
+        assert verification.level is EvidenceLevel.VERIFIED_ABSENT, verification.remaining
+    assert key_counts(lake.uri("lake/events"), lake.options) == without(EVENT_ROWS, *CHILD_IDS, "10", "11")
 
 
 # --- refusals and errors -------------------------------------------------------------------------------------------
@@ -389,7 +593,13 @@ def test_refuses_non_text_keys_and_empty_values(lake: Lake, make_connector: Make
         (OSError("Error performing GET http://h/b/k - HTTP error: error sending request"), TransientError),
         (DeltaError("Generic S3 error: 500 Internal Server Error"), TransientError),
         (OSError("Generic S3 error: 403 Forbidden <Code>AccessDenied</Code>"), TerminalError),
-        (OSError("Error performing GET http://h/b/k in 503.2ms - non-2xx status code: 404 Not Found"), TerminalError),
+        # a file gone under another request's clean-up: erase again
+        (OSError("Error performing GET http://h/b/k in 503.2ms - non-2xx status code: 404 Not Found"), TransientError),
+        (DeltaError("Generic S3 error: <Code>NoSuchBucket</Code>"), TerminalError),
+        (
+            ClientError({"Error": {"Code": "NoSuchKey"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "GetObject"),
+            TransientError,
+        ),
         (
             ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject"),
             Throttled,

@@ -246,6 +246,18 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
             places[f"bundle {name}"] = archive.read(name)
 
     assert len(places) > 10
+    # the lake's receipt says, as a typed number, from which version its table's time travel still reaches
+    receipts = [
+        json.loads(base64.b64decode(json.loads(blob)["payload"]))["predicate"]
+        for name, blob in places.items()
+        if name.startswith("bundle receipts/")
+    ]
+    facts = {receipt["system"]: receipt["vendor_facts"] for receipt in receipts}
+    assert set(facts["events"]) == {"history_cut_before.events"}
+    assert (
+        isinstance(facts["events"]["history_cut_before.events"], int)
+        and facts["events"]["history_cut_before.events"] > 1
+    )
     # the scanner does see identifiers where they are: the neighbours' rows in the application's own schema
     assert (NEIGHBOURS[1].email or "").encode() in pg_dump(database_url, schema)
     leaks = {place: hits(blob) for place, blob in places.items() if hits(blob)}
