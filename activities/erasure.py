@@ -335,7 +335,7 @@ class ErasureActivities:
     def _connector(self, step: StepInput, *, need_subject: bool = True) -> Iterator[tuple[Connector, Subject]]:
         spec = self._catalogue(step.request_id).system(step.system)
         subject = self._vault.subject(step.request_id).only(spec.identifiers) if need_subject else Subject({})
-        with build_connector(spec.connector, spec.name, spec.resolved_settings()) as connector:
+        with build_connector(spec.connector, spec.name, spec.connector_settings()) as connector:
             yield connector, subject
 
     def _commitment(self, request_id: str, keys: tuple[str, ...]) -> str | None:

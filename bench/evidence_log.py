@@ -29,7 +29,7 @@ from typing import Any
 
 from erasure.config import Config, code_version
 from erasure.export import export_bundle
-from erasure.services import Services
+from erasure.services import Services, migrate_ledger
 from evidence import notary
 from evidence.checkpoint import open_checkpoint
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
@@ -71,6 +71,7 @@ def main() -> None:
             temporal_address="unused",
             ledger_schema=f"bench_{uuid.uuid4().hex[:12]}",
         )
+        migrate_ledger(config)
         services = Services.open(config)  # the one pool; the signing key is created under home/keys
         try:
             print(f"postgres: {where}; {server_settings(services)}")

@@ -61,7 +61,8 @@ class Connector(ABC):
 
 
 def secret_from_env(variable: str) -> str:
-    """Read a connection secret named by the catalogue; the catalogue never holds the secret itself."""
+    """The value of a variable a catalogue's `*_env` field names: a secret, or an endpoint that differs per
+    environment. The one place a connector reads the environment; the catalogue never holds the value itself."""
     value = os.environ.get(variable)
     if not value:
         raise TerminalError(f"environment variable {variable} is not set")

@@ -98,8 +98,9 @@ class MetaAudiencesConnector(Connector):
                 ).hexdigest()
             }
         )
+        base_url = secret_from_env(connection.base_url_env) if connection.base_url_env else connection.base_url
         self._client = http.client(
-            f"{connection.base_url.rstrip('/')}/{connection.api_version}",
+            f"{base_url.rstrip('/')}/{connection.api_version}",
             headers={"Authorization": f"Bearer {token}"},  # never in a URL, where proxies and logs keep it
         )
 

@@ -67,8 +67,10 @@ class SegmentConnector(Connector):
         super().__init__(system, settings)
         self._settings = settings
         self._declared = frozenset(settings.mapping.destinations)
-        token = secret_from_env(settings.connection.token_env)
-        self._client = http.client(settings.connection.base_url, headers={"Authorization": f"Bearer {token}"})
+        connection = settings.connection
+        token = secret_from_env(connection.token_env)
+        base_url = secret_from_env(connection.base_url_env) if connection.base_url_env else connection.base_url
+        self._client = http.client(str(base_url), headers={"Authorization": f"Bearer {token}"})
 
     def locate(self, subject: Subject) -> Inventory:
         return Inventory(

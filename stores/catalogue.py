@@ -1,7 +1,8 @@
 """The catalogue of systems that may hold a subject's data (YAML, validated with pydantic).
 
 Each system names its connector kind, its category, the identifier types it is keyed by, its connection settings
-(secrets only by environment variable name) and the connector's mapping. The connector's own settings model
+and the connector's mapping. Secrets, and endpoints that differ per environment, are named one way only: by
+environment variable, in the settings' `*_env` fields, read where the connector is built; nothing is expanded here. The connector's own settings model
 validates `connection` and `mapping`, so an error names the file, the system and the field.
 """
 
@@ -9,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from domain.errors import InvalidInput, TerminalError
+from domain.errors import InvalidInput
 from domain.model import Category, IdentifierType
 from domain.settings import KINDS, KindSpec, StrictModel
 from stores.validation import describe, read_yaml
@@ -64,6 +63,14 @@ class SystemSpec(BaseModel):
             raise ValueError(f"unknown connector {value!r}; expected one of {', '.join(KINDS)}")
         return value
 
+    @field_validator("connection")
+    @classmethod
+    def _no_references(cls, connection: dict[str, Any]) -> dict[str, Any]:
+        for key, value in connection.items():
+            if isinstance(value, str) and "${" in value:
+                raise ValueError(f"{key}: ${{...}} is not expanded; name the variable in a `*_env` field instead")
+        return connection
+
     @model_validator(mode="after")
     def _identifiers_supported(self) -> SystemSpec:
         unsupported = set(self.identifiers) - self.kind.identifiers
@@ -78,14 +85,7 @@ class SystemSpec(BaseModel):
         return KINDS[self.connector]
 
     def connector_settings(self) -> StrictModel:
-        return self._settings(self.connection)
-
-    def resolved_settings(self) -> StrictModel:
-        """The settings with `${VAR}` in connection values read from the worker's environment."""
-        return self._settings({k: _expand(v) for k, v in self.connection.items()})
-
-    def _settings(self, connection: dict[str, Any]) -> StrictModel:
-        return self.kind.settings_model.model_validate({"connection": connection, "mapping": self.mapping})
+        return self.kind.settings_model.model_validate({"connection": self.connection, "mapping": self.mapping})
 
 
 class Catalogue(BaseModel):
@@ -115,23 +115,6 @@ class Catalogue(BaseModel):
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
-
-
-_ENV_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
-
-
-def _expand(value: Any) -> Any:
-    """Endpoints that differ per environment (an emulator's port) are named, not written, in the catalogue."""
-    if not isinstance(value, str):
-        return value
-
-    def lookup(match: re.Match[str]) -> str:
-        found = os.environ.get(match[1])
-        if not found:
-            raise TerminalError(f"environment variable {match[1]} is not set")
-        return found
-
-    return _ENV_REFERENCE.sub(lookup, value)
 
 
 def load_catalogue(path: Path) -> Catalogue:

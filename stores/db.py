@@ -1,4 +1,7 @@
-"""The ledger database: a connection pool bound to the ledger's schema, and versioned migrations."""
+"""The ledger database: a connection pool bound to the ledger's schema, and versioned migrations.
+
+Only `migrate` creates or alters anything; opening a pool never does, so a role with SELECT alone can read.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,11 @@ from domain.errors import InvalidInput
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def open_pool(database_url: str, schema: str, *, max_size: int = 8) -> ConnectionPool:
-    """Every connection of the pool works in `schema` (search_path), so the SQL stays unqualified."""
+def open_pool(database_url: str, schema: str, *, max_size: int = 8, read_only: bool = False) -> ConnectionPool:
+    """Every connection of the pool works in `schema` (search_path), so the SQL stays unqualified.
+
+    `read_only`: every transaction is read-only, so a reading command cannot write even by mistake.
+    """
     if not _SCHEMA.fullmatch(schema):
         raise InvalidInput("configuration", "ledger_schema", f"not a schema name: {schema!r}")
     if not database_url:
@@ -24,7 +30,7 @@ def open_pool(database_url: str, schema: str, *, max_size: int = 8) -> Connectio
         database_url,
         min_size=1,
         max_size=max_size,
-        kwargs={"options": f"-c search_path={schema}"},
+        kwargs={"options": f"-c search_path={schema}" + (" -c default_transaction_read_only=on" if read_only else "")},
         open=False,
     )
     pool.open(wait=True, timeout=30)
@@ -61,6 +67,25 @@ def migrate(database_url: str, schema: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"erasure-migrate:{schema}"])
     return applied
+
+
+def check_migrated(pool: ConnectionPool, schema: str) -> None:
+    """InvalidInput unless every migration of this code is applied in `schema`; reads only."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT to_regclass(%s)", [f"{schema}.schema_migrations"]).fetchone()
+        table_exists = row is not None and row[0] is not None
+        applied = (
+            {r[0] for r in conn.execute("SELECT name FROM schema_migrations").fetchall()} if table_exists else set()
+        )
+    names = [name for name, _ in _migrations()]
+    missing = [name for name in names if name not in applied]
+    if missing:
+        raise InvalidInput(
+            "configuration",
+            "ERASURE_LEDGER_SCHEMA",
+            f"the ledger in schema {schema} is not migrated: expected {len(names)} migrations, "
+            f"got {len(names) - len(missing)}; run `erasure db migrate`",
+        )
 
 
 def _migrations() -> list[tuple[str, str]]:

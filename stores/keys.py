@@ -10,6 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
+from domain.errors import ErasureError
 from evidence.keys import Ed25519Signer
 
 KEY_BYTES = 32
@@ -37,9 +38,20 @@ def local_secret(keys_dir: Path, name: str) -> bytes:
     return data
 
 
-def signing_key(keys_dir: Path) -> Ed25519Signer:
-    """The Ed25519 key that signs receipts, certificates and checkpoints (ERASURE_SIGNING_KEY overrides)."""
-    override = os.environ.get("ERASURE_SIGNING_KEY")
-    if override:
-        return Ed25519Signer.from_pem_file(Path(override))
+def existing_secret(keys_dir: Path, name: str) -> bytes:
+    """A secret that must already exist: reading commands never mint a key (a new one would match nothing)."""
+    path = keys_dir / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ErasureError(f"key file {path} is missing: is ERASURE_HOME the deployment's?") from None
+    if len(data) != KEY_BYTES:
+        raise ErasureError(f"key file {path} has wrong size: expected {KEY_BYTES} bytes, got {len(data)}")
+    return data
+
+
+def signing_key(keys_dir: Path, key_file: Path | None = None) -> Ed25519Signer:
+    """The Ed25519 key that signs receipts, certificates and checkpoints: `key_file` if given, else one in keys/."""
+    if key_file is not None:
+        return Ed25519Signer.from_pem_file(key_file)
     return Ed25519Signer.load_or_create(ensure_private_dir(keys_dir) / "signing.pem")

@@ -31,7 +31,7 @@ def repeat_line(text: str, starts: str) -> tuple[str, int]:
 def run_submit(tmp_path: Path, order: Any, systems: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     # Nothing may be reached: no database, no Temporal. A bad input must be refused before either is touched.
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
-    monkeypatch.setenv("ERASURE_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
     monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
     order_path, catalogue_path = tmp_path / "order.yaml", tmp_path / "systems.yaml"
     for path, data in ((order_path, order), (catalogue_path, systems)):

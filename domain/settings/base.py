@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from domain.model import IdentifierType
 
+# A catalogue names a secret, or a value that differs per environment, only by its variable: the `*_env` fields.
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
 
 @dataclass(frozen=True)
 class Capabilities:

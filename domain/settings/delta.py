@@ -7,7 +7,7 @@ import re
 from pydantic import Field, field_validator
 
 from domain.model import IdentifierType
-from domain.settings.base import Capabilities, KindSpec, StrictModel
+from domain.settings.base import ENV_NAME, Capabilities, KindSpec, StrictModel
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -16,7 +16,7 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 class Connection(StrictModel):
     # variable holding an S3 endpoint URL (moto, LocalStack); None: AWS itself. Credentials come from the standard
     # AWS environment (variables, profile, instance role), never from the catalogue.
-    endpoint_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    endpoint_url_env: str | None = Field(default=None, pattern=ENV_NAME)
     region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]+$")
     allow_http: bool = False
 

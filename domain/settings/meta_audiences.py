@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from domain.model import IdentifierType
-from domain.settings.base import Capabilities, KindSpec, StrictModel
+from domain.settings.base import ENV_NAME, Capabilities, KindSpec, StrictModel
 
 # Keys of a multi-key schema ("FILE_IMPORTED.MULTI_HASHES" audiences); EMAIL and PHONE travel as SHA-256 digests,
 # MADID and EXTERN_ID unhashed, as Meta documents.
@@ -46,9 +46,17 @@ class MetaConnection(StrictModel):
     base_url: str = "https://graph.facebook.com"
     # Graph versions expire (v24.0 on 2026-11-10, v25.0 on 2027-02-23): an expired one is refused with #2635
     api_version: Annotated[str, Field(pattern=r"^v\d+\.\d+$")] = "v25.0"
-    access_token_env: str  # names the environment variable holding a system user's access token
+    access_token_env: Annotated[str, Field(pattern=ENV_NAME)]  # names the variable holding the access token
     # names the variable holding the app secret, for apps with "Require App Secret": calls then carry appsecret_proof
-    app_secret_env: str | None = None
+    app_secret_env: Annotated[str, Field(pattern=ENV_NAME)] | None = None
+    # names the variable holding the host instead of base_url (an emulator whose port differs per environment)
+    base_url_env: Annotated[str, Field(pattern=ENV_NAME)] | None = None
+
+    @model_validator(mode="after")
+    def _one_base_url(self) -> Self:
+        if self.base_url_env is not None and "base_url" in self.model_fields_set:
+            raise ValueError("give base_url or base_url_env, not both")
+        return self
 
 
 class MetaAudience(StrictModel):

@@ -7,13 +7,13 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from domain.model import IdentifierType
-from domain.settings.base import Capabilities, KindSpec, StrictModel
+from domain.settings.base import ENV_NAME, Capabilities, KindSpec, StrictModel
 
 SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 
 class PostgresConnection(StrictModel):
-    dsn_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    dsn_env: str = Field(pattern=ENV_NAME)
     lock_timeout_ms: int = Field(default=5000, gt=0)
     statement_timeout_ms: int = Field(default=60000, gt=0)
 

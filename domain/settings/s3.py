@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pydantic import Field, field_validator
 
 from domain.model import IdentifierType
-from domain.settings.base import Capabilities, KindSpec, StrictModel
+from domain.settings.base import ENV_NAME, Capabilities, KindSpec, StrictModel
 
 
 class S3Connection(StrictModel):
-    endpoint_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    endpoint_url_env: str | None = Field(default=None, pattern=ENV_NAME)
     region: str = "us-east-1"
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from domain.model import IdentifierType
-from domain.settings.base import Capabilities, KindSpec, StrictModel
+from domain.settings.base import ENV_NAME, Capabilities, KindSpec, StrictModel
 
 # Only the regulation types that delete: an erasure must never be configured as suppression alone.
 RegulationType = Literal[
@@ -17,8 +17,11 @@ RegulationType = Literal[
 
 
 class SegmentConnection(StrictModel):
-    base_url: str  # https://api.segmentapis.com (or the EU host https://eu1.api.segmentapis.com)
-    token_env: str  # names the environment variable holding the Public API token
+    # exactly one: the host (https://api.segmentapis.com, or the EU host https://eu1.api.segmentapis.com), or the
+    # environment variable holding it (an emulator whose port differs per environment)
+    base_url: str | None = None
+    base_url_env: str | None = Field(default=None, pattern=ENV_NAME)
+    token_env: str = Field(pattern=ENV_NAME)  # names the environment variable holding the Public API token
     # set for a source-scoped regulation, else the whole workspace; checked because it becomes a path segment
     source_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] | None = None
 
@@ -52,6 +55,12 @@ class SegmentSettings(StrictModel):
             raise ValueError("subject_type ANONYMOUS_ID needs regulation_type DELETE_ARCHIVE_ONLY")
         if mapping.regulation_type == "DELETE_ARCHIVE_ONLY" and self.connection.source_id is None:
             raise ValueError("regulation_type DELETE_ARCHIVE_ONLY needs connection.source_id")
+        return self
+
+    @model_validator(mode="after")
+    def _one_base_url(self) -> Self:
+        if (self.connection.base_url is None) == (self.connection.base_url_env is None):
+            raise ValueError("connection needs exactly one of base_url and base_url_env")
         return self
 
 

@@ -165,7 +165,7 @@ def erase_retrying(connector: DeltaConnector, subject: Subject, attempts: int = 
 def test_catalogue_entry_builds_a_connector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENDPOINT_ENV, "http://127.0.0.1:9")
     spec = SystemSpec.model_validate(yaml.safe_load(CATALOGUE_ENTRY))
-    with build_connector(spec.connector, spec.name, spec.resolved_settings()) as connector:
+    with build_connector(spec.connector, spec.name, spec.connector_settings()) as connector:
         assert isinstance(connector, DeltaConnector)
         assert [t.path for t in connector.settings.mapping.tables] == ["analytics/events", "marketing/signups"]
 

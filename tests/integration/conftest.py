@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from erasure.config import Config
 from erasure.intake import Submission, submit, validate
-from erasure.services import Services
+from erasure.services import Services, migrate_ledger
 from erasure.status import request_status
 from erasure.worker import build_workers
 from stores.codec import CodecKeys, data_converter
@@ -96,7 +96,7 @@ class Harness:
             **os.environ,
             "ERASURE_HOME": str(home or self.config.home),
             "DATABASE_URL": self.config.database_url,
-            "ERASURE_TEMPORAL_ADDRESS": self.config.temporal_address,
+            "TEMPORAL_ADDRESS": self.config.temporal_address,
             "ERASURE_TASK_QUEUE": self.config.task_queue,
             "ERASURE_LEDGER_SCHEMA": self.config.ledger_schema,
         }
@@ -173,6 +173,7 @@ def config(
 @asynccontextmanager
 async def open_harness(config: Config, env: WorkflowEnvironment, tmp: Path) -> AsyncIterator[Harness]:
     config = config.with_(temporal_address=env.client.service_client.config.target_host)
+    migrate_ledger(config)  # as the worker does when it starts
     services = Services.open(config)
     with ThreadPoolExecutor(max_workers=16) as executor:
         try:
@@ -242,7 +243,8 @@ def vendors(emulator_board: Any, monkeypatch: pytest.MonkeyPatch) -> Vendors:
     board, url = emulator_board
     segment, meta = SegmentState(), MetaState()
     board.app = create_app(segment, meta)
-    monkeypatch.setenv("ERASURE_EMULATORS_URL", url)
+    monkeypatch.setenv("ERASURE_SEGMENT_URL", f"{url}/segment")
+    monkeypatch.setenv("ERASURE_META_URL", f"{url}/meta")
     monkeypatch.setenv("SEGMENT_TOKEN", segment.token)
     monkeypatch.setenv("META_ACCESS_TOKEN", meta.access_token)
     return Vendors(url, segment, meta)

@@ -43,7 +43,7 @@ from erasure.cli import app
 from erasure.config import Config, code_version
 from erasure.export import RECENT_CHECKPOINTS, export_bundle, public_key_file
 from erasure.intake import submit, validate
-from erasure.services import Services
+from erasure.services import Services, migrate_ledger
 from evidence import notary
 from evidence._json import canonical
 from evidence.bundle import CERTIFICATE, CHECKPOINT, CONSISTENCY, MANIFEST, PROOFS, REPORT, SHRED, write_canonical_zip
@@ -129,6 +129,7 @@ async def sealed(
         grace_days=30,
     )
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    migrate_ledger(config)
     services = Services.open(config)
     executor = ThreadPoolExecutor(max_workers=16)
     harness = Harness(config, services, temporal.client, tmp, executor, temporal)

@@ -142,7 +142,7 @@ def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: V
                 "connector": "segment",
                 "category": "analytics",
                 "identifiers": ["user_id"],
-                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+                "connection": {"base_url_env": "ERASURE_SEGMENT_URL", "token_env": "SEGMENT_TOKEN"},
                 "poll": {"every": "PT0.5S"},
                 "retry": fast,
             },
@@ -151,7 +151,7 @@ def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: V
                 "connector": "meta_audiences",
                 "category": "ad_targeting",
                 "identifiers": ["email", "phone"],
-                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
+                "connection": {"base_url_env": "ERASURE_META_URL", "access_token_env": "META_ACCESS_TOKEN"},
                 "mapping": {
                     "audiences": [{"id": "23850000000000009", "schema": ["EMAIL", "PHONE"]}],
                     "default_country_code": "44",

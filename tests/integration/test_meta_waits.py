@@ -31,7 +31,7 @@ def meta_catalogue() -> dict[str, Any]:
                 "connector": "meta_audiences",
                 "category": "ad_targeting",
                 "identifiers": ["email", "phone"],
-                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/meta", "access_token_env": "META_ACCESS_TOKEN"},
+                "connection": {"base_url_env": "ERASURE_META_URL", "access_token_env": "META_ACCESS_TOKEN"},
                 "mapping": {
                     "audiences": [{"id": AUDIENCE, "schema": ["EMAIL", "PHONE"]}],
                     "default_country_code": "44",

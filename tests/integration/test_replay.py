@@ -71,7 +71,7 @@ async def test_record_histories(
                 "category": "analytics",
                 "identifiers": ["user_id"],
                 "poll": {"every": "P1D"},
-                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+                "connection": {"base_url_env": "ERASURE_SEGMENT_URL", "token_env": "SEGMENT_TOKEN"},
             }
         ]
     }

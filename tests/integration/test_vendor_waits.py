@@ -32,7 +32,7 @@ def segment_catalogue(**poll: str) -> dict[str, Any]:
                 "connector": "segment",
                 "category": "analytics",
                 "identifiers": ["user_id"],
-                "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+                "connection": {"base_url_env": "ERASURE_SEGMENT_URL", "token_env": "SEGMENT_TOKEN"},
                 "mapping": {"destinations": ["Amplitude", "Braze"]},
                 "retry": {"initial_interval": "PT1S", "heartbeat": "PT10S"},
                 **({"poll": poll} if poll else {}),
