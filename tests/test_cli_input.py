@@ -147,6 +147,11 @@ BAD_CATALOGUES = [
         ),
         "not a keyed table",
     ),
+    (
+        "systems[app_db].connection",
+        with_(GOOD_CATALOGUE, "systems.0.connection", {"dsn_env": "${APP_DATABASE_URL}"}),
+        "dsn_env: ${...} is not expanded; name the variable in a `*_env` field instead",
+    ),
     ("systems", {"systems": []}, "at least 1 item"),
     ("line 3", "systems:\n  - name: [oops\n", "not valid YAML"),
     # a repeated key silently redirects a system to whatever its last copy says
