@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 from temporalio.client import Client
 
+from domain.errors import InvalidInput
 from erasure.config import Config
 from stores.codec import CodecKeys, data_converter
 from stores.db import check_migrated, migrate, open_pool
@@ -97,7 +98,8 @@ def master_key(config: Config) -> MasterKey:
 
 async def connect_temporal(config: Config) -> Client:
     """A client for the configured frontend (TLS, API key, mTLS as configured) with the project's data converter."""
-    return await Client.connect(
-        **config.temporal_profile().to_client_connect_config(),
-        data_converter=data_converter(CodecKeys(config.keys_dir).codec()),
-    )
+    try:
+        connect = config.temporal_profile().to_client_connect_config()  # reads the TLS files
+    except OSError as exc:
+        raise InvalidInput("environment", "TEMPORAL_TLS_*", f"cannot read {exc.filename}: {exc.strerror}") from None
+    return await Client.connect(**connect, data_converter=data_converter(CodecKeys(config.keys_dir).codec()))

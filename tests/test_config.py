@@ -105,3 +105,14 @@ def test_a_vendor_host_is_written_or_named_never_both() -> None:
         {"connection": {"access_token_env": "T", "base_url_env": "U"}, "mapping": mapping}
     )
     assert named.connection.base_url_env == "U"
+
+
+def test_an_unreadable_tls_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(tmp_path / "missing-ca.pem"))
+    result = CliRunner().invoke(app, ["shred", "00000000-0000-4000-8000-000000000000", "--yes-destroy-the-key"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: environment: TEMPORAL_TLS_*: cannot read {tmp_path / 'missing-ca.pem'}: No such file or directory"
+    )
