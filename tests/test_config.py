@@ -96,7 +96,7 @@ def test_a_vendor_host_is_written_or_named_never_both() -> None:
         SegmentSettings.model_validate(
             {"connection": {"token_env": "T", "base_url": "https://api.segmentapis.com", "base_url_env": "U"}}
         )
-    mapping = {"audience_ids": ["1"], "schema": ["EMAIL"]}
+    mapping = {"audiences": [{"id": "1", "schema": ["EMAIL"]}]}
     with pytest.raises(ValidationError, match="base_url or base_url_env, not both"):
         MetaSettings.model_validate(
             {"connection": {"access_token_env": "T", "base_url": "http://x", "base_url_env": "U"}, "mapping": mapping}
