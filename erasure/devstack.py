@@ -22,7 +22,6 @@ from typing import Any
 
 from domain.errors import ErasureError
 from erasure.config import Config, Ports, port_variable, process_environment
-from stores.db import migrate
 from stores.keys import ensure_private_dir
 
 STACK_FILE = "stack.json"
@@ -140,7 +139,7 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
     try:
         stack.database_url, stack.embedded_pgdata = _postgres(home, config.database_url)
         _ensure_app_database(stack.database_url)
-        migrate(stack.database_url, config.ledger_schema)
+        _migrate(stack.database_url, config.ledger_schema)
         stack.processes["temporal"] = _spawn(
             "temporal",
             logs,
@@ -260,6 +259,12 @@ def _ensure_app_database(ledger_url: str) -> None:
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'clipstream'").fetchone():
             conn.execute("CREATE DATABASE clipstream")
+
+
+def _migrate(database_url: str, schema: str) -> None:
+    from stores.db import migrate
+
+    migrate(database_url, schema)
 
 
 def _postgres_running(pgdata: Path) -> bool:

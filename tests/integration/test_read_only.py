@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -68,6 +69,27 @@ async def test_suppression_check_reads_with_the_deployments_key_only(
     assert keyless.returncode == 1
     assert "suppression.key is missing" in keyless.stderr
     assert not (tmp_path / "empty" / "keys").exists()
+
+
+async def test_a_worker_migrates_the_ledger_when_it_starts(harness: Harness, database_url: str, tmp_path: Path) -> None:
+    fresh = f"ledger_{uuid.uuid4().hex[:12]}"
+    env = {**harness.process_env(tmp_path / "home"), "ERASURE_LEDGER_SCHEMA": fresh}
+    log = tmp_path / "home" / "logs" / "worker.jsonl"
+    worker = harness.start_worker(env)
+    try:
+        for _ in range(600):
+            if log.exists() and "worker started" in log.read_text():
+                break
+            assert worker.poll() is None, "the worker exited"
+            await asyncio.sleep(0.1)
+        listed = await harness.cli(env, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+    finally:
+        worker.terminate()
+        await asyncio.to_thread(worker.wait, 30)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(fresh)))
 
 
 async def test_a_ledger_never_migrated_gets_one_line_until_db_migrate(
