@@ -162,7 +162,7 @@ async def test_a_namespace_that_does_not_exist_is_one_line_and_stores_nothing(
 ) -> None:
     order_path = harness.write_yaml("order.yaml", court_order({"user_id": ["1"]}))
     catalogue_path = harness.write_yaml("systems.yaml", catalogue(schema, bucket_name))
-    env = {**harness.process_env(), "ERASURE_NAMESPACE": "no-such-namespace"}
+    env = {**harness.process_env(), "TEMPORAL_NAMESPACE": "no-such-namespace"}
     result = await harness.cli(env, "submit", str(order_path), "--catalogue", str(catalogue_path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
