@@ -29,12 +29,18 @@ class Config:
     ledger_schema: str = DEFAULT_LEDGER_SCHEMA
     log_origin: str = "erasure.local/log"
     grace_days: float = 30.0  # after the certificate, before the request's key is destroyed
+    backup_retention_days: float = 35.0  # how long the ledger database's backups are kept: the beyond-use date
     kms_key_id: str | None = None  # wrap vault keys with AWS KMS instead of the local master key
     kms_endpoint_url: str | None = None
 
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def suppression_key_dir(self) -> Path:
+        """The suppression list's key in development: a directory apart from keys/, so no copy of keys/ takes it."""
+        return self.home / "suppression-key"
 
     @property
     def logs_dir(self) -> Path:
@@ -58,6 +64,7 @@ class Config:
             ledger_schema=os.environ.get("ERASURE_LEDGER_SCHEMA", DEFAULT_LEDGER_SCHEMA),
             log_origin=os.environ.get("ERASURE_LOG_ORIGIN", "erasure.local/log"),
             grace_days=float(os.environ.get("ERASURE_GRACE_DAYS", "30")),
+            backup_retention_days=float(os.environ.get("ERASURE_BACKUP_RETENTION_DAYS", "35")),
             kms_key_id=os.environ.get("ERASURE_KMS_KEY_ID") or None,
             kms_endpoint_url=os.environ.get("ERASURE_KMS_ENDPOINT_URL") or None,
         )
