@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from stores.keys import ensure_private_dir
+
 IDENTIFIER_FIELDS = frozenset(
     {"email", "phone", "user_id", "device_id", "advertising_id", "username", "identifier", "identifiers", "subject"}
 )
@@ -57,7 +59,7 @@ _SHARED: list[Any] = [
 
 def configure(logs_dir: Path, component: str, *, level: int = logging.INFO) -> Path:
     """Send every log record (ours and the libraries') through the redaction processor to both outputs."""
-    logs_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(logs_dir)  # what the redaction misses is still read by this user only
     path = logs_dir / f"{component}.jsonl"
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -64,7 +64,7 @@ def digests_under(secret: bytes, dump: str) -> set[str]:
                     keys.append(LocalMasterKey(secret).unwrap(wrapped, row["request_id"], row["wrapping"]))
                 except Exception:  # not a master key of this row: try the next
                     continue
-    found = set()
+    found: set[str] = set()
     for key in keys:
         for purpose in ("ledger", "suppression"):
             hashes = Pseudonymizer(key, purpose=purpose)
