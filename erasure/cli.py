@@ -512,13 +512,17 @@ def _identifier(path: Path | None) -> str:
     """One identifier: the only line of a private file, or of standard input."""
     if path is None:
         where = "standard input"
-        text = getpass.getpass("identifier: ") if sys.stdin.isatty() else sys.stdin.read()
+        data = getpass.getpass("identifier: ").encode() if sys.stdin.isatty() else sys.stdin.buffer.read()
     else:
         where = str(path)
         mode = _stat_mode(path)
         if mode & 0o077:
             raise InvalidInput(where, "(file)", f"expected mode 0600 (others may read it), got {mode & 0o777:04o}")
-        text = _read_text(path)
+        data = _read(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(where, "identifier", "is not UTF-8 text") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) != 1:
         raise InvalidInput(where, "identifier", f"expected exactly one non-empty line, got {len(lines)}")

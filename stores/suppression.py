@@ -3,8 +3,9 @@
 It owns the `suppression` table and the `suppression_key` row. The hashes are HMACs under a long-lived key of their
 own, kept apart from every other key: in production stored only wrapped by the KMS master key (like the vault's data
 keys), in development a 0600 file in a directory of its own. A row holds the identifier type and the hash only: no
-request id and no time, so the list cannot tell which request put a subject on it. Nothing asked of the list is stored
-or logged.
+request id and no time. (Postgres itself still orders rows by when they were added, in the table's physical order and
+its rows' transaction ids: whoever reads the live database can guess when a row came, not from the row's contents.)
+Nothing asked of the list is stored or logged.
 """
 
 from __future__ import annotations
