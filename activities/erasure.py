@@ -83,6 +83,7 @@ class ErasureActivities:
         suppression: SuppressionList,
         task_queue: str,
         grace_s: float,
+        backups: notary.Backups,
         code_version: str,
         executor: ThreadPoolExecutor,
     ) -> None:
@@ -92,6 +93,7 @@ class ErasureActivities:
         self._suppression = suppression
         self._task_queue = task_queue
         self._grace_s = grace_s
+        self._backups = backups
         self._code_version = code_version
         self._executor = executor
         self._catalogue = lru_cache(maxsize=256)(self._load_catalogue)
@@ -292,6 +294,7 @@ class ErasureActivities:
             if r.action == notary.ERASE and r.system != notary.REQUEST_SYSTEM
         }
         finished = [_finished(t) for t in tasks if t.system in receipts]
+        issued_at = _now()
         statement = notary.certificate(
             _notary_request(request),
             finished,
@@ -299,7 +302,9 @@ class ErasureActivities:
             not_searched={t.system: t.detail for t in tasks if t.state == TaskState.NOT_APPLICABLE},
             log_origin=self._tlog.origin,
             code_version=self._code_version,
-            issued_at=_now().isoformat(),
+            issued_at=issued_at.isoformat(),
+            shredding_by=(issued_at + timedelta(seconds=self._grace_s)).isoformat(),
+            backups=self._backups,
         )
         logged = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, lambda: statement)
         self._suppression.add(self._vault.subject(request_id))
@@ -319,6 +324,7 @@ class ErasureActivities:
                 input.request_id,
                 input.reason,
                 self._code_version,
+                self._backups,
                 at=datetime.fromisoformat(input.requested_at),
                 workflow_id=activity.info().workflow_id or "",
                 run_id=activity.info().workflow_run_id or "",
@@ -402,6 +408,7 @@ def shred_request(
     request_id: str,
     reason: str,
     code_version: str,
+    backups: notary.Backups,
     *,
     at: datetime,
     workflow_id: str,
@@ -414,12 +421,15 @@ def shred_request(
     """
     with ledger.pool.connection() as conn:
         destroyed_now = vault.destroy(conn, request_id)
-    if not vault.is_destroyed(request_id):
+    if not vault.is_destroyed(request_id):  # the read-back: the receipt's level rests on it
         raise TerminalError(f"request {request_id} has no vault key to destroy")
     moment = at.astimezone(UTC).isoformat()
     run = notary.Run(workflow_id, run_id, activity_id, code_version, started_at=moment, finished_at=moment)
     logged = tlog.notarise(
-        request_id, notary.REQUEST_SYSTEM, notary.SHRED, lambda: notary.shred_receipt(request_id, reason, run)
+        request_id,
+        notary.REQUEST_SYSTEM,
+        notary.SHRED,
+        lambda: notary.shred_receipt(request_id, reason, run, backups=backups),
     )
     ledger.closed(request_id)
     if destroyed_now:

@@ -380,6 +380,8 @@ def seal_request(services: Services) -> str:
         log_origin=tlog.origin,
         code_version=VERSION,
         issued_at=now,
+        shredding_by=now,
+        backups=notary.Backups(retention_days=35),
     )
     tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, constant(certificate))
     tlog.checkpoint()

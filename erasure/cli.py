@@ -7,6 +7,7 @@ Exit status: 0 success, 1 failure, 2 bad input or configuration (nothing stored,
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from domain.errors import ErasureError, InvalidInput
+from domain.model import IdentifierType
 from erasure.config import Config
 from evidence.errors import VerificationError
 
@@ -508,36 +510,20 @@ def _read_text(path: Path) -> str:
 
 @suppression_app.command("check")
 def suppression_check(
-    email: Annotated[str | None, typer.Option()] = None,
-    phone: Annotated[str | None, typer.Option()] = None,
-    user_id: Annotated[str | None, typer.Option()] = None,
-    device_id: Annotated[str | None, typer.Option()] = None,
-    advertising_id: Annotated[str | None, typer.Option()] = None,
-    username: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[IdentifierType, typer.Argument(help="The identifier's type.", show_choices=True)],
+    from_file: Annotated[
+        Path | None, typer.Option(help="Read the identifier from this file (mode 0600) instead of standard input.")
+    ] = None,
 ) -> None:
     """Whether an identifier belongs to an erased subject. What is asked is neither stored nor logged.
 
     Exit status: 0 suppressed (belongs to an erased subject), 3 not suppressed, 2 bad arguments, 1 failure.
-    """
-    from domain.model import IdentifierType
 
-    given = {
-        IdentifierType.EMAIL: email,
-        IdentifierType.PHONE: phone,
-        IdentifierType.USER_ID: user_id,
-        IdentifierType.DEVICE_ID: device_id,
-        IdentifierType.ADVERTISING_ID: advertising_id,
-        IdentifierType.USERNAME: username,
-    }
-    asked = {k: v for k, v in given.items() if v}
+    The identifier is read from standard input (without echo on a terminal) or from a 0600 file, never from the
+    command line, which shell history and `ps` keep: `erasure suppression check email < address.txt`.
+    """
     with _errors():
-        if len(asked) != 1:
-            raise InvalidInput(
-                "arguments",
-                "identifier",
-                "give exactly one of --email, --phone, --user-id, --device-id, --advertising-id, --username",
-            )
-        ((kind, value),) = asked.items()
+        value = _identifier(from_file)
         services = _reader(_config("cli"))
         try:
             found = services.suppression().contains(kind, value)
@@ -545,6 +531,34 @@ def suppression_check(
             services.close()
         out.print("suppressed: belongs to an erased subject" if found else "not suppressed")
         raise typer.Exit(0 if found else 3)
+
+
+def _identifier(path: Path | None) -> str:
+    """One identifier: the only line of a private file, or of standard input."""
+    if path is None:
+        where = "standard input"
+        data = getpass.getpass("identifier: ").encode() if sys.stdin.isatty() else sys.stdin.buffer.read()
+    else:
+        where = str(path)
+        mode = _stat_mode(path)
+        if mode & 0o077:
+            raise InvalidInput(where, "(file)", f"expected mode 0600 (others may read it), got {mode & 0o777:04o}")
+        data = _read(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(where, "identifier", "is not UTF-8 text") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise InvalidInput(where, "identifier", f"expected exactly one non-empty line, got {len(lines)}")
+    return lines[0]
+
+
+def _stat_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode
+    except OSError as exc:
+        raise InvalidInput(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
 
 
 def main() -> None:

@@ -77,6 +77,7 @@ class Config:
     ledger_schema: str = DEFAULT_LEDGER_SCHEMA
     log_origin: str = "erasure.local/log"
     grace_days: float = 30.0  # after the certificate, before the request's key is destroyed
+    backup_retention_days: float = 35.0  # how long the ledger database's backups are kept: the beyond-use date
     kms_key_id: str | None = None  # wrap vault keys with AWS KMS instead of the local master key
     kms_endpoint_url: str | None = None
     signing_key_path: Path | None = None  # a deployment's own Ed25519 key, instead of one under keys/
@@ -86,6 +87,11 @@ class Config:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def suppression_key_dir(self) -> Path:
+        """The suppression list's key in development: a directory apart from keys/, so no copy of keys/ takes it."""
+        return self.home / "suppression-key"
 
     @property
     def logs_dir(self) -> Path:
@@ -125,6 +131,7 @@ class Config:
             ledger_schema=env.get("ERASURE_LEDGER_SCHEMA", DEFAULT_LEDGER_SCHEMA),
             log_origin=env.get("ERASURE_LOG_ORIGIN", "erasure.local/log"),
             grace_days=_number(env, "ERASURE_GRACE_DAYS", 30.0),
+            backup_retention_days=_number(env, "ERASURE_BACKUP_RETENTION_DAYS", 35.0),
             kms_key_id=env.get("ERASURE_KMS_KEY_ID") or None,
             kms_endpoint_url=env.get("ERASURE_KMS_ENDPOINT_URL") or None,
             signing_key_path=Path(env["ERASURE_SIGNING_KEY"]) if env.get("ERASURE_SIGNING_KEY") else None,

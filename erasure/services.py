@@ -17,8 +17,7 @@ from stores.codec import CodecKeys, data_converter
 from stores.db import check_migrated, migrate, open_pool
 from stores.keys import existing_secret, local_secret, signing_key
 from stores.ledger import Ledger
-from stores.pseudonyms import Pseudonymizer
-from stores.suppression import SuppressionList
+from stores.suppression import SuppressionList, wrapped_key
 from stores.tlog import TransparencyLog
 from stores.vault import KmsMasterKey, LocalMasterKey, MasterKey, Vault
 
@@ -30,23 +29,20 @@ class Services:
     ledger: Ledger
     vault: Vault
     tlog: TransparencyLog
-    pseudonyms: Pseudonymizer
     suppression: SuppressionList
 
     @classmethod
     def open(cls, config: Config) -> Services:
         pool = _open_migrated(config, read_only=False)
         keys = config.keys_dir
+        master = master_key(config)
         return cls(
             config=config,
             pool=pool,
             ledger=Ledger(pool),
-            vault=Vault(pool, master_key(config)),
+            vault=Vault(pool, master),
             tlog=TransparencyLog(pool, signing_key(keys, config.signing_key_path), config.log_origin),
-            pseudonyms=Pseudonymizer(local_secret(keys, "pseudonym.key"), purpose="ledger"),
-            suppression=SuppressionList(
-                pool, Pseudonymizer(local_secret(keys, "suppression.key"), purpose="suppression")
-            ),
+            suppression=SuppressionList(pool, suppression_key(config, pool, master)),
         )
 
     def close(self) -> None:
@@ -68,8 +64,11 @@ class LedgerReader:
 
     def suppression(self) -> SuppressionList:
         """The suppression list, hashed with the deployment's existing key (never a new one)."""
-        key = existing_secret(self.config.keys_dir, "suppression.key")
-        return SuppressionList(self.pool, Pseudonymizer(key, purpose="suppression"))
+        if self.config.kms_key_id:
+            key = wrapped_key(self.pool, master_key(self.config), create=False)
+        else:
+            key = existing_secret(self.config.suppression_key_dir, "suppression.key")
+        return SuppressionList(self.pool, key)
 
     def close(self) -> None:
         self.pool.close()
@@ -94,6 +93,13 @@ def master_key(config: Config) -> MasterKey:
     if config.kms_key_id:
         return KmsMasterKey(config.kms_key_id, endpoint_url=config.kms_endpoint_url)
     return LocalMasterKey(local_secret(config.keys_dir, "master.key"))
+
+
+def suppression_key(config: Config, pool: ConnectionPool, master: MasterKey) -> bytes:
+    """Kept apart from every other key: wrapped by KMS in the ledger, or a file in a directory of its own."""
+    if config.kms_key_id:
+        return wrapped_key(pool, master)
+    return local_secret(config.suppression_key_dir, "suppression.key")
 
 
 async def connect_temporal(config: Config) -> Client:

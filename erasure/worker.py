@@ -17,6 +17,7 @@ from domain.settings import KINDS
 from erasure.config import Config, code_version
 from erasure.logs import get_logger
 from erasure.services import Services, connect_temporal, migrate_ledger
+from evidence import notary
 from workflows.request import ErasureRequestWorkflow
 from workflows.system import SystemErasureWorkflow
 
@@ -32,6 +33,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
         suppression=services.suppression,
         task_queue=config.task_queue,
         grace_s=config.grace_days * 86400,
+        backups=notary.Backups(config.backup_retention_days),
         code_version=code_version(),
         executor=executor,
     ).all()

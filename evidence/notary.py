@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from evidence.bundle import receipt_path
@@ -90,6 +90,17 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Backups:
+    """How long the ledger database's backups keep a copy: a destroyed key stays in them until they expire."""
+
+    retention_days: float
+
+    def beyond_use_by(self, shredded_at: str) -> date:
+        """The day the last backup holding a key destroyed at `shredded_at` (RFC 3339) expires."""
+        return (datetime.fromisoformat(shredded_at) + timedelta(days=self.retention_days)).date()
+
+
+@dataclass(frozen=True)
 class FinishedSystem:
     """How one system ended: its evidence level and the records found before and left after."""
 
@@ -135,8 +146,8 @@ def erase_receipt(
     )
 
 
-def shred_receipt(request_id: str, reason: str, run: Run) -> bytes:
-    """The record that the request's data key is gone: its sealed identifiers can never be read again."""
+def shred_receipt(request_id: str, reason: str, run: Run, *, backups: Backups) -> bytes:
+    """The record that the request's data key is gone, what the check looked at, and where copies can remain."""
     return receipt_statement(
         ReceiptFacts(
             request_id=request_id,
@@ -144,17 +155,28 @@ def shred_receipt(request_id: str, reason: str, run: Run) -> bytes:
             category="orchestrator",
             connector="vault",
             action=SHRED,
-            evidence_level="verified_absent",
+            evidence_level="verified_absent",  # earned by the read-back below, and by nothing more
             records_before=1,
             records_after=0,
             blocked=0,
-            locations={},
+            locations={"vault_keys": (1, 0)},
             key_commitment=None,
             key_count=0,
             vendor_job_id=None,
             vendor_status=None,
-            detail=f"the request's data key was destroyed ({reason}); its sealed identifiers can no longer be read",
-            notes=(),
+            detail=(
+                f"the request's data key was destroyed ({reason}): its sealed identifiers can no longer be read, "
+                "and its ledger pseudonyms and key commitments, keyed by it, can no longer be recomputed or linked"
+            ),
+            notes=(
+                "checked: the request's row of the ledger's vault_keys table was read back holding no wrapped key; "
+                "this checks the live table only",
+                "not checked, copies can remain: the wrapped key in the ledger database's write-ahead log and "
+                "archives, in dead row versions until their space is reused, and in ledger backups taken before now",
+                f"beyond use: ledger backups are kept {backups.retention_days:g} days, so the last copy expires by "
+                f"{backups.beyond_use_by(run.finished_at).isoformat()}; a backup restored before then must have "
+                "this shredding applied again before any use",
+            ),
             workflow_id=run.workflow_id,
             run_id=run.run_id,
             activity_id=run.activity_id,
@@ -174,6 +196,8 @@ def certificate(
     log_origin: str,
     code_version: str,
     issued_at: str,
+    shredding_by: str,
+    backups: Backups,
 ) -> bytes:
     """The request's certificate over its systems' receipts (system -> envelope), the only builder of one."""
     facts = certificate_facts(
@@ -183,6 +207,8 @@ def certificate(
         log_origin=log_origin,
         code_version=code_version,
         issued_at=issued_at,
+        shredding_by=shredding_by,
+        backups=backups,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -195,8 +221,12 @@ def certificate_facts(
     log_origin: str,
     code_version: str,
     issued_at: str,
+    shredding_by: str,
+    backups: Backups,
 ) -> CertificateFacts:
-    """What the certificate states: the outcome follows from the levels, the reason counts them."""
+    """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
+    backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
+    RFC 3339), the beyond-use date."""
     outcomes = tuple(
         SystemOutcome(
             s.system,
@@ -229,6 +259,7 @@ def certificate_facts(
         log_origin=log_origin,
         code_version=code_version,
         issued_at=issued_at,
+        ledger_backups_beyond_use_by=backups.beyond_use_by(shredding_by).isoformat(),
     )
 
 

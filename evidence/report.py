@@ -56,6 +56,7 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
         ("Received", _field(predicate, "received_at")),
         ("Deadline", _field(predicate, "deadline")),
         ("Certificate issued", _field(predicate, "issued_at")),
+        ("Ledger backups beyond use by", _field(predicate, "ledger_backups_beyond_use_by")),
     ]
     exceptions = [str(e) for e in predicate.get("exceptions", [])]
     return "\n".join(

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from evidence._json import canonical, loads_strict, typed
@@ -127,9 +127,16 @@ class CertificateFacts:
     log_origin: str
     code_version: str
     issued_at: str
+    # the day the last backup of the orchestrator's ledger that can hold the request's sealed identifiers expires
+    ledger_backups_beyond_use_by: str
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
+        _check(
+            _is_date(self.ledger_backups_beyond_use_by),
+            "ledger_backups_beyond_use_by",
+            self.ledger_backups_beyond_use_by,
+        )
         expected = outcome_for((s.evidence_level for s in self.systems), residual=any(s.residual for s in self.systems))
         _check(self.outcome == expected, "outcome", f"{self.outcome}, but the systems' levels give {expected}")
         _check(bool(self.log_origin) and "\n" not in self.log_origin, "log_origin", self.log_origin)
@@ -223,6 +230,14 @@ def _check_request_id(request_id: str) -> None:
         uuid.UUID(request_id)
     except (ValueError, TypeError, AttributeError):
         _check(False, "request_id", "not a uuid")
+
+
+def _is_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except (ValueError, TypeError):
+        return False
+    return len(value) == 10
 
 
 def _check_timestamp(value: str, field: str) -> None:

@@ -1,8 +1,9 @@
 """Keyed pseudonyms: HMAC-SHA256 under a secret key, never a plain or unkeyed hash.
 
 An unkeyed SHA-256 of an email is reversed by hashing a list of candidate emails; a keyed HMAC is not, as long as the
-key stays secret. Two keys serve two purposes: the ledger's pseudonyms (to find a subject's past requests) and the
-suppression list (to refuse re-ingestion of an erased subject), so that one can be rotated without the other.
+key stays secret. Two kinds of key serve two purposes: each request's ledger pseudonyms are keyed by that request's
+data key (stores.vault), so shredding the request unlinks them; the suppression list (to refuse re-ingestion of an
+erased subject) has a long-lived key of its own, kept apart from every other key (stores.suppression).
 """
 
 from __future__ import annotations

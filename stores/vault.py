@@ -3,7 +3,8 @@
 Each request gets a random 256-bit data key; items are sealed with AES-256-GCM under it, bound (associated data) to
 their request id and name. The data key is stored only wrapped by a master key: a local key file in development, an
 AWS KMS key in production. Destroying the wrapped data key (crypto-shredding) makes the request's items unreadable
-for good, while receipts and bundles, which never held them, still verify.
+for good, while receipts and bundles, which never held them, still verify. The request's ledger pseudonyms and key
+commitments are keyed by secrets derived from its data key, so shredding unlinks them too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from psycopg_pool import ConnectionPool
 from domain.aws_errors import aws_error
 from domain.errors import ErasureError, TerminalError, TransientError
 from domain.model import IdentifierType, Subject
+from stores.pseudonyms import Pseudonymizer
 
 
 class VaultSealed(TerminalError):
@@ -148,16 +150,24 @@ class Vault:
         stored = self.open(request_id, self.SUBJECT)
         return Subject({IdentifierType(k): tuple(v) for k, v in stored.items() if v})
 
+    def pseudonyms(self, conn: Connection[Any], request_id: str) -> Pseudonymizer:
+        """The request's ledger pseudonyms, keyed by its data key: once the key is destroyed, no key file or ledger
+        dump recomputes them. Reads through the caller's connection, so intake can use it before committing."""
+        return Pseudonymizer(self._data_key(conn, request_id), purpose="ledger")
+
     def commitment_key(self, request_id: str) -> bytes:
         """A per-request HMAC key for key commitments, derived from the data key: shredding ends it too."""
         with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT wrapped_key, wrapping FROM vault_keys WHERE request_id = %s", [request_id]
-            ).fetchone()
+            data_key = self._data_key(conn, request_id)
+        return hmac.new(data_key, b"erasure key commitment v1", hashlib.sha256).digest()
+
+    def _data_key(self, conn: Connection[Any], request_id: str) -> bytes:
+        row = conn.execute(
+            "SELECT wrapped_key, wrapping FROM vault_keys WHERE request_id = %s", [request_id]
+        ).fetchone()
         if row is None or row[0] is None:
             raise VaultSealed(f"request {request_id} has no data key")
-        data_key = self._master.unwrap(bytes(row[0]), request_id, row[1])
-        return hmac.new(data_key, b"erasure key commitment v1", hashlib.sha256).digest()
+        return self._master.unwrap(bytes(row[0]), request_id, row[1])
 
     def destroy(self, conn: Connection[Any], request_id: str) -> bool:
         """Crypto-shred: drop the wrapped data key. Returns False if it was already gone."""

@@ -15,6 +15,7 @@ OWNERS = {
     "tlog_leaves": "stores/tlog.py",
     "tlog_head": "stores/tlog.py",
     "suppression": "stores/suppression.py",
+    "suppression_key": "stores/suppression.py",
     "vault_keys": "stores/vault.py",
     "vault_items": "stores/vault.py",
     "requests": "stores/ledger.py",

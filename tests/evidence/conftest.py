@@ -96,12 +96,21 @@ REQUEST = notary.Request(
 NOT_SEARCHED = {"crm": "the request has no identifier of a type it is keyed by (device_id)"}
 CODE_VERSION = "0.1.0+test"
 ISSUED_AT = "2025-03-01T10:10:00Z"
+SHREDDING_BY = "2025-03-31T10:10:00Z"
+BACKUPS = notary.Backups(retention_days=35)
 
 
 def certificate_facts(systems: tuple[notary.FinishedSystem, ...]) -> CertificateFacts:
     """What the notary certifies for these systems of the fixture's request."""
     return notary.certificate_facts(
-        REQUEST, systems, not_searched=NOT_SEARCHED, log_origin=ORIGIN, code_version=CODE_VERSION, issued_at=ISSUED_AT
+        REQUEST,
+        systems,
+        not_searched=NOT_SEARCHED,
+        log_origin=ORIGIN,
+        code_version=CODE_VERSION,
+        issued_at=ISSUED_AT,
+        shredding_by=SHREDDING_BY,
+        backups=BACKUPS,
     )
 
 
@@ -117,6 +126,8 @@ def certificate(
         log_origin=ORIGIN,
         code_version=CODE_VERSION,
         issued_at=ISSUED_AT,
+        shredding_by=SHREDDING_BY,
+        backups=BACKUPS,
     )
 
 

@@ -70,12 +70,30 @@ def test_erase_receipt_joins_counts_per_location_and_keeps_the_ledgers_facts() -
     assert predicate["vendor_facts"] == {"rows_sent": 2}
 
 
-def test_shred_receipt_says_the_key_is_gone_and_why() -> None:
-    predicate = parse_statement(notary.shred_receipt(REQUEST_ID, "grace period ended", RUN))["predicate"]
+def test_shred_receipt_says_the_key_is_gone_what_was_checked_and_where_copies_remain() -> None:
+    backups = notary.Backups(retention_days=35)
 
+    statement = notary.shred_receipt(REQUEST_ID, "grace period ended", RUN, backups=backups)
+
+    predicate = parse_statement(statement)["predicate"]
     assert (predicate["action"], predicate["system"], predicate["evidence_level"]) == (
         "shred",
         "vault",
         "verified_absent",
     )
     assert "(grace period ended)" in predicate["detail"]
+    assert predicate["locations"] == {"vault_keys": {"before": 1, "after": 0}}
+    checked, not_checked, beyond_use = predicate["notes"]
+    assert checked.startswith("checked:") and checked.endswith("the live table only")
+    assert "write-ahead log" in not_checked and "dead row versions" in not_checked and "backups" in not_checked
+    # shredded 2025-03-01T10:05Z, backups kept 35 days: the last copy expires on 5 April
+    assert "kept 35 days" in beyond_use and "expires by 2025-04-05" in beyond_use
+
+
+def test_certificate_states_when_the_ledgers_backups_are_beyond_use() -> None:
+    systems = (notary.FinishedSystem("app_db", "storage", "verified_absent", 12, 0),)
+
+    predicate = parse_statement(certificate(systems, {"app_db": b"e"}))["predicate"]
+
+    # the key is destroyed by 2025-03-31T10:10Z (conftest), and backups are kept 35 days after that
+    assert predicate["ledger_backups_beyond_use_by"] == "2025-05-05"

@@ -40,6 +40,7 @@ def test_report_lists_every_system_and_the_facts() -> None:
 
     expected = ("system_0", "system_1", "High Court, claim QB-2025-000123", "2025-03-27", ORIGIN, "<code>blocked")
     assert all(text in page for text in expected)
+    assert "<tr><th>Ledger backups beyond use by</th><td>2025-05-05</td></tr>" in page
     assert "<dt><code>vendor_attested</code></dt>" in page  # the glossary
 
 

@@ -110,17 +110,18 @@ class Harness:
             stderr=subprocess.DEVNULL,
         )
 
-    async def cli(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    async def cli(self, env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "erasure.cli",
             *args,
             env=env,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        stdout, stderr = await process.communicate()
+        stdout, stderr = await process.communicate(stdin.encode())
         return subprocess.CompletedProcess(list(args), process.returncode or 0, stdout.decode(), stderr.decode())
 
     def write_yaml(self, name: str, data: Any) -> Path:

@@ -209,9 +209,14 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
         exported = await harness.cli(env, "evidence", "export", request_id, "-o", str(bundle))
         assert exported.returncode == 0, exported.stderr
         # the suppression list knows the erased subject, not the neighbour; what is asked is not kept
-        assert (await harness.cli(env, "suppression", "check", "--email", CHILD.email or "")).returncode == 0
-        assert (await harness.cli(env, "suppression", "check", "--user-id", str(CHILD.user_id))).returncode == 0
-        neighbour = await harness.cli(env, "suppression", "check", "--email", NEIGHBOURS[0].email or "")
+        # (from standard input or a 0600 file: an identifier on the command line would be in `ps` and shell history)
+        assert (await harness.cli(env, "suppression", "check", "email", stdin=f"{CHILD.email}\n")).returncode == 0
+        private = tmp_path / "user-id.txt"
+        private.write_text(str(CHILD.user_id))
+        private.chmod(0o600)
+        checked = await harness.cli(env, "suppression", "check", "user_id", "--from-file", str(private))
+        assert checked.returncode == 0, checked.stderr
+        neighbour = await harness.cli(env, "suppression", "check", "email", stdin=NEIGHBOURS[0].email or "")
         assert neighbour.returncode == 3 and "not suppressed" in neighbour.stdout
     finally:
         worker.terminate()

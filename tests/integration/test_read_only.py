@@ -59,16 +59,17 @@ async def test_suppression_check_reads_with_the_deployments_key_only(
     harness: Harness, reader_url: str, tmp_path: Path
 ) -> None:
     env = {**harness.process_env(), "DATABASE_URL": reader_url}
-    checked = await harness.cli(env, "suppression", "check", "--email", "nobody@example.org")
+    checked = await harness.cli(env, "suppression", "check", "email", stdin="nobody@example.org\n")
     assert checked.returncode == 3, checked.stderr  # 3: not suppressed
     assert checked.stdout.strip() == "not suppressed"
 
     keyless = await harness.cli(
-        {**env, "ERASURE_HOME": str(tmp_path / "empty")}, "suppression", "check", "--user-id", "1"
+        {**env, "ERASURE_HOME": str(tmp_path / "empty")}, "suppression", "check", "user_id", stdin="1\n"
     )
     assert keyless.returncode == 1
     assert "suppression.key is missing" in keyless.stderr
     assert not (tmp_path / "empty" / "keys").exists()
+    assert not (tmp_path / "empty" / "suppression-key").exists()
 
 
 async def test_a_worker_migrates_the_ledger_when_it_starts(harness: Harness, database_url: str, tmp_path: Path) -> None:

@@ -23,6 +23,19 @@ def test_values_shaped_like_identifiers_are_masked() -> None:
     )
 
 
+def test_identifier_shapes_inside_tokens_are_masked() -> None:
+    masked = mask(
+        "ERR_7391827364 ERR7391827364 code=7391827364; user-7391827364 "
+        "ad_6D92078A-8246-4BA4-AE5B-76104861E7DC_x key:Mia.Child@example.org"
+    )
+
+    assert "7391827364" not in masked and "6D92078A" not in masked and "example.org" not in masked
+    assert masked.startswith("ERR_[phone] ERR[phone] code=[phone]; user-[phone] ad_[id]_x key:[email]")
+    # our own figures stay: a digest's digits, a timestamp, a duration
+    kept = "sha256 ab73918273645cd at 2026-11-29T14:00:00Z took 7391827364ms"
+    assert mask(kept) == kept
+
+
 def test_log_files_hold_json_lines_without_identifiers(tmp_path: Path) -> None:
     path = configure(tmp_path / "logs", "test")
     try:
