@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from evidence.bundle import receipt_path
 from evidence.statement import (
@@ -174,6 +174,8 @@ def certificate(
     log_origin: str,
     code_version: str,
     issued_at: str,
+    identity: Mapping[str, Any] | None = None,
+    reviews: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
     """The request's certificate over its systems' receipts (system -> envelope), the only builder of one."""
     facts = certificate_facts(
@@ -183,6 +185,8 @@ def certificate(
         log_origin=log_origin,
         code_version=code_version,
         issued_at=issued_at,
+        identity=identity,
+        reviews=reviews,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -195,8 +199,11 @@ def certificate_facts(
     log_origin: str,
     code_version: str,
     issued_at: str,
+    identity: Mapping[str, Any] | None = None,
+    reviews: Sequence[Mapping[str, Any]] = (),
 ) -> CertificateFacts:
-    """What the certificate states: the outcome follows from the levels, the reason counts them."""
+    """What the certificate states: the outcome follows from the levels, the reason counts them; the identity
+    section says how the subject's identifiers were resolved and what each reviewer decided (counts, never values)."""
     outcomes = tuple(
         SystemOutcome(
             s.system,
@@ -229,6 +236,8 @@ def certificate_facts(
         log_origin=log_origin,
         code_version=code_version,
         issued_at=issued_at,
+        identity=dict(identity or {}),
+        reviews=tuple(dict(r) for r in reviews),
     )
 
 

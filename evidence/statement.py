@@ -127,6 +127,9 @@ class CertificateFacts:
     log_origin: str
     code_version: str
     issued_at: str
+    # how the subject's identifiers were resolved (counts per type, source names) and every reviewer's decision
+    identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reviews: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)

@@ -104,7 +104,9 @@ def _kms_error(action: str, exc: Exception) -> ErasureError:
 
 
 class Vault:
-    SUBJECT = "subject"
+    SUBJECT = "subject"  # the identifiers as ordered
+    RESOLVED = "resolved_subject"  # the same, with those the identity sources tied to them and reviewers included
+    CANDIDATES = "review_candidates"  # near-matches awaiting a reviewer's decision, by group id
     REQUESTER = "requester"
 
     def __init__(self, pool: ConnectionPool, master: MasterKey) -> None:
@@ -144,20 +146,49 @@ class Vault:
         )
         return value
 
+    def put(self, request_id: str, name: str, value: dict[str, Any]) -> None:
+        """Seal one more item under the request's data key, or replace it (a retried activity writes it again)."""
+        nonce = os.urandom(12)
+        ciphertext = AESGCM(self._data_key(request_id)).encrypt(
+            nonce, json.dumps(value).encode(), _aad(request_id, name)
+        )
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO vault_items (request_id, name, nonce, ciphertext) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (request_id, name) DO UPDATE SET nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext",
+                [request_id, name, nonce, ciphertext],
+            )
+
+    def holds(self, request_id: str, name: str) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM vault_items WHERE request_id = %s AND name = %s", [request_id, name]
+            ).fetchone()
+        return row is not None
+
     def subject(self, request_id: str) -> Subject:
-        stored = self.open(request_id, self.SUBJECT)
+        """The subject as resolved once resolution ran, else as ordered (and where no identity source is named)."""
+        return self._subject(request_id, self.RESOLVED if self.holds(request_id, self.RESOLVED) else self.SUBJECT)
+
+    def ordered_subject(self, request_id: str) -> Subject:
+        return self._subject(request_id, self.SUBJECT)
+
+    def _subject(self, request_id: str, name: str) -> Subject:
+        stored = self.open(request_id, name)
         return Subject({IdentifierType(k): tuple(v) for k, v in stored.items() if v})
 
     def commitment_key(self, request_id: str) -> bytes:
         """A per-request HMAC key for key commitments, derived from the data key: shredding ends it too."""
+        return hmac.new(self._data_key(request_id), b"erasure key commitment v1", hashlib.sha256).digest()
+
+    def _data_key(self, request_id: str) -> bytes:
         with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT wrapped_key, wrapping FROM vault_keys WHERE request_id = %s", [request_id]
             ).fetchone()
         if row is None or row[0] is None:
             raise VaultSealed(f"request {request_id} has no data key")
-        data_key = self._master.unwrap(bytes(row[0]), request_id, row[1])
-        return hmac.new(data_key, b"erasure key commitment v1", hashlib.sha256).digest()
+        return self._master.unwrap(bytes(row[0]), request_id, row[1])
 
     def destroy(self, conn: Connection[Any], request_id: str) -> bool:
         """Crypto-shred: drop the wrapped data key. Returns False if it was already gone."""
