@@ -164,7 +164,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
-        while wait and not report.state.settled:
+        while wait and not report.state.settled and report.state != "awaiting_review":
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -175,6 +175,9 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
         out.print_json(json.dumps(report.to_json()))
     else:
         print_status(out, report)
+    if wait and report.state == "awaiting_review":
+        err.print(f"[yellow]awaiting review: a person must decide, see `erasure review {request_id}`[/yellow]")
+        raise typer.Exit(1)
     if wait and not report.state.settled:
         err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
