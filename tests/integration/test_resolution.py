@@ -81,6 +81,8 @@ async def test_an_email_only_order_erases_the_user_id_keyed_systems_and_excluded
         assert submitted.returncode == 0, submitted.stderr
         request_id = submitted.stdout.strip()
         waiting = await wait_for(harness, request_id, lambda r: r.state == "awaiting_review")
+        stopped = await harness.cli(env, "status", request_id, "--wait", "--timeout", "60")
+        assert stopped.returncode == 1 and "awaiting review" in stopped.stderr
         found = await groups(harness, request_id)
         assert set(found) == {"email letter_case", "email plus_tag"}
         assert all(g["source"] == "app_accounts" and g["decision"] is None for g in found.values())
