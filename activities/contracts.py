@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Activity names: one place, used by the workflows and the activity class alike.
+RESOLVE = "erasure.resolve"
+APPLY_REVIEW = "erasure.apply_review"
 PLAN = "erasure.plan"
 LOCATE = "erasure.locate"
 ERASE = "erasure.erase"
@@ -62,6 +64,46 @@ class SystemPlan:
 @dataclass(frozen=True)
 class RequestInput:
     request_id: str
+
+
+# Review: what a candidate group is, and what a reviewer may decide about it.
+NEAR_MATCH = "near_match"  # an identity source's row equal to the subject's identifiers only after normalisation
+NOTHING_FOUND = "nothing_found"  # no identity source holds the subject at all
+INCLUDE = "include"
+EXCLUDE = "exclude"
+CONFIRM_NOTHING_FOUND = "confirm_nothing_found"
+DECISIONS = {NEAR_MATCH: (INCLUDE, EXCLUDE), NOTHING_FOUND: (CONFIRM_NOTHING_FOUND,)}
+
+
+@dataclass(frozen=True)
+class ReviewGroup:
+    """One thing a reviewer decides on, described without a value: which source, which rule, how many of each type."""
+
+    group: str
+    kind: str  # NEAR_MATCH or NOTHING_FOUND
+    source: str  # the identity source that holds the candidate ("" when nothing was found)
+    rules: dict[str, str]  # identifier type -> the near rule that ties it to the subject
+    counts: dict[str, int]  # identifier type -> how many the candidate holds
+
+
+@dataclass(frozen=True)
+class ResolveResult:
+    resolved: bool  # the catalogue names identity sources, and they were searched
+    review: list[ReviewGroup]
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    group: str
+    decision: str  # one of DECISIONS[group kind]
+    reason: str
+    reviewer: str
+
+
+@dataclass(frozen=True)
+class ApplyReviewInput:
+    request_id: str
+    decisions: list[ReviewDecision]
 
 
 @dataclass(frozen=True)

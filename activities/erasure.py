@@ -23,7 +23,9 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities import resolution
 from activities.contracts import (
+    APPLY_REVIEW,
     ERASE,
     INVALID_DATA,
     JOB_STILL_RUNNING,
@@ -32,11 +34,13 @@ from activities.contracts import (
     POLL,
     RECORD_EVENT,
     RECORD_RECEIPT,
+    RESOLVE,
     SEAL,
     SHRED,
     TERMINAL,
     VAULT_SEALED,
     VERIFY,
+    ApplyReviewInput,
     EraseResult,
     EventInput,
     Plan,
@@ -45,6 +49,7 @@ from activities.contracts import (
     ReceiptInput,
     ReceiptResult,
     RequestInput,
+    ResolveResult,
     RetrySpec,
     SealInput,
     SealResult,
@@ -100,6 +105,8 @@ class ErasureActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.resolve,
+            self.apply_review,
             self.plan,
             self.locate,
             self.erase,
@@ -111,7 +118,27 @@ class ErasureActivities:
             self.shred,
         ]
 
-    # -- planning ---------------------------------------------------------------------------------------------
+    # -- identity and planning --------------------------------------------------------------------------------
+
+    @activity.defn(name=RESOLVE)
+    async def resolve(self, input: RequestInput) -> ResolveResult:
+        return await self._run(
+            input.request_id,
+            None,
+            lambda: resolution.resolve_request(
+                self._ledger, self._vault, self._catalogue(input.request_id), input.request_id, _now()
+            ),
+        )
+
+    @activity.defn(name=APPLY_REVIEW)
+    async def apply_review(self, input: ApplyReviewInput) -> None:
+        await self._run(
+            input.request_id,
+            None,
+            lambda: resolution.apply_review(
+                self._ledger, self._vault, self._catalogue(input.request_id), input.request_id, input.decisions, _now()
+            ),
+        )
 
     @activity.defn(name=PLAN)
     async def plan(self, input: RequestInput) -> Plan:
@@ -256,12 +283,18 @@ class ErasureActivities:
                 finished_at=input.finished_at,
             )
             task = self._ledger.task(input.request_id, input.system)
+            identity = resolution.receipt_notes(self._ledger.events(input.request_id))
             logged = self._tlog.notarise(
                 input.request_id,
                 input.system,
                 input.action,
                 lambda: notary.erase_receipt(
-                    input.request_id, task, level=input.level, detail=input.detail, notes=input.notes, run=run
+                    input.request_id,
+                    task,
+                    level=input.level,
+                    detail=input.detail,
+                    notes=[*input.notes, *identity],
+                    run=run,
                 ),
             )
             self._ledger.done(
@@ -295,11 +328,14 @@ class ErasureActivities:
         }
         finished = [_finished(t) for t in tasks if t.system in receipts]
         issued_at = _now()
+        identity, reviews = resolution.identity_record(self._ledger.events(request_id))
         statement = notary.certificate(
             _notary_request(request),
             finished,
             receipts,
             not_searched={t.system: t.detail for t in tasks if t.state == TaskState.NOT_APPLICABLE},
+            identity=identity,
+            reviews=reviews,
             log_origin=self._tlog.origin,
             code_version=self._code_version,
             issued_at=issued_at.isoformat(),

@@ -21,8 +21,10 @@ from psycopg import sql
 
 from connectors.base import Connector, secret_from_env
 from domain.errors import TerminalError, TransientError
-from domain.model import EvidenceLevel, Inventory, Outcome, Subject, Verification
-from domain.settings.postgres import KIND, PostgresSettings
+from domain.identifiers import near_key
+from domain.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from domain.resolution import Lookup
+from domain.settings.postgres import KIND, PostgresConnection, PostgresSettings
 
 _INTEGER_TYPES = {"int2", "int4", "int8"}
 _TEXT_TYPES = {"text", "varchar", "bpchar"}
@@ -189,17 +191,106 @@ class PostgresConnector(Connector):
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
-        """One transaction with bounded lock and statement waits; errors mapped at this edge."""
-        timeouts = self.settings.connection
-        try:
-            with psycopg.connect(self._dsn, connect_timeout=10) as conn, conn.cursor() as cur:
+        with _transaction(self._dsn, self.system, self.settings.connection) as cur:
+            yield cur
+
+
+class PostgresIdentitySource:
+    """An identity source: one table of a postgres system whose columns tie identifiers together. Read only.
+
+    A row is found exactly by the database's own equality on a column (a `citext` column folds case itself), or
+    as a near-match by the normal form of its type (domain.identifiers: the mailbox of an address, the E.164 form of
+    a phone), computed by SQL on the column and compared with bound normal forms: never a pattern from input.
+    """
+
+    MAX_ROWS = 20  # one subject is a handful of accounts; more means an identifier shared too widely to resolve
+
+    def __init__(
+        self, name: str, settings: PostgresSettings, table: str, columns: Mapping[IdentifierType, str]
+    ) -> None:
+        self.name = name
+        self._dsn = secret_from_env(settings.connection.dsn_env)
+        self._connection = settings.connection
+        self._schema = settings.mapping.schema_name
+        self._table = table
+        self._columns = dict(columns)
+
+    def lookup(self, subject: Subject) -> Lookup:
+        with _transaction(self._dsn, self.name, self._connection, read_only=True) as cur:
+            cur.execute(_COLUMN_TYPES, [self._schema, [self._table]])
+            types = {c: _ColumnType(schema, name) for _, c, schema, name in cur.fetchall()}
+            exact, exact_params, near, near_params = self._predicates(subject, types)
+            if not exact and not near:
+                return Lookup(exact=(), near=())
+            kinds = list(self._columns)
+            is_exact = sql.SQL(" OR ").join(exact) if exact else sql.SQL("false")
+            cur.execute(
+                sql.SQL("SELECT {}, ({}) FROM {} WHERE ({}) OR ({}) LIMIT %s").format(
+                    sql.SQL(", ").join(sql.Identifier(self._columns[k]) for k in kinds),
+                    is_exact,
+                    sql.Identifier(self._schema, self._table),
+                    is_exact,
+                    sql.SQL(" OR ").join(near) if near else sql.SQL("false"),
+                ),
+                [*exact_params, *exact_params, *near_params, self.MAX_ROWS + 1],
+            )
+            rows = cur.fetchall()
+        if len(rows) > self.MAX_ROWS:
+            raise TerminalError(
+                f"identity source {self.name}: more than {self.MAX_ROWS} rows match the subject: an identifier is "
+                "shared too widely to resolve safely"
+            )
+        found = [({k: str(v) for k, v in zip(kinds, row[:-1], strict=True) if v is not None}, row[-1]) for row in rows]
+        return Lookup(
+            exact=tuple(values for values, exactly in found if exactly),
+            near=tuple(values for values, exactly in found if not exactly),
+        )
+
+    def _predicates(
+        self, subject: Subject, types: Mapping[str, _ColumnType]
+    ) -> tuple[list[sql.Composable], list[Any], list[sql.Composable], list[Any]]:
+        exact: list[sql.Composable] = []
+        exact_params: list[Any] = []
+        near: list[sql.Composable] = []
+        near_params: list[Any] = []
+        for kind, column in self._columns.items():
+            if column not in types:
+                raise TerminalError(f"identity source {self.name}: column {self._table}.{column} does not exist")
+            column_type = types[column]
+            values = _typed_values(subject.values(kind), column_type)
+            if values:
+                exact.append(sql.SQL("{} = ANY({})").format(sql.Identifier(column), column_type.values_param()))
+                exact_params.append(values)
+            normal = sorted({k for v in subject.values(kind) if (k := near_key(kind, v)) is not None})
+            if normal and kind in _NEAR_FORMS and (column_type.name in _TEXT_TYPES or column_type.name == "citext"):
+                near.append(sql.SQL(_NEAR_FORMS[kind]).format(sql.Identifier(column)))
+                near_params.append(normal)
+        return exact, exact_params, near, near_params
+
+
+# The normal forms of domain.identifiers.near_key, computed on a column (constant patterns, bound values).
+_NEAR_FORMS = {
+    IdentifierType.EMAIL: r"regexp_replace(lower(btrim({}::text)), '\+[^@]*@', '@') = ANY(%s::text[])",
+    IdentifierType.PHONE: r"regexp_replace(btrim({}::text), '[ ().-]', '', 'g') = ANY(%s::text[])",
+}
+
+
+@contextmanager
+def _transaction(
+    dsn: str, system: str, timeouts: PostgresConnection, *, read_only: bool = False
+) -> Iterator[psycopg.Cursor[Any]]:
+    """One transaction with bounded lock and statement waits; errors mapped at this edge."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            conn.read_only = read_only
+            with conn.cursor() as cur:
                 cur.execute(
                     "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                     [f"{timeouts.lock_timeout_ms}ms", f"{timeouts.statement_timeout_ms}ms"],
                 )
                 yield cur
-        except psycopg.Error as exc:
-            raise _map_error(self.system, exc) from exc
+    except psycopg.Error as exc:
+        raise _map_error(system, exc) from exc
 
 
 # Each column's type from pg_catalog, domains followed down to their base type: information_schema says only

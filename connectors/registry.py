@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
 from connectors.base import Connector
+from domain.model import IdentifierType
+from domain.resolution import IdentitySource
 from domain.settings import StrictModel
 
 _KINDS: dict[str, str] = {
@@ -33,3 +36,15 @@ def build_connector(kind: str, system: str, settings: StrictModel) -> Connector:
     if not isinstance(settings, cls.spec.settings_model):
         raise TypeError(f"connector {kind} takes {cls.spec.settings_model.__name__}, got {type(settings).__name__}")
     return cls(system, settings)
+
+
+def build_identity_source(
+    name: str, settings: StrictModel, table: str, columns: Mapping[IdentifierType, str]
+) -> IdentitySource:
+    """An identity source reading a table of a postgres system, with that system's (resolved) settings."""
+    from connectors.postgres import PostgresIdentitySource
+    from domain.settings.postgres import PostgresSettings
+
+    if not isinstance(settings, PostgresSettings):
+        raise TypeError(f"identity sources read postgres systems, got {type(settings).__name__}")
+    return PostgresIdentitySource(name, settings, table, columns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from enum import StrEnum
 
 from domain.model import IdentifierType
 
@@ -82,3 +83,59 @@ def _scripts(value: str) -> set[str]:
             script = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
             scripts.add("JAPANESE" if script in _JAPANESE else script)
     return scripts
+
+
+# -- normalisation: what counts as a near-match of an identifier -------------------------------------------------
+
+
+class NearRule(StrEnum):
+    """Why a value is a near-match of an ordered one: equal after the type's normalisation, yet not exactly equal.
+
+    email  trim and lower-case the whole address (LETTER_CASE); then also drop the local part's `+tag` (PLUS_TAG)
+    phone  the same E.164 number written with other spaces, dots, dashes or brackets (PHONE_FORMAT)
+    Other types have no normalisation: only exact matches count. Provider rules (Gmail's ignored dots) are not
+    applied: they hold for one provider only, and an address of another provider with a dot is another person.
+    """
+
+    LETTER_CASE = "letter_case"
+    PLUS_TAG = "plus_tag"
+    PHONE_FORMAT = "phone_format"
+
+
+NORMALISED = frozenset({IdentifierType.EMAIL, IdentifierType.PHONE})  # the types that have near-matches
+_PLUS_TAG = re.compile(r"\+[^@]*@")
+
+
+def folded_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def mailbox(value: str) -> str:
+    """The address trimmed, lower-cased and without its plus tag: the widest form a near-match is searched by."""
+    return _PLUS_TAG.sub("@", folded_email(value), count=1)
+
+
+def e164(value: str) -> str:
+    return _PHONE_LAYOUT.sub("", value.strip())
+
+
+def near_key(kind: IdentifierType, value: str) -> str | None:
+    """The normal form near-matches of `value` share, or None for a type without normalisation."""
+    if kind is IdentifierType.EMAIL:
+        return mailbox(value)
+    if kind is IdentifierType.PHONE:
+        return e164(value)
+    return None
+
+
+def near_rule(kind: IdentifierType, ordered: str, found: str) -> NearRule | None:
+    """The narrowest rule under which `found` equals `ordered`; None if they are equal exactly, or unrelated."""
+    if found == ordered:
+        return None
+    if kind is IdentifierType.EMAIL:
+        if folded_email(found) == folded_email(ordered):
+            return NearRule.LETTER_CASE
+        return NearRule.PLUS_TAG if mailbox(found) == mailbox(ordered) else None
+    if kind is IdentifierType.PHONE:
+        return NearRule.PHONE_FORMAT if e164(found) == e164(ordered) else None
+    return None

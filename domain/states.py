@@ -1,8 +1,8 @@
 """The states a request, a system's task and a request's workflow go through, as the ledger and status show them.
 
-request   received -> executing -> certified -> closed (the data key destroyed)
+request   received -> [awaiting_review ->] executing -> certified -> closed (the data key destroyed)
 task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start
-workflow  planning -> executing -> sealing -> grace period -> closed
+workflow  [resolving -> awaiting review ->] planning -> executing -> sealing -> grace period -> closed
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from enum import StrEnum
 
 class RequestState(StrEnum):
     RECEIVED = "received"
+    AWAITING_REVIEW = "awaiting_review"  # near-matches, or a subject no identity source knows: a person decides
     EXECUTING = "executing"
     CERTIFIED = "certified"
     CLOSED = "closed"  # the request's data key is destroyed
@@ -35,6 +36,8 @@ class TaskState(StrEnum):
 class Phase(StrEnum):
     """Where a request's workflow is, as its status query reports it."""
 
+    RESOLVING = "resolving"
+    AWAITING_REVIEW = "awaiting review"
     PLANNING = "planning"
     EXECUTING = "executing"
     SEALING = "sealing"

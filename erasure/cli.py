@@ -183,7 +183,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
-        while wait and not report.state.settled:
+        while wait and not report.state.settled and report.state != "awaiting_review":
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -194,6 +194,9 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
         out.print_json(json.dumps(report.to_json()))
     else:
         print_status(out, report)
+    if wait and report.state == "awaiting_review":
+        err.print(f"[yellow]awaiting review: a person must decide, see `erasure review {request_id}`[/yellow]")
+        raise typer.Exit(1)
     if wait and not report.state.settled:
         err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
@@ -274,6 +277,87 @@ def shred(
             return result
 
         out.print(_run(go()))
+
+
+@app.command()
+def review(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    group: Annotated[str | None, typer.Option(help="The group to decide on; without it, list the groups.")] = None,
+    decision: Annotated[
+        str | None, typer.Option(help="include or exclude (a near-match), confirm_nothing_found (nothing found).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why: it goes into the certificate, so never an identifier.")] = "",
+    reviewer: Annotated[
+        str | None, typer.Option(help="Who decides (default: $ERASURE_REVIEWER, else the OS user).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What a request awaits a reviewer's decision on (near-matches, a subject nobody knows), or record a decision."""
+    import getpass
+    import os
+    import re
+
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from activities.contracts import ReviewDecision
+    from workflows.request import REVIEW_QUERY, REVIEW_UPDATE
+
+    with _errors():
+        _check_uuid(request_id)
+        if group is not None:
+            if decision not in ("include", "exclude", "confirm_nothing_found"):
+                raise InvalidInput("arguments", "--decision", "must be include, exclude or confirm_nothing_found")
+            if not reason.strip():
+                raise InvalidInput("arguments", "--reason", "is required: the certificate records why")
+            if "@" in reason or re.search(r"\d{5}", reason):
+                raise InvalidInput(
+                    "arguments", "--reason", "must not hold an address or a long number: say why, not who"
+                )
+        config = _config("cli")
+        who = reviewer or os.environ.get("ERASURE_REVIEWER") or getpass.getuser()
+
+        async def go() -> Any:
+            client = await _client(config)
+            handle = client.get_workflow_handle(request_id)
+            try:
+                if group is None:
+                    return await handle.query(REVIEW_QUERY)
+                chosen = ReviewDecision(group=group, decision=decision or "", reason=reason, reviewer=who)
+                return await handle.execute_update(REVIEW_UPDATE, chosen, result_type=str)
+            except WorkflowUpdateFailedError as exc:
+                raise InvalidInput("arguments", "--group", f"decision refused: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot review: the request's workflow does not answer ({exc.status.name.lower()}); "
+                    "see `erasure status`"
+                ) from None
+
+        answer = _run(go())
+        if group is not None:
+            out.print(answer)
+        elif as_json:
+            out.print_json(json.dumps(answer))
+        else:
+            _print_review(answer)
+
+
+def _print_review(answer: dict[str, Any]) -> None:
+    groups = answer.get("groups", [])
+    out.print(f"phase: {answer.get('phase')}; {len(groups)} group(s) to decide")
+    table = Table()
+    for column in ("group", "kind", "source", "why near", "identifiers", "decision"):
+        table.add_column(column)
+    for g in groups:
+        table.add_row(
+            g["group"],
+            g["kind"],
+            g["source"] or "-",
+            ", ".join(f"{kind}: {rule}" for kind, rule in g["rules"].items()) or "-",
+            ", ".join(f"{n} {kind}" for kind, n in g["counts"].items()) or "-",
+            g.get("decision") or "pending",
+        )
+    out.print(table)
 
 
 # -- processes --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from evidence.bundle import receipt_path
 from evidence.statement import (
@@ -198,6 +198,8 @@ def certificate(
     issued_at: str,
     shredding_by: str,
     backups: Backups,
+    identity: Mapping[str, Any] | None = None,
+    reviews: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
     """The request's certificate over its systems' receipts (system -> envelope), the only builder of one."""
     facts = certificate_facts(
@@ -209,6 +211,8 @@ def certificate(
         issued_at=issued_at,
         shredding_by=shredding_by,
         backups=backups,
+        identity=identity,
+        reviews=reviews,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -223,10 +227,13 @@ def certificate_facts(
     issued_at: str,
     shredding_by: str,
     backups: Backups,
+    identity: Mapping[str, Any] | None = None,
+    reviews: Sequence[Mapping[str, Any]] = (),
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
     backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
-    RFC 3339), the beyond-use date."""
+    RFC 3339), the beyond-use date; the identity section says how the subject's identifiers were resolved and what
+    each reviewer decided (counts, never values)."""
     outcomes = tuple(
         SystemOutcome(
             s.system,
@@ -260,6 +267,8 @@ def certificate_facts(
         code_version=code_version,
         issued_at=issued_at,
         ledger_backups_beyond_use_by=backups.beyond_use_by(shredding_by).isoformat(),
+        identity=dict(identity or {}),
+        reviews=tuple(dict(r) for r in reviews),
     )
 
 

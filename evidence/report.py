@@ -69,6 +69,7 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
             f"<p>{_field(predicate, 'outcome_reason')}</p>",
             "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
             _exceptions(exceptions),
+            _identity(predicate.get("identity"), predicate.get("reviews")),
             "<h2>Systems</h2>",
             _systems_table(systems),
             "<h2>What the evidence levels mean</h2>",
@@ -125,6 +126,41 @@ def _exceptions(exceptions: Sequence[str]) -> str:
     if not exceptions:
         return ""
     return "<h2>Exceptions</h2><ul>" + "".join(f"<li>{escape(e)}</li>" for e in exceptions) + "</ul>"
+
+
+def _identity(identity: Any, reviews: Any) -> str:
+    """How the child's identifiers were found (types and counts, by which source) and what each reviewer decided."""
+    if not isinstance(identity, Mapping):
+        return ""
+    parts = ["<h2>Identity resolution</h2>"]
+    found_by = identity.get("found_by")
+    if not identity.get("sources") or not isinstance(found_by, Mapping):
+        parts.append(f"<p>{_field(identity, 'note')}</p>")
+    else:
+        parts.append(
+            f"<p>Ordered: {_types(identity.get('ordered'))}. Resolved to: {_types(identity.get('identifiers'))} "
+            f"(in {_field(identity, 'rounds')} round(s); {_field(identity, 'near_matches')} near-match(es)).</p>"
+        )
+        rows = "".join(
+            f"<tr><td>{escape(str(name))}</td><td>{_types(types)}</td></tr>" for name, types in found_by.items()
+        )
+        parts.append(
+            f"<table><tr><th>Identity source</th><th>Identifiers it holds of the child</th></tr>{rows}</table>"
+        )
+    decided = [r for r in reviews or [] if isinstance(r, Mapping)]
+    if decided:
+        columns = ("Group", "Kind", "Source", "Why near", "Decision", "Reason", "Reviewer", "At")
+        keys = ("group", "kind", "source", "rules", "decision", "reason", "reviewer", "at")
+        header = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
+        body = "".join("<tr>" + "".join(f"<td>{_field(r, k)}</td>" for k in keys) + "</tr>" for r in decided)
+        parts.append(f"<h2>Review decisions</h2><table>{header}{body}</table>")
+    return "".join(parts)
+
+
+def _types(counts: Any) -> str:
+    if not isinstance(counts, Mapping) or not counts:
+        return "none"
+    return escape(", ".join(f"{n} {kind}" for kind, n in counts.items()))
 
 
 def _systems_table(systems: Sequence[Mapping[str, Any]]) -> str:

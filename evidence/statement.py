@@ -129,6 +129,9 @@ class CertificateFacts:
     issued_at: str
     # the day the last backup of the orchestrator's ledger that can hold the request's sealed identifiers expires
     ledger_backups_beyond_use_by: str
+    # how the subject's identifiers were resolved (counts per type, source names) and every reviewer's decision
+    identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reviews: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)

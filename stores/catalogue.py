@@ -4,12 +4,16 @@ Each system names its connector kind, its category, the identifier types it is k
 and the connector's mapping. Secrets, and endpoints that differ per environment, are named one way only: by
 environment variable, in the settings' `*_env` fields, read where the connector is built; nothing is expanded here. The connector's own settings model
 validates `connection` and `mapping`, so an error names the file, the system and the field.
+
+Identity sources name the tables that tie a subject's identifiers together (domain/resolution.py): each reads one
+table of a `postgres` system, with that system's connection and schema, and says which column holds which type.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from domain.errors import InvalidInput
 from domain.model import Category, IdentifierType
 from domain.settings import KINDS, KindSpec, StrictModel
+from domain.settings.postgres import SQL_NAME
 from stores.validation import describe, read_yaml
 
 SYSTEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
@@ -88,11 +93,40 @@ class SystemSpec(BaseModel):
         return self.kind.settings_model.model_validate({"connection": self.connection, "mapping": self.mapping})
 
 
+class IdentitySourceSpec(StrictModel):
+    """A table that ties identifiers together: a row found by one of them gives the others (read only)."""
+
+    name: str = Field(pattern=SYSTEM_NAME)
+    system: str = Field(description="a postgres system of the catalogue: its connection and schema are used")
+    table: str = Field(pattern=SQL_NAME)
+    columns: dict[IdentifierType, str] = Field(min_length=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_are_names(cls, value: dict[IdentifierType, str]) -> dict[IdentifierType, str]:
+        for column in value.values():
+            if not re.fullmatch(SQL_NAME, column):
+                raise ValueError(f"not a column name: {column[:40]!r}")
+        return value
+
+
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     systems: list[SystemSpec] = Field(min_length=1)
+    identity_sources: list[IdentitySourceSpec] = Field(default_factory=list)
     max_concurrency: int = Field(default=8, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _sources_read_postgres_systems(self) -> Catalogue:
+        names = [s.name for s in self.identity_sources]
+        if len(names) != len(set(names)):
+            raise ValueError("identity source names must be unique")
+        kinds = {s.name: s.connector for s in self.systems}
+        for source in self.identity_sources:
+            if kinds.get(source.system) != "postgres":
+                raise ValueError(f"identity source {source.name}: system {source.system!r} is not a postgres system")
+        return self
 
     @field_validator("systems")
     @classmethod

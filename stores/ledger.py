@@ -145,6 +145,10 @@ class Ledger:
         snapshot: dict[str, Any] = row[0]
         return snapshot
 
+    def awaiting_review(self, request_id: str) -> None:
+        """Near-matches, or a subject no identity source knows: nothing runs until a reviewer decides."""
+        self._set_request_state(request_id, RequestState.AWAITING_REVIEW)
+
     def executing(self, request_id: str) -> None:
         self._set_request_state(request_id, RequestState.EXECUTING)
 
@@ -179,6 +183,11 @@ class Ledger:
         if record is None:
             raise KeyError(system)
         return record
+
+    def applicable(self, request_id: str, system: str, *, applies: bool, detail: str = "") -> None:
+        """Whether a system runs, decided again once identity resolution knows every identifier type of the subject."""
+        state = TaskState.PLANNED if applies else TaskState.NOT_APPLICABLE
+        self._change_task(request_id, system, {"state": state, "detail": detail})
 
     def locating(self, request_id: str, system: str, at: datetime) -> None:
         self._change_task(request_id, system, {"state": TaskState.LOCATING, "started_at": at})

@@ -106,7 +106,9 @@ def _kms_error(action: str, exc: Exception) -> ErasureError:
 
 
 class Vault:
-    SUBJECT = "subject"
+    SUBJECT = "subject"  # the identifiers as ordered
+    RESOLVED = "resolved_subject"  # the same, with those the identity sources tied to them and reviewers included
+    CANDIDATES = "review_candidates"  # near-matches awaiting a reviewer's decision, by group id
     REQUESTER = "requester"
 
     def __init__(self, pool: ConnectionPool, master: MasterKey) -> None:
@@ -146,8 +148,35 @@ class Vault:
         )
         return value
 
+    def put(self, request_id: str, name: str, value: dict[str, Any]) -> None:
+        """Seal one more item under the request's data key, or replace it (a retried activity writes it again)."""
+        nonce = os.urandom(12)
+        with self._pool.connection() as conn:
+            ciphertext = AESGCM(self._data_key(conn, request_id)).encrypt(
+                nonce, json.dumps(value).encode(), _aad(request_id, name)
+            )
+            conn.execute(
+                "INSERT INTO vault_items (request_id, name, nonce, ciphertext) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (request_id, name) DO UPDATE SET nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext",
+                [request_id, name, nonce, ciphertext],
+            )
+
+    def holds(self, request_id: str, name: str) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM vault_items WHERE request_id = %s AND name = %s", [request_id, name]
+            ).fetchone()
+        return row is not None
+
     def subject(self, request_id: str) -> Subject:
-        stored = self.open(request_id, self.SUBJECT)
+        """The subject as resolved once resolution ran, else as ordered (and where no identity source is named)."""
+        return self._subject(request_id, self.RESOLVED if self.holds(request_id, self.RESOLVED) else self.SUBJECT)
+
+    def ordered_subject(self, request_id: str) -> Subject:
+        return self._subject(request_id, self.SUBJECT)
+
+    def _subject(self, request_id: str, name: str) -> Subject:
+        stored = self.open(request_id, name)
         return Subject({IdentifierType(k): tuple(v) for k, v in stored.items() if v})
 
     def pseudonyms(self, conn: Connection[Any], request_id: str) -> Pseudonymizer:

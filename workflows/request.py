@@ -1,4 +1,5 @@
-"""One erasure request: plan, fan out one child workflow per system, certify, and shred after the grace period."""
+"""One erasure request: resolve the subject's identity (and wait for a reviewer where a person must decide), plan,
+fan out one child workflow per system, certify, and shred after the grace period."""
 
 from __future__ import annotations
 
@@ -6,15 +7,25 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
+        APPLY_REVIEW,
+        DECISIONS,
         PLAN,
+        RECORD_EVENT,
+        RESOLVE,
         SEAL,
         SHRED,
+        ApplyReviewInput,
+        EventInput,
         Plan,
         RequestInput,
         RequestResult,
+        ResolveResult,
+        ReviewDecision,
+        ReviewGroup,
         SealInput,
         SealResult,
         ShredInput,
@@ -29,6 +40,11 @@ with workflow.unsafe.imports_passed_through():
 
 STATUS_QUERY = "status"
 SHRED_NOW_UPDATE = "shred_now"
+REVIEW_QUERY = "review"
+REVIEW_UPDATE = "review"
+# Requests started before identity resolution existed replay without it (tests/histories).
+RESOLUTION_PATCH = "identity-resolution"
+MAX_REASON = 300
 
 
 @workflow.defn(name="ErasureRequest")
@@ -38,9 +54,16 @@ class ErasureRequestWorkflow:
         self._results: dict[str, str] = {}
         self._outcome: str | None = None
         self._shred_now = False
+        self._request_id = ""
+        self._review: list[ReviewGroup] = []
+        self._decisions: dict[str, ReviewDecision] = {}
+        self._recorded: set[str] = set()
 
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
+        self._request_id = input.request_id
+        if workflow.patched(RESOLUTION_PATCH):
+            await self._resolve(input.request_id)
         plan: Plan = await workflow.execute_activity(PLAN, input, result_type=Plan, **LEDGER)
         self._phase = Phase.EXECUTING
         window = asyncio.Semaphore(plan.max_concurrency)
@@ -54,6 +77,29 @@ class ErasureRequestWorkflow:
         await self._shred_after(input.request_id, plan.grace_s)
         self._phase = Phase.CLOSED
         return RequestResult(outcome=sealed.outcome, systems=results)
+
+    async def _resolve(self, request_id: str) -> None:
+        """Expand the identifiers through the identity sources; wait durably for a reviewer where one must decide."""
+        self._phase = Phase.RESOLVING
+        try:
+            resolved: ResolveResult = await workflow.execute_activity(
+                RESOLVE, RequestInput(request_id), result_type=ResolveResult, **LEDGER
+            )
+        except ActivityError as err:
+            reason = err.cause.message if isinstance(err.cause, ApplicationError) else "identity resolution failed"
+            await self._event(request_id, "resolution_failed", "resolution_failed", {"reason": reason})
+            raise ApplicationError(f"identity resolution failed: {reason}", non_retryable=True) from None
+        if resolved.review:
+            self._review = resolved.review
+            self._phase = Phase.AWAITING_REVIEW
+            await workflow.wait_condition(lambda: len(self._recorded) == len(self._review))
+            decisions = [self._decisions[g.group] for g in self._review]
+            await workflow.execute_activity(APPLY_REVIEW, ApplyReviewInput(request_id, decisions), **LEDGER)
+        self._phase = Phase.PLANNING
+
+    async def _event(self, request_id: str, kind: str, key: str, detail: dict[str, str]) -> None:
+        event = EventInput(request_id, None, kind, key, workflow.now().isoformat(), detail)
+        await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
 
     async def _system(self, request_id: str, plan: SystemPlan, window: asyncio.Semaphore) -> SystemResult:
         async with window:
@@ -81,6 +127,55 @@ class ErasureRequestWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, object]:
         return {"phase": self._phase, "systems": dict(self._results), "outcome": self._outcome}
+
+    @workflow.query(name=REVIEW_QUERY)
+    def review_groups(self) -> dict[str, object]:
+        """What a reviewer must decide: each group described without a value, and what was decided so far."""
+        decided = {g: d.decision for g, d in self._decisions.items() if g in self._recorded}
+        return {
+            "phase": self._phase,
+            "groups": [{**g.__dict__, "decision": decided.get(g.group)} for g in self._review],
+        }
+
+    @workflow.update(name=REVIEW_UPDATE)
+    async def review(self, decision: ReviewDecision) -> str:
+        """A reviewer's decision on one group: an event with the reviewer and the time, then it counts."""
+        group = next(g for g in self._review if g.group == decision.group)
+        self._decisions[decision.group] = decision  # taken: a second decision on the group is refused meanwhile
+        detail = {
+            "group": group.group,
+            "kind": group.kind,
+            "source": group.source,
+            "rules": ", ".join(f"{kind} {rule}" for kind, rule in group.rules.items()),
+            "decision": decision.decision,
+            "reason": decision.reason,
+            "reviewer": decision.reviewer,
+        }
+        try:
+            await self._event(self._request_id, "review_decision", f"review:{group.group}", detail)
+        except ActivityError:
+            del self._decisions[decision.group]
+            raise
+        self._recorded.add(decision.group)
+        return f"{group.group}: {decision.decision} recorded"
+
+    @review.validator
+    def _valid_review(self, decision: ReviewDecision) -> None:
+        if self._phase != Phase.AWAITING_REVIEW:
+            raise ValueError(f"nothing to review while {self._phase}")
+        group = next((g for g in self._review if g.group == decision.group), None)
+        if group is None:
+            known = ", ".join(g.group for g in self._review)
+            raise ValueError(f"no candidate group {decision.group[:40]!r}: expected one of {known}")
+        if decision.group in self._decisions:
+            raise ValueError(f"group {group.group} is already decided")
+        if decision.decision not in DECISIONS[group.kind]:
+            allowed = " or ".join(DECISIONS[group.kind])
+            raise ValueError(f"a {group.kind} group takes {allowed}, not {decision.decision[:40]!r}")
+        if not decision.reason.strip() or len(decision.reason) > MAX_REASON:
+            raise ValueError(f"a reason is required, at most {MAX_REASON} characters")
+        if not decision.reviewer.strip():
+            raise ValueError("the reviewer must be named")
 
     @workflow.update(name=SHRED_NOW_UPDATE)
     async def shred_now(self) -> str:

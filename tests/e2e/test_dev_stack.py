@@ -92,3 +92,14 @@ def test_the_demo_passes_on_its_own_embedded_stack(tmp_path: Path) -> None:
     assert Path(outcome["bundle"]).exists()
     verified = erasure(env, "evidence", "verify", outcome["bundle"], "--trusted-key", outcome["trusted_key"])
     assert verified.returncode == 0, verified.stderr
+    # the second order names only the child's email: resolution reaches her uploads and lake rows by her user id,
+    # and the look-alike accounts are near-matches the scripted reviewer excludes
+    court, guardian = outcome["orders"]
+    assert guardian["order"] == "guardian-request.yaml" and guardian["outcome"] == "complete"
+    assert guardian["systems"]["uploads"]["records_before"] > 0 and guardian["systems"]["events"]["records_before"] > 0
+    for order in (court, guardian):
+        assert {(g["rules"], g["kind"]) for g in order["review"]} == {
+            ("email letter_case", "near_match"),
+            ("email plus_tag", "near_match"),
+        }
+        assert all(order["checks"].values()), order["checks"]

@@ -35,9 +35,20 @@ def plant(database_url: str, schema: str, s3: Any, bucket: str, *, object_lock: 
     s3.delete_object(Bucket=bucket, Key="uploads/1/clip-1.mp4")  # a delete marker over one version
 
 
-def catalogue(schema: str, bucket: str, **retry: Any) -> dict[str, Any]:
+IDENTITY_SOURCE = {
+    "name": "app_accounts",
+    "system": "app_db",
+    "table": "users",
+    "columns": APP_MAPPING["subject"]["match"],
+}
+
+
+def catalogue(schema: str, bucket: str, *, identity: bool = False, **retry: Any) -> dict[str, Any]:
+    """The app database and the uploads bucket; with `identity`, the app's users table is an identity source."""
     fast = {"initial_interval": "PT0.2S", "maximum_interval": "PT1S", "heartbeat": "PT5S", **retry}
+    sources = {"identity_sources": [IDENTITY_SOURCE]} if identity else {}
     return {
+        **sources,
         "systems": [
             {
                 "name": "app_db",
@@ -57,7 +68,7 @@ def catalogue(schema: str, bucket: str, **retry: Any) -> dict[str, Any]:
                 "mapping": {"buckets": [{"bucket": bucket, "keys": S3_KEY_TEMPLATES}]},
                 "retry": fast,
             },
-        ]
+        ],
     }
 
 
