@@ -16,10 +16,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from stores.codec import CodecError
+from stores.codec import ENCODING, CodecError
 
 
 def create_app(codec: PayloadCodec, token: str, allowed_origins: Sequence[str]) -> Starlette:
@@ -34,7 +34,7 @@ def create_app(codec: PayloadCodec, token: str, allowed_origins: Sequence[str]) 
         except json_format.ParseError:
             return JSONResponse({"message": 'body must be {"payloads": [...]}'}, status_code=400)
         try:
-            done = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
+            done = await (_decode_for_display(codec, payloads.payloads) if decode else codec.encode(payloads.payloads))
         except CodecError as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)
         return Response(json_format.MessageToJson(Payloads(payloads=done)), media_type="application/json")
@@ -57,3 +57,19 @@ def create_app(codec: PayloadCodec, token: str, allowed_origins: Sequence[str]) 
             )
         ],
     )
+
+
+async def _decode_for_display(codec: PayloadCodec, payloads: Sequence[Payload]) -> list[Payload]:
+    """Our ciphertexts decrypted; a payload that is not ours passes through as the history already shows it.
+
+    The SDK writes some payloads itself, unencrypted (a `workflow.patched` marker's details): the CLI and UI send them
+    here with the rest, and refusing them would hide the whole history. Workers never see this path: their codec still
+    refuses anything it cannot decrypt.
+    """
+    shown: list[Payload] = []
+    for payload in payloads:
+        if payload.metadata.get("encoding") == ENCODING:
+            shown.extend(await codec.decode([payload]))
+        else:
+            shown.append(payload)
+    return shown

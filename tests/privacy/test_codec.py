@@ -110,9 +110,28 @@ async def test_codec_server_decodes_only_for_the_bearer_token(tmp_path: Path) ->
 
 
 async def test_codec_server_refuses_a_foreign_payload(tmp_path: Path) -> None:
-    client = asgi_client(create_app(CodecKeys(tmp_path).codec(), "t", []))
+    """A payload marked as ours under a key this deployment does not hold is refused, never shown."""
+    [foreign] = await CodecKeys(tmp_path / "other").codec().encode([plain()])
+    client = asgi_client(create_app(CodecKeys(tmp_path / "ours").codec(), "t", []))
     response = await client.post(
-        "/decode", content=json.dumps({"payloads": [wire(plain())]}), headers={"Authorization": "Bearer t"}
+        "/decode", content=json.dumps({"payloads": [wire(foreign)]}), headers={"Authorization": "Bearer t"}
     )
     assert response.status_code == 400
-    assert "not encrypted" in response.json()["message"]
+    assert "unknown key" in response.json()["message"]
+
+
+async def test_codec_server_shows_a_plain_payload_as_the_history_holds_it(tmp_path: Path) -> None:
+    """The SDK writes a `workflow.patched` marker's details unencrypted: the CLI and UI send them with the rest, and a
+    refusal would hide the whole history. They are shown as they are (the worker's codec still refuses them)."""
+    codec = CodecKeys(tmp_path).codec()
+    [ours] = await codec.encode([plain(b'"sealed"')])
+    marker = plain(b'"identity-resolution"')
+    client = asgi_client(create_app(codec, "t", []))
+    response = await client.post(
+        "/decode", content=json.dumps({"payloads": [wire(marker), wire(ours)]}), headers={"Authorization": "Bearer t"}
+    )
+    assert response.status_code == 200
+    shown = response.json()["payloads"]
+    assert [base64.b64decode(p["data"]) for p in shown] == [b'"identity-resolution"', b'"sealed"']
+    with pytest.raises(CodecError, match="not encrypted"):
+        await codec.decode([marker])
