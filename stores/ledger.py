@@ -132,9 +132,24 @@ class Ledger:
             cur.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE request_id = %s", [request_id])
             return cur.fetchone()
 
-    def requests(self, limit: int = 50) -> list[RequestRecord]:
+    def requests(
+        self,
+        limit: int = 50,
+        *,
+        state: RequestState | None = None,
+        kind: str | None = None,
+        due_before: date | None = None,
+    ) -> list[RequestRecord]:
+        """The most recent requests, optionally only those in a state, of a kind, or not ended by a deadline."""
+        ended = [s.value for s in RequestState if s.ended]
         with self.pool.connection() as conn, conn.cursor(row_factory=class_row(RequestRecord)) as cur:
-            cur.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests ORDER BY created_at DESC LIMIT %s", [limit])
+            cur.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM requests "
+                "WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(kind)s::text IS NULL OR kind = %(kind)s) "
+                "AND (%(due)s::date IS NULL OR (deadline < %(due)s AND NOT state = ANY(%(ended)s))) "
+                "ORDER BY created_at DESC LIMIT %(limit)s",
+                {"state": state, "kind": kind, "due": due_before, "ended": ended, "limit": limit},
+            )
             return cur.fetchall()
 
     def catalogue_snapshot(self, request_id: str) -> dict[str, Any]:

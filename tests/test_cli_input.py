@@ -211,3 +211,16 @@ def test_an_export_into_a_missing_folder_is_named(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 2, result.output
     assert f"{output}: --output: its folder does not exist" in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("option", ["--state", "--kind"])
+def test_an_unknown_list_filter_is_refused_without_opening_the_ledger(
+    option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["list", option, "done-ish"])
+    assert result.exit_code == 2, result.output
+    assert f"arguments: {option}: expected one of" in result.stderr
+    assert "done-ish" not in result.stderr
+    assert "Traceback" not in result.output + result.stderr
