@@ -379,6 +379,44 @@ def _print_review(answer: dict[str, Any]) -> None:
     out.print(table)
 
 
+@app.command()
+def extend(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    days: Annotated[int, typer.Option(help="Days to add to the deadline.")],
+    reason: Annotated[str, typer.Option(help="Why, in one line: recorded with the extension, so never an identifier.")],
+) -> None:
+    """Extend a request's deadline, with its reason; recorded as an event with the operator's name."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from activities.contracts import Extension
+    from workflows.request import EXTEND_UPDATE, extension_problem
+
+    with _errors():
+        _check_uuid(request_id)
+        config = _config("cli")
+        extension = Extension(days=days, reason=reason, actor=config.operator)
+        problem = extension_problem(extension)
+        if problem:
+            field, _, message = problem.partition(": ")
+            raise InvalidInput("arguments", f"--{field}", message)
+
+        async def go() -> str:
+            client = await _client(config)
+            try:
+                deadline: str = await client.get_workflow_handle(request_id).execute_update(EXTEND_UPDATE, extension)
+            except WorkflowUpdateFailedError as exc:
+                raise ErasureError(f"cannot extend: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot extend: the request's workflow does not answer ({exc.status.name.lower()}); "
+                    "see `erasure status`"
+                ) from None
+            return deadline
+
+        out.print(f"deadline {_run(go())}")
+
+
 # -- processes --------------------------------------------------------------------------------------------------
 
 

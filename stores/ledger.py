@@ -164,6 +164,25 @@ class Ledger:
         """Near-matches, or a subject no identity source knows: nothing runs until a reviewer decides."""
         self._set_request_state(request_id, RequestState.AWAITING_REVIEW)
 
+    def extend(self, request_id: str, days: int, event_key: str, at: datetime, detail: dict[str, Any]) -> date:
+        """Move the deadline by `days` once per event_key (a retried activity extends nothing twice), with the
+        extension's event; returns the deadline after it."""
+        with self.pool.connection() as conn, conn.transaction():
+            inserted = conn.execute(
+                "INSERT INTO events (request_id, system, kind, event_key, detail, at) "
+                "VALUES (%s, NULL, 'extended', %s, %s, %s) ON CONFLICT (request_id, event_key) DO NOTHING",
+                [request_id, event_key, Jsonb(detail), at],
+            ).rowcount
+            row = conn.execute(
+                "UPDATE requests SET deadline = deadline + %s, updated_at = now() WHERE request_id = %s "
+                "RETURNING deadline",
+                [days if inserted else 0, request_id],
+            ).fetchone()
+        if row is None:
+            raise KeyError(request_id)
+        deadline: date = row[0]
+        return deadline
+
     def executing(self, request_id: str) -> None:
         self._set_request_state(request_id, RequestState.EXECUTING)
 
