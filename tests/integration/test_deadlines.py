@@ -52,27 +52,30 @@ async def test_an_extension_moves_the_deadline_with_its_reason_and_the_reminders
         await executing(handle)
         record = ledger.request(request_id)
         assert record is not None
-        due = record.deadline  # 18 days ahead: its reminders would come on days 12 and 18
+        # the server's clock runs ahead of the calendar once earlier tests skipped time: extend to ten days after
+        # the deadline or the workflow's today, whichever is later, so that both reminders fall within the run
+        workflow_today = (await skipping_harness.env.get_current_time()).astimezone(UTC).date()
+        new_due = max(record.deadline, workflow_today) + timedelta(days=10)
+        days = str((new_due - record.deadline).days)
 
         refused = await skipping_harness.cli(env, "extend", request_id, "--days", "0", "--reason", REASON)
         assert refused.returncode == 2 and "--days" in refused.stderr, refused.stderr
-        extended = await skipping_harness.cli(env, "extend", request_id, "--days", "10", "--reason", REASON)
+        extended = await skipping_harness.cli(env, "extend", request_id, "--days", days, "--reason", REASON)
         assert extended.returncode == 0, extended.stderr
-        assert extended.stdout.strip() == f"deadline {(due + timedelta(days=10)).isoformat()}"
+        assert extended.stdout.strip() == f"deadline {new_due.isoformat()}"
 
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             await skipped_to_the_end(handle)
 
-        too_late = await skipping_harness.cli(env, "extend", request_id, "--days", "10", "--reason", REASON)
+        too_late = await skipping_harness.cli(env, "extend", request_id, "--days", days, "--reason", REASON)
         assert too_late.returncode == 1 and "cannot extend" in too_late.stderr, too_late.stderr
 
     record = ledger.request(request_id)
     assert record is not None
-    new_due = due + timedelta(days=10)
     assert record.deadline == new_due
     events = ledger.events(request_id)
     assert [e.detail for e in events if e.kind == "extended"] == [
-        {"days": 10, "reason": REASON, "actor": "legal-officer-2"}
+        {"days": int(days), "reason": REASON, "actor": "legal-officer-2"}
     ]
     overdue_from = datetime.combine(new_due + timedelta(days=1), time(), UTC)
     reminders = [e for e in events if e.kind == "deadline_reminder"]
