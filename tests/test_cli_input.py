@@ -224,3 +224,13 @@ def test_an_unknown_list_filter_is_refused_without_opening_the_ledger(
     assert f"arguments: {option}: expected one of" in result.stderr
     assert "done-ish" not in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+def test_unreadable_reminder_lead_days_are_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ERASURE_REMINDER_LEAD_DAYS", "7,soon")
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 2, result.output
+    assert "environment: ERASURE_REMINDER_LEAD_DAYS: expected days separated by commas" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
