@@ -21,7 +21,7 @@ NEVER_FINISHING = {
             "connector": "segment",
             "category": "analytics",
             "identifiers": ["user_id"],
-            "connection": {"base_url": "${ERASURE_EMULATORS_URL}/segment", "token_env": "SEGMENT_TOKEN"},
+            "connection": {"base_url_env": "ERASURE_SEGMENT_URL", "token_env": "SEGMENT_TOKEN"},
             "retry": {"initial_interval": "PT1S", "heartbeat": "PT10S"},
             "poll": {"every": "P1D", "service_time": "P30D", "deadline": "P35D"},
         }
