@@ -22,6 +22,7 @@ RECORD_EVENT = "erasure.record_event"
 RECORD_RECEIPT = "erasure.record_receipt"
 SEAL = "erasure.seal"
 SHRED = "erasure.shred"
+EXTEND = "erasure.extend"
 
 
 def vendor_task_queue(main: str, connector: str) -> str:
@@ -111,6 +112,30 @@ class Plan:
     systems: list[SystemPlan]
     max_concurrency: int
     grace_s: float
+    deadline: str = ""  # the request's deadline (ISO date); empty in plans made before deadlines were watched
+    reminder_leads_s: list[float] = field(default_factory=list)  # reminders this long before the deadline
+
+
+@dataclass(frozen=True)
+class Extension:
+    """An operator's extension of the request's deadline, as `erasure extend` asks for it."""
+
+    days: int
+    reason: str
+    actor: str  # the operator, from the configuration or the OS user
+
+
+@dataclass(frozen=True)
+class ExtendInput:
+    request_id: str
+    extension: Extension
+    number: int  # the request's n-th extension: a retried activity moves the deadline only once
+    at: str  # the workflow's time of the extension
+
+
+@dataclass(frozen=True)
+class ExtendResult:
+    deadline: str  # the new deadline (ISO date)
 
 
 @dataclass(frozen=True)

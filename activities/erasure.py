@@ -27,6 +27,7 @@ from activities import resolution
 from activities.contracts import (
     APPLY_REVIEW,
     ERASE,
+    EXTEND,
     INVALID_DATA,
     JOB_STILL_RUNNING,
     LOCATE,
@@ -43,6 +44,8 @@ from activities.contracts import (
     ApplyReviewInput,
     EraseResult,
     EventInput,
+    ExtendInput,
+    ExtendResult,
     Plan,
     PollInput,
     PollResult,
@@ -88,6 +91,7 @@ class ErasureActivities:
         suppression: SuppressionList,
         task_queue: str,
         grace_s: float,
+        reminder_leads_s: list[float],
         backups: notary.Backups,
         code_version: str,
         executor: ThreadPoolExecutor,
@@ -98,6 +102,7 @@ class ErasureActivities:
         self._suppression = suppression
         self._task_queue = task_queue
         self._grace_s = grace_s
+        self._reminder_leads_s = reminder_leads_s
         self._backups = backups
         self._code_version = code_version
         self._executor = executor
@@ -116,6 +121,7 @@ class ErasureActivities:
             self.record_receipt,
             self.seal,
             self.shred,
+            self.extend,
         ]
 
     # -- identity and planning --------------------------------------------------------------------------------
@@ -152,7 +158,16 @@ class ErasureActivities:
             if task.state != TaskState.NOT_APPLICABLE
         ]
         self._ledger.executing(request_id)
-        return Plan(systems=systems, max_concurrency=catalogue.max_concurrency, grace_s=self._grace_s)
+        request = self._ledger.request(request_id)
+        if request is None:
+            raise TerminalError(f"request {request_id} is not in the ledger")
+        return Plan(
+            systems=systems,
+            max_concurrency=catalogue.max_concurrency,
+            grace_s=self._grace_s,
+            deadline=request.deadline.isoformat(),
+            reminder_leads_s=list(self._reminder_leads_s),
+        )
 
     def _system_plan(self, spec: SystemSpec) -> SystemPlan:
         caps = spec.kind.capabilities
@@ -310,6 +325,17 @@ class ErasureActivities:
         return await self._run(input.request_id, input.system, work)
 
     # -- the request ------------------------------------------------------------------------------------------
+
+    @activity.defn(name=EXTEND)
+    async def extend(self, input: ExtendInput) -> ExtendResult:
+        def work() -> ExtendResult:
+            ext = input.extension
+            detail = {"days": ext.days, "reason": ext.reason, "actor": ext.actor}
+            at = datetime.fromisoformat(input.at)
+            deadline = self._ledger.extend(input.request_id, ext.days, f"extended:{input.number}", at, detail)
+            return ExtendResult(deadline.isoformat())
+
+        return await self._run(input.request_id, None, work)
 
     @activity.defn(name=SEAL)
     async def seal(self, input: SealInput) -> SealResult:

@@ -1,6 +1,8 @@
 """The states a request, a system's task and a request's workflow go through, as the ledger and status show them.
 
 request   received -> [awaiting_review ->] executing -> certified -> closed (the data key destroyed)
+          legal.md's target adds: verifying_authority, awaiting_approval, scoped, on_hold, verifying,
+          notifying_recipients; side states extended, rejected, cancelled, partially_refused
 task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start
 workflow  [resolving -> awaiting review ->] planning -> executing -> sealing -> grace period -> closed
 """
@@ -13,14 +15,29 @@ from enum import StrEnum
 class RequestState(StrEnum):
     RECEIVED = "received"
     AWAITING_REVIEW = "awaiting_review"  # near-matches, or a subject no identity source knows: a person decides
+    VERIFYING_AUTHORITY = "verifying_authority"  # a guardian's authority is checked before anything is located
+    AWAITING_APPROVAL = "awaiting_approval"  # located only; a second operator approves before anything is erased
+    SCOPED = "scoped"
+    ON_HOLD = "on_hold"  # a legal hold stops the systems not yet erased; they are restricted instead
     EXECUTING = "executing"
+    VERIFYING = "verifying"
+    NOTIFYING_RECIPIENTS = "notifying_recipients"
     CERTIFIED = "certified"
     CLOSED = "closed"  # the request's data key is destroyed
+    EXTENDED = "extended"  # the deadline was extended, with its reason
+    REJECTED = "rejected"  # with its reason, e.g. a guardian's authority never verified
+    CANCELLED = "cancelled"  # before anything was erased
+    PARTIALLY_REFUSED = "partially_refused"  # with the Art. 17(3) exception that applies
 
     @property
     def settled(self) -> bool:
         """The certificate is issued: nothing about the request's outcome changes any more."""
         return self in (RequestState.CERTIFIED, RequestState.CLOSED)
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will be done for the request: its deadline no longer runs."""
+        return self.settled or self in (RequestState.REJECTED, RequestState.CANCELLED)
 
 
 class TaskState(StrEnum):

@@ -212,35 +212,54 @@ def _check_uuid(value: str) -> None:
 
 
 @app.command(name="list")
-def list_requests(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """The most recent requests."""
+def list_requests(
+    state: Annotated[str | None, typer.Option(help="Only requests in this state, e.g. executing.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only requests of this kind, e.g. court_order.")] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only requests past their deadline.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The most recent requests, with the days each open one is past its deadline."""
+    from domain.deadlines import days_overdue
+    from domain.states import RequestState
+    from erasure.status import today
     from stores.ledger import to_json
+    from stores.orders import RequestKind
 
     with _errors():
+        wanted_state = _choice(RequestState, state, "--state")
+        wanted_kind = _choice(RequestKind, kind, "--kind")
         services = _reader(_config("cli"))
         try:
-            records = services.ledger.requests()
+            records = services.ledger.requests(
+                state=wanted_state, kind=wanted_kind, due_before=today() if overdue else None
+            )
         finally:
             services.close()
+        columns = ("request_id", "kind", "state", "outcome", "deadline", "days_overdue", "created_at")
         rows = [
-            {
-                k: v
-                for k, v in to_json(r).items()
-                if k in ("request_id", "kind", "state", "outcome", "deadline", "created_at")
-            }
-            for r in records
+            {**to_json(r), "days_overdue": days_overdue(r.deadline, RequestState(r.state), today())} for r in records
         ]
+        rows = [{c: row[c] for c in columns} for row in rows]
         if as_json:
             out.print_json(json.dumps(rows))
             return
         table = Table()
-        for column in ("request_id", "kind", "state", "outcome", "deadline", "created_at"):
+        for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(
-                *(str(row[c] or "-") for c in ("request_id", "kind", "state", "outcome", "deadline", "created_at"))
-            )
+            table.add_row(*(str(row[c] or "-") for c in columns))
         out.print(table)
+
+
+def _choice(values: Any, given: str | None, option: str) -> Any:
+    """One of an enum's values, or bad input naming the option and the values it takes."""
+    if given is None:
+        return None
+    try:
+        return values(given)
+    except ValueError:
+        allowed = ", ".join(repr(v.value) for v in values)
+        raise InvalidInput("arguments", option, f"expected one of {allowed}, got another value") from None
 
 
 @app.command()
@@ -358,6 +377,44 @@ def _print_review(answer: dict[str, Any]) -> None:
             g.get("decision") or "pending",
         )
     out.print(table)
+
+
+@app.command()
+def extend(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    days: Annotated[int, typer.Option(help="Days to add to the deadline.")],
+    reason: Annotated[str, typer.Option(help="Why, in one line: recorded with the extension, so never an identifier.")],
+) -> None:
+    """Extend a request's deadline, with its reason; recorded as an event with the operator's name."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from activities.contracts import Extension
+    from workflows.request import EXTEND_UPDATE, extension_problem
+
+    with _errors():
+        _check_uuid(request_id)
+        config = _config("cli")
+        extension = Extension(days=days, reason=reason, actor=config.operator)
+        problem = extension_problem(extension)
+        if problem:
+            field, _, message = problem.partition(": ")
+            raise InvalidInput("arguments", f"--{field}", message)
+
+        async def go() -> str:
+            client = await _client(config)
+            try:
+                deadline: str = await client.get_workflow_handle(request_id).execute_update(EXTEND_UPDATE, extension)
+            except WorkflowUpdateFailedError as exc:
+                raise ErasureError(f"cannot extend: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot extend: the request's workflow does not answer ({exc.status.name.lower()}); "
+                    "see `erasure status`"
+                ) from None
+            return deadline
+
+        out.print(f"deadline {_run(go())}")
 
 
 # -- processes --------------------------------------------------------------------------------------------------

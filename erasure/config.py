@@ -10,6 +10,7 @@ come from `$ERASURE_HOME/stack.json` when nothing else names them.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from collections.abc import Mapping
@@ -82,6 +83,8 @@ class Config:
     kms_endpoint_url: str | None = None
     signing_key_path: Path | None = None  # a deployment's own Ed25519 key, instead of one under keys/
     codec_token: str | None = None  # the bearer token the codec server asks of its callers
+    operator: str = ""  # who runs `erasure` commands, recorded with the extensions they make
+    reminder_lead_days: tuple[float, ...] = (7.0, 1.0)  # reminders recorded this long before a request's deadline
     ports: Ports = Ports()
 
     @property
@@ -136,6 +139,8 @@ class Config:
             kms_endpoint_url=env.get("ERASURE_KMS_ENDPOINT_URL") or None,
             signing_key_path=Path(env["ERASURE_SIGNING_KEY"]) if env.get("ERASURE_SIGNING_KEY") else None,
             codec_token=env.get("ERASURE_CODEC_TOKEN") or None,
+            operator=env.get("ERASURE_OPERATOR") or getpass.getuser(),
+            reminder_lead_days=_days(env, "ERASURE_REMINDER_LEAD_DAYS", "7,1"),
             ports=Ports.from_env(env),
         )
 
@@ -163,6 +168,17 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         return float(text)
     except ValueError:
         raise InvalidInput("environment", name, f"expected a number, got {text!r}") from None
+
+
+def _days(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:
+    text = env.get(name, default)
+    try:
+        days = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        days = (-1.0,)
+    if any(d < 0 for d in days):
+        raise InvalidInput("environment", name, "expected days separated by commas, e.g. 7,1")
+    return days
 
 
 def _stack_file(home: Path) -> dict[str, str]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from domain.deadlines import days_overdue
 from domain.errors import ErasureError
 from domain.states import RequestState, TaskState
 from stores.ledger import EventRecord, Ledger, TaskRecord
@@ -59,6 +60,7 @@ class StatusReport:
     received_on: date
     deadline: date
     state: RequestState
+    days_overdue: int  # past the deadline and not ended; 0 when on time
     outcome: str | None
     systems: list[SystemStatus]
     events: list[EventStatus]
@@ -77,6 +79,7 @@ def request_status(ledger: Ledger, request_id: str) -> StatusReport:
     record = ledger.request(request_id)
     if record is None:
         raise ErasureError(f"no request {request_id} in the ledger")
+    state = RequestState(record.state)
     return StatusReport(
         request_id=record.request_id,
         kind=record.kind,
@@ -84,7 +87,8 @@ def request_status(ledger: Ledger, request_id: str) -> StatusReport:
         reference=record.reference,
         received_on=record.received_on,
         deadline=record.deadline,
-        state=RequestState(record.state),
+        state=state,
+        days_overdue=days_overdue(record.deadline, state, today()),
         outcome=record.outcome,
         systems=[SystemStatus.of(t) for t in ledger.tasks(request_id)],
         events=[EventStatus.of(e) for e in ledger.events(request_id)],
@@ -105,6 +109,7 @@ def print_status(out: Console, report: StatusReport) -> None:
     out.print(
         f"[bold]request[/bold] {report.request_id}  {report.kind}  state [bold]{report.state}[/bold]"
         f"  outcome [bold]{report.outcome or '-'}[/bold]  deadline {report.deadline.isoformat()}"
+        + (f"  [red]overdue by {report.days_overdue} days[/red]" if report.days_overdue else "")
     )
     table = Table(show_lines=False)
     for column in ("system", "category", "state", "evidence level", "before", "after", "detail"):
@@ -128,3 +133,8 @@ def print_status(out: Console, report: StatusReport) -> None:
 
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+def today() -> date:
+    """Deadlines are dates in UTC, as intake checks them."""
+    return datetime.now(UTC).date()

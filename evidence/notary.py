@@ -255,6 +255,7 @@ def certificate_facts(
         jurisdiction_reference=request.reference,
         received_at=f"{request.received_on.isoformat()}T00:00:00Z",
         deadline=request.deadline.isoformat(),
+        days_overdue=max((date.fromisoformat(issued_at[:10]) - request.deadline).days, 0),
         outcome=outcome_for(levels, residual=bool(residual)),
         outcome_reason=outcome_reason(levels, residual=len(residual)),
         systems=outcomes,

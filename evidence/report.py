@@ -57,6 +57,7 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
         ("Deadline", _field(predicate, "deadline")),
         ("Certificate issued", _field(predicate, "issued_at")),
         ("Ledger backups beyond use by", _field(predicate, "ledger_backups_beyond_use_by")),
+        ("Days past the deadline", _field(predicate, "days_overdue")),
     ]
     exceptions = [str(e) for e in predicate.get("exceptions", [])]
     return "\n".join(

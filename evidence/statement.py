@@ -120,6 +120,7 @@ class CertificateFacts:
     jurisdiction_reference: str
     received_at: str
     deadline: str
+    days_overdue: int  # days from the deadline to the certificate, 0 when on time
     outcome: str
     outcome_reason: str
     systems: tuple[SystemOutcome, ...]
@@ -145,6 +146,7 @@ class CertificateFacts:
         _check(bool(self.log_origin) and "\n" not in self.log_origin, "log_origin", self.log_origin)
         _check_timestamp(self.received_at, "received_at")
         _check_timestamp(self.issued_at, "issued_at")
+        _check(self.days_overdue >= 0, "days_overdue", f"{self.days_overdue}, but a delay is never negative")
 
 
 def receipt_statement(facts: ReceiptFacts) -> bytes:

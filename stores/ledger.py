@@ -132,9 +132,24 @@ class Ledger:
             cur.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE request_id = %s", [request_id])
             return cur.fetchone()
 
-    def requests(self, limit: int = 50) -> list[RequestRecord]:
+    def requests(
+        self,
+        limit: int = 50,
+        *,
+        state: RequestState | None = None,
+        kind: str | None = None,
+        due_before: date | None = None,
+    ) -> list[RequestRecord]:
+        """The most recent requests, optionally only those in a state, of a kind, or not ended by a deadline."""
+        ended = [s.value for s in RequestState if s.ended]
         with self.pool.connection() as conn, conn.cursor(row_factory=class_row(RequestRecord)) as cur:
-            cur.execute(f"SELECT {_REQUEST_COLUMNS} FROM requests ORDER BY created_at DESC LIMIT %s", [limit])
+            cur.execute(
+                f"SELECT {_REQUEST_COLUMNS} FROM requests "
+                "WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(kind)s::text IS NULL OR kind = %(kind)s) "
+                "AND (%(due)s::date IS NULL OR (deadline < %(due)s AND NOT state = ANY(%(ended)s))) "
+                "ORDER BY created_at DESC LIMIT %(limit)s",
+                {"state": state, "kind": kind, "due": due_before, "ended": ended, "limit": limit},
+            )
             return cur.fetchall()
 
     def catalogue_snapshot(self, request_id: str) -> dict[str, Any]:
@@ -148,6 +163,25 @@ class Ledger:
     def awaiting_review(self, request_id: str) -> None:
         """Near-matches, or a subject no identity source knows: nothing runs until a reviewer decides."""
         self._set_request_state(request_id, RequestState.AWAITING_REVIEW)
+
+    def extend(self, request_id: str, days: int, event_key: str, at: datetime, detail: dict[str, Any]) -> date:
+        """Move the deadline by `days` once per event_key (a retried activity extends nothing twice), with the
+        extension's event; returns the deadline after it."""
+        with self.pool.connection() as conn, conn.transaction():
+            inserted = conn.execute(
+                "INSERT INTO events (request_id, system, kind, event_key, detail, at) "
+                "VALUES (%s, NULL, 'extended', %s, %s, %s) ON CONFLICT (request_id, event_key) DO NOTHING",
+                [request_id, event_key, Jsonb(detail), at],
+            ).rowcount
+            row = conn.execute(
+                "UPDATE requests SET deadline = deadline + %s, updated_at = now() WHERE request_id = %s "
+                "RETURNING deadline",
+                [days if inserted else 0, request_id],
+            ).fetchone()
+        if row is None:
+            raise KeyError(request_id)
+        deadline: date = row[0]
+        return deadline
 
     def executing(self, request_id: str) -> None:
         self._set_request_state(request_id, RequestState.EXECUTING)

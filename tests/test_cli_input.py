@@ -211,3 +211,44 @@ def test_an_export_into_a_missing_folder_is_named(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 2, result.output
     assert f"{output}: --output: its folder does not exist" in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("option", ["--state", "--kind"])
+def test_an_unknown_list_filter_is_refused_without_opening_the_ledger(
+    option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["list", option, "done-ish"])
+    assert result.exit_code == 2, result.output
+    assert f"arguments: {option}: expected one of" in result.stderr
+    assert "done-ish" not in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_unreadable_reminder_lead_days_are_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ERASURE_REMINDER_LEAD_DAYS", "7,soon")
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 2, result.output
+    assert "environment: ERASURE_REMINDER_LEAD_DAYS: expected days separated by commas" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("days", "reason", "field"),
+    [("0", "vendor backlog", "--days"), ("5", "", "--reason"), ("5", "asked by parent@example.com", "--reason")],
+)
+def test_a_bad_extension_is_refused_before_temporal_is_asked(
+    days: str, reason: str, field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    request_id = "0b7c3f4e-9a7e-4d53-9d0e-6f2a4b1c8e10"
+    result = CliRunner().invoke(app, ["extend", request_id, "--days", days, "--reason", reason])
+    assert result.exit_code == 2, result.output
+    assert f"arguments: {field}: expected" in result.stderr
+    assert "parent@example.com" not in result.stderr
+    assert "Traceback" not in result.output + result.stderr

@@ -1,10 +1,15 @@
 """One erasure request: resolve the subject's identity (and wait for a reviewer where a person must decide), plan,
-fan out one child workflow per system, certify, and shred after the grace period."""
+fan out one child workflow per system, certify, and shred after the grace period.
+
+While it executes, durable timers record a reminder at each lead time before the deadline; `extend` moves it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -13,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         APPLY_REVIEW,
         DECISIONS,
+        EXTEND,
         PLAN,
         RECORD_EVENT,
         RESOLVE,
@@ -20,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
         SHRED,
         ApplyReviewInput,
         EventInput,
+        ExtendInput,
+        ExtendResult,
+        Extension,
         Plan,
         RequestInput,
         RequestResult,
@@ -45,6 +54,8 @@ REVIEW_UPDATE = "review"
 # Requests started before identity resolution existed replay without it (tests/histories).
 RESOLUTION_PATCH = "identity-resolution"
 MAX_REASON = 300
+EXTEND_UPDATE = "extend"
+DEADLINE_REMINDERS = "deadline-reminders"  # workflow.patched: runs started before it keep no deadline timers
 
 
 @workflow.defn(name="ErasureRequest")
@@ -58,6 +69,8 @@ class ErasureRequestWorkflow:
         self._review: list[ReviewGroup] = []
         self._decisions: dict[str, ReviewDecision] = {}
         self._recorded: set[str] = set()
+        self._deadline: date | None = None  # watched only while executing
+        self._extensions = 0
 
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
@@ -66,8 +79,14 @@ class ErasureRequestWorkflow:
             await self._resolve(input.request_id)
         plan: Plan = await workflow.execute_activity(PLAN, input, result_type=Plan, **LEDGER)
         self._phase = Phase.EXECUTING
+        reminders = None
+        if workflow.patched(DEADLINE_REMINDERS) and plan.deadline:
+            self._deadline = date.fromisoformat(plan.deadline)
+            reminders = asyncio.create_task(self._remind(plan.reminder_leads_s))
         window = asyncio.Semaphore(plan.max_concurrency)
         results = list(await asyncio.gather(*(self._system(input.request_id, p, window) for p in plan.systems)))
+        if reminders is not None:
+            reminders.cancel()
         self._phase = Phase.SEALING
         sealed: SealResult = await workflow.execute_activity(
             SEAL, SealInput(input.request_id), result_type=SealResult, **LEDGER
@@ -112,6 +131,33 @@ class ErasureRequestWorkflow:
         self._results[plan.system] = result.level
         return result
 
+    async def _remind(self, leads_s: list[float]) -> None:
+        """A reminder event at each lead time before the deadline (the start of the day after it, UTC); when an
+        extension moves the deadline the reminders are planned again. A lead time already past is not reminded."""
+        while True:
+            deadline = self._deadline
+            assert deadline is not None
+            overdue_from = datetime.combine(deadline + timedelta(days=1), time(), UTC)
+            ahead = sorted(
+                (overdue_from - timedelta(seconds=lead), lead)
+                for lead in leads_s
+                if overdue_from - timedelta(seconds=lead) > workflow.now()
+            )
+            moved = self._moved_from(deadline)
+            if not ahead:
+                await workflow.wait_condition(moved)
+                continue
+            at, lead = ahead[0]
+            try:
+                await workflow.wait_condition(moved, timeout=at - workflow.now())
+            except TimeoutError:
+                detail = {"deadline": deadline.isoformat(), "lead_days": f"{lead / 86400:g}"}
+                key = f"deadline_reminder:{deadline.isoformat()}:{lead:g}"
+                await self._event(self._request_id, "deadline_reminder", key, detail)
+
+    def _moved_from(self, deadline: date) -> Callable[[], bool]:
+        return lambda: self._deadline != deadline
+
     async def _shred_after(self, request_id: str, grace_s: float) -> None:
         """A durable timer: the request's data key is destroyed when the grace period ends (or on demand)."""
         reason = "grace period ended"
@@ -126,7 +172,29 @@ class ErasureRequestWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, object]:
-        return {"phase": self._phase, "systems": dict(self._results), "outcome": self._outcome}
+        deadline = self._deadline.isoformat() if self._deadline else None
+        return {"phase": self._phase, "systems": dict(self._results), "outcome": self._outcome, "deadline": deadline}
+
+    @workflow.update(name=EXTEND_UPDATE)
+    async def extend(self, extension: Extension) -> str:
+        """Move the deadline by the operator's days, recorded with the reason and the operator; returns the new one."""
+        self._extensions += 1
+        extended: ExtendResult = await workflow.execute_activity(
+            EXTEND,
+            ExtendInput(self._request_id, extension, self._extensions, workflow.now().isoformat()),
+            result_type=ExtendResult,
+            **LEDGER,
+        )
+        self._deadline = date.fromisoformat(extended.deadline)
+        return extended.deadline
+
+    @extend.validator
+    def _only_while_executing(self, extension: Extension) -> None:
+        if self._deadline is None or self._phase != Phase.EXECUTING:
+            raise ValueError(f"cannot extend while {self._phase}: only a request being executed has a deadline")
+        problem = extension_problem(extension)
+        if problem:
+            raise ValueError(problem)
 
     @workflow.query(name=REVIEW_QUERY)
     def review_groups(self) -> dict[str, object]:
@@ -187,3 +255,17 @@ class ErasureRequestWorkflow:
     def _only_after_certificate(self) -> None:
         if self._phase != Phase.GRACE_PERIOD:
             raise ValueError(f"cannot shred while {self._phase}: the certificate comes first")
+
+
+def extension_problem(extension: Extension) -> str | None:
+    """What is wrong with an extension, checked by the CLI before it asks and by the workflow's validator."""
+    if extension.days < 1:
+        return f"days: expected a whole number of days from 1, got {extension.days}"
+    reason = extension.reason
+    if not reason.strip() or "\n" in reason or len(reason) > MAX_REASON:
+        return f"reason: expected one line of at most {MAX_REASON} characters saying why, got none or more"
+    if "@" in reason or re.search(r"\d{5}", reason):
+        return "reason: expected why, not who: no address or long number"
+    if not extension.actor.strip():
+        return "actor: expected the operator's name, got none"
+    return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from datetime import date
 
 from evidence import notary
 from evidence.statement import parse_statement
@@ -52,6 +54,16 @@ def test_certificate_states_outcome_reason_receipts_and_systems_not_searched() -
     ]
     assert (predicate["received_at"], predicate["deadline"]) == ("2025-02-27T00:00:00Z", REQUEST.deadline.isoformat())
     assert predicate["log_origin"] == ORIGIN
+    assert predicate["days_overdue"] == 0  # issued 2025-03-01, due 2025-03-27
+
+
+def test_a_certificate_issued_after_the_deadline_states_the_days_of_delay() -> None:
+    systems = (notary.FinishedSystem("app_db", "storage", "verified_absent", 12, 0),)
+    late = dataclasses.replace(REQUEST, deadline=date(2025, 2, 19))  # certificate issued 2025-03-01
+
+    predicate = parse_statement(certificate(systems, {"app_db": b"app_db"}, late))["predicate"]
+
+    assert (predicate["deadline"], predicate["days_overdue"]) == ("2025-02-19", 10)
 
 
 def test_erase_receipt_joins_counts_per_location_and_keeps_the_ledgers_facts() -> None:

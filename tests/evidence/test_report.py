@@ -39,6 +39,7 @@ def test_report_lists_every_system_and_the_facts() -> None:
     page = render_report(certificate("verified_absent", "blocked"))
 
     expected = ("system_0", "system_1", "High Court, claim QB-2025-000123", "2025-03-27", ORIGIN, "<code>blocked")
+    assert "Days past the deadline" in page
     assert all(text in page for text in expected)
     assert "<tr><th>Ledger backups beyond use by</th><td>2025-05-05</td></tr>" in page
     assert "<dt><code>vendor_attested</code></dt>" in page  # the glossary

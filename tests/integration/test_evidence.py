@@ -1099,6 +1099,7 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
             suppression=harness.services.suppression,
             task_queue=harness.config.task_queue,
             grace_s=harness.config.grace_days * 86400,
+            reminder_leads_s=[],
             backups=notary.Backups(harness.config.backup_retention_days),
             code_version=code_version(),
             executor=harness.executor,

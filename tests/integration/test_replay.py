@@ -8,6 +8,7 @@ tests/integration/test_replay.py`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -18,12 +19,12 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.contracts import RequestResult
+from activities.contracts import Extension, RequestResult
 from stores.codec import CodecKeys, data_converter
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
 from tests.servers import skipped_to_the_end
-from workflows.request import ErasureRequestWorkflow
+from workflows.request import EXTEND_UPDATE, STATUS_QUERY, ErasureRequestWorkflow
 from workflows.system import SystemErasureWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -34,6 +35,8 @@ SAVED = {
     "overdue_vendor": "request/segment",
     # a storage system on the real dev server: locate, erase, verify, receipt
     "storage_system": "request/app_db",
+    # a request whose deadline an operator extends, with reminders before the new deadline
+    "request_with_extension": "request",
 }
 
 
@@ -83,6 +86,20 @@ async def test_record_histories(
     save("request_with_overdue_vendor", await handle.fetch_history(), skipping_harness.config.home)
     child = skipping_harness.client.get_workflow_handle(f"{submission.request_id}/segment")
     save("overdue_vendor", await child.fetch_history(), skipping_harness.config.home)
+
+    async with skipping_harness.worker():
+        submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), overdue)
+        handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        while (await handle.query(STATUS_QUERY))["phase"] != "executing":
+            await asyncio.sleep(0.1)
+        record = skipping_harness.services.ledger.request(submission.request_id)
+        assert record is not None
+        today = (await skipping_harness.env.get_current_time()).date()
+        days = (max(record.deadline, today) - record.deadline).days + 10
+        await handle.execute_update(EXTEND_UPDATE, Extension(days, "vendor backlog", "legal-officer-2"))
+        async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await skipped_to_the_end(handle)
+    save("request_with_extension", await handle.fetch_history(), skipping_harness.config.home)
 
 
 @pytest.mark.skipif(RECORDING, reason="recording")

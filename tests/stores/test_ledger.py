@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg_pool import ConnectionPool
+from typer.testing import CliRunner
 
 from domain.states import RequestState, TaskState
-from erasure.status import request_status
+from erasure.cli import app
+from erasure.status import request_status, today
 from stores.db import migrate, open_pool
 from stores.ledger import Ledger
 
@@ -27,16 +32,16 @@ def ledger(database_url: str, schema: str) -> Iterator[Ledger]:
     pool.close()
 
 
-def new_request(ledger: Ledger) -> str:
+def new_request(ledger: Ledger, kind: str = "court_order", deadline: date = date(2026, 12, 18)) -> str:
     request_id = str(uuid.uuid4())
     record = {
         "request_id": request_id,
-        "kind": "court_order",
+        "kind": kind,
         "legal_basis": "UK GDPR Art. 17(1)",
         "reference": "High Court, claim KB-2026-000123",
         "requester": {"role": "court"},
         "received_on": date(2026, 11, 20),
-        "deadline": date(2026, 12, 18),
+        "deadline": deadline,
         "scope": "all",
         "catalogue_sha256": "0" * 64,
     }
@@ -101,6 +106,7 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
         "received_on": "2026-11-20",
         "deadline": "2026-12-18",
         "state": "certified",
+        "days_overdue": 0,
         "outcome": "incomplete",
         "systems": [
             {
@@ -179,3 +185,31 @@ def test_a_task_changes_only_through_named_transitions() -> None:
         if not name.startswith("_"):
             kinds = {p.kind for p in inspect.signature(method).parameters.values()}
             assert inspect.Parameter.VAR_KEYWORD not in kinds, name
+
+
+def test_list_filters_by_state_kind_and_overdue_and_shows_the_delay(
+    ledger: Ledger, database_url: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_past = date(2020, 1, 6)  # any day after it is later: the request is overdue whenever the test runs
+    late = new_request(ledger, kind="guardian_request", deadline=long_past)
+    late_but_certified = new_request(ledger, kind="guardian_request", deadline=long_past)
+    ledger.certified(late_but_certified, "complete")
+    executing = new_request(ledger, deadline=date(2999, 1, 1))
+    ledger.executing(executing)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ERASURE_LEDGER_SCHEMA", schema)
+    monkeypatch.setenv("ERASURE_HOME", str(tmp_path / "home"))
+
+    def listed(*options: str) -> dict[str, dict[str, Any]]:
+        result = CliRunner().invoke(app, ["list", "--json", *options])
+        assert result.exit_code == 0, result.output
+        return {row["request_id"]: row for row in json.loads(result.stdout)}
+
+    overdue = listed("--overdue")
+    assert set(overdue) == {late}
+    assert overdue[late]["days_overdue"] == (today() - long_past).days
+    assert request_status(ledger, late).days_overdue == overdue[late]["days_overdue"]
+    assert listed()[late_but_certified]["days_overdue"] == 0
+    assert set(listed("--state", "executing")) == {executing}
+    assert set(listed("--kind", "guardian_request")) == {late, late_but_certified}
+    assert set(listed("--kind", "guardian_request", "--state", "certified")) == {late_but_certified}
