@@ -82,6 +82,8 @@ class Config:
     kms_endpoint_url: str | None = None
     signing_key_path: Path | None = None  # a deployment's own Ed25519 key, instead of one under keys/
     codec_token: str | None = None  # the bearer token the codec server asks of its callers
+    metrics_address: str | None = None  # host:port of the worker's Prometheus endpoint; none when unset
+    worker_shutdown_s: float = 10.0  # how long a stopping worker lets running activities finish
     ports: Ports = Ports()
 
     @property
@@ -136,6 +138,8 @@ class Config:
             kms_endpoint_url=env.get("ERASURE_KMS_ENDPOINT_URL") or None,
             signing_key_path=Path(env["ERASURE_SIGNING_KEY"]) if env.get("ERASURE_SIGNING_KEY") else None,
             codec_token=env.get("ERASURE_CODEC_TOKEN") or None,
+            metrics_address=env.get("ERASURE_METRICS_ADDRESS") or None,
+            worker_shutdown_s=_number(env, "ERASURE_WORKER_SHUTDOWN_S", 10.0),
             ports=Ports.from_env(env),
         )
 
