@@ -193,7 +193,7 @@ def check_overlay(overlay: Path) -> list[str]:
         docs = render(overlay)
     except RenderError as exc:
         return [str(exc)]
-    settings = next((d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"), {})
+    settings: dict[str, str] = next((d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"), {})
     problems = []
     for doc in docs:
         where = f"{overlay}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
