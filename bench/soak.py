@@ -146,14 +146,31 @@ class Workers:
 
     envs: list[dict[str, str]]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_offsets: list[int] = field(default_factory=list)
     peak_rss_kib: list[int] = field(default_factory=list)
     kills: int = 0
 
     def start_all(self) -> None:
-        self.processes = [self._start(env) for env in self.envs]
+        self.log_offsets = [0] * len(self.envs)
+        self.processes = [self._start(slot) for slot in range(len(self.envs))]
         self.peak_rss_kib = [0] * len(self.envs)
 
-    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _log(self, slot: int) -> Path:
+        return Path(self.envs[slot]["ERASURE_HOME"]) / "logs" / "worker.jsonl"
+
+    def ready(self, slot: int) -> bool:
+        """This slot's current process has started polling (its log says so after the point it was started)."""
+        log = self._log(slot)
+        if not log.exists():
+            return False
+        with log.open("rb") as handle:
+            handle.seek(self.log_offsets[slot])
+            return b"worker started" in handle.read()
+
+    def _start(self, slot: int) -> subprocess.Popen[bytes]:
+        log = self._log(slot)
+        self.log_offsets[slot] = log.stat().st_size if log.exists() else 0
+        env = self.envs[slot]
         return subprocess.Popen(
             [sys.executable, "-m", "erasure.cli", "worker"],
             env=env,
@@ -176,7 +193,7 @@ class Workers:
         self.processes[slot].send_signal(signal.SIGKILL)
         self.processes[slot].wait(timeout=30)
         self.kills += 1
-        self.processes[slot] = self._start(self.envs[slot])
+        self.processes[slot] = self._start(slot)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -254,10 +271,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         killer_stop = threading.Event()
 
         def killer() -> None:
+            # Kill in turn, but only a worker that has started polling: on a busy machine a worker takes seconds to
+            # start, and killing it before it polls would test nothing but start-up.
             slot = 0
             while not killer_stop.wait(args.kill_every):
-                workers.kill_and_restart(slot % args.workers)
-                slot += 1
+                for _ in range(args.workers):
+                    slot = (slot + 1) % args.workers
+                    if workers.ready(slot):
+                        workers.kill_and_restart(slot)
+                        break
 
         threading.Thread(target=killer, daemon=True).start()
 
