@@ -38,6 +38,7 @@ import yaml
 from deltalake import DeltaTable, write_deltalake
 
 from connectors.hashing import meta_email, sha256_hex
+from domain.states import RequestState
 from erasure import devstack
 from erasure.config import Config
 from erasure.intake import submit, validate
@@ -45,7 +46,6 @@ from erasure.services import Services, connect_temporal
 from evidence.checkpoint import open_checkpoint
 from evidence.merkle import verify_consistency
 from examples.estate import NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
-from stores.ledger import RequestState
 
 APP_SCHEMA = "app"
 UPLOADS_BUCKET = "clipstream-uploads"
@@ -227,7 +227,8 @@ def restart_postgres(stack: devstack.Stack) -> None:
 def counts(services: Services) -> tuple[int, int]:
     with services.pool.connection() as conn:
         row = conn.execute(
-            "SELECT count(*) FILTER (WHERE state = ANY(%s)), count(*) FROM requests", [list(RequestState.SETTLED)]
+            "SELECT count(*) FILTER (WHERE state = ANY(%s)), count(*) FROM requests",
+            [[state.value for state in RequestState if state.settled]],
         ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
