@@ -126,6 +126,7 @@ def catalogue() -> dict[str, Any]:
     systems = yaml.safe_load(Path("examples/systems.yaml").read_text())
     for system in systems["systems"]:
         if system["name"] == "meta_audiences":
+            system["identifiers"] = ["email"]  # the soak's children have no phone number
             system["mapping"]["audiences"][0]["schema"] = ["EMAIL"]
     return dict(systems)
 
