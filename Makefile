@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check install bench clean audit-tools
+.PHONY: demo test check install bench soak deploy-check clean audit-tools
 
 # constraints.txt pins the versions the suite was last run with, so a new release elsewhere cannot break a clone.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,devstack]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +39,15 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/evidence_log.py
+
+# Not part of `make test`: 1,000 requests through three workers that are killed and restarted, with the Temporal
+# dev server and the ledger's Postgres restarted once each; figures in bench/README.md. SOAK_ARGS=--requests 200 ...
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# The Dockerfile, the compose file and the rendered Kubernetes overlays, validated offline (no container engine here).
+deploy-check: $(STAMP)
+	$(BIN)/python deploy/manifests.py check
 
 clean:
 	rm -rf $(VENV) .erasure .pytest_cache

@@ -436,12 +436,15 @@ class ErasureActivities:
         except VaultSealed as exc:
             raise ApplicationError(str(exc), type=VAULT_SEALED, non_retryable=True) from None
         except Throttled as exc:
+            _count_system_error(system, "throttled")
             delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else None
             raise ApplicationError(str(exc), type="Throttled", next_retry_delay=delay) from None
         except TransientError as exc:
+            _count_system_error(system, "transient")
             log.warning("activity will be retried", activity=info.activity_type, error=str(exc))
             raise ApplicationError(str(exc), type="TransientError") from None
         except TerminalError as exc:
+            _count_system_error(system, "terminal")
             log.error("activity refused", activity=info.activity_type, error=str(exc))
             raise ApplicationError(str(exc), type=TERMINAL, non_retryable=True) from None
         except ValueError as exc:
@@ -461,6 +464,15 @@ class ErasureActivities:
             ) from None
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "system")
+
+
+def _count_system_error(system: str | None, error: str) -> None:
+    """Errors the erased systems (vendors above all) returned to a connector step, for the metrics endpoint."""
+    if system is not None and activity.info().activity_type in (LOCATE, ERASE, POLL, VERIFY):
+        counter = activity.metric_meter().create_counter(
+            "erasure_system_errors", "errors returned by the systems being erased, by system and kind"
+        )
+        counter.add(1, {"system": system, "error": error})
 
 
 def shred_request(

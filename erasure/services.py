@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import ConnectionPool
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from domain.errors import InvalidInput
 from erasure.config import Config
@@ -102,10 +103,12 @@ def suppression_key(config: Config, pool: ConnectionPool, master: MasterKey) -> 
     return local_secret(config.suppression_key_dir, "suppression.key")
 
 
-async def connect_temporal(config: Config) -> Client:
+async def connect_temporal(config: Config, runtime: Runtime | None = None) -> Client:
     """A client for the configured frontend (TLS, API key, mTLS as configured) with the project's data converter."""
     try:
         connect = config.temporal_profile().to_client_connect_config()  # reads the TLS files
     except OSError as exc:
         raise InvalidInput("environment", "TEMPORAL_TLS_*", f"cannot read {exc.filename}: {exc.strerror}") from None
-    return await Client.connect(**connect, data_converter=data_converter(CodecKeys(config.keys_dir).codec()))
+    return await Client.connect(
+        **connect, data_converter=data_converter(CodecKeys(config.keys_dir).codec()), runtime=runtime
+    )

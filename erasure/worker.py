@@ -16,6 +16,7 @@ from activities.erasure import ErasureActivities
 from domain.settings import KINDS
 from erasure.config import Config, code_version
 from erasure.logs import get_logger
+from erasure.metrics import metrics_runtime, publishing_ledger_gauges
 from erasure.services import Services, connect_temporal, migrate_ledger
 from evidence import notary
 from workflows.request import ErasureRequestWorkflow
@@ -44,7 +45,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
             task_queue=config.task_queue,
             workflows=[ErasureRequestWorkflow, SystemErasureWorkflow],
             activities=activities,
-            graceful_shutdown_timeout=timedelta(seconds=10),
+            graceful_shutdown_timeout=timedelta(seconds=config.worker_shutdown_s),
         )
     ]
     for kind, spec in KINDS.items():
@@ -57,7 +58,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
                     task_queue=vendor_task_queue(config.task_queue, kind),
                     activities=activities,
                     max_task_queue_activities_per_second=rate,
-                    graceful_shutdown_timeout=timedelta(seconds=10),
+                    graceful_shutdown_timeout=timedelta(seconds=config.worker_shutdown_s),
                 )
             )
     return workers
@@ -68,7 +69,8 @@ async def run_worker(config: Config) -> None:
     if applied:
         log.info("ledger migrated", migrations=applied)
     services = Services.open(config)
-    client = await connect_temporal(config)
+    runtime = metrics_runtime(config.metrics_address) if config.metrics_address else None
+    client = await connect_temporal(config, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +80,8 @@ async def run_worker(config: Config) -> None:
             async with AsyncExitStack() as running:
                 for worker in build_workers(client, services, executor):
                     await running.enter_async_context(worker)
+                if runtime is not None:
+                    running.enter_context(publishing_ledger_gauges(runtime.metric_meter, services.ledger))
                 log.info("worker started", task_queue=config.task_queue)
                 await stop.wait()
         finally:

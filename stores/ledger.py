@@ -65,6 +65,12 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class RequestCounts:
+    by_state: dict[str, int]
+    overdue: int
+
+
+@dataclass(frozen=True)
 class EventRecord:
     system: str | None
     kind: str
@@ -182,6 +188,16 @@ class Ledger:
             raise KeyError(request_id)
         deadline: date = row[0]
         return deadline
+
+    def request_counts(self, today: date) -> RequestCounts:
+        """Requests by state, and how many are unsettled past their deadline (for the metrics endpoint)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT state, count(*) FROM requests GROUP BY state").fetchall()
+            overdue = conn.execute(
+                "SELECT count(*) FROM requests WHERE state <> ALL(%s) AND deadline < %s",
+                [[state.value for state in RequestState if state.settled], today],
+            ).fetchone()
+        return RequestCounts(by_state={state: int(n) for state, n in rows}, overdue=int(overdue[0]) if overdue else 0)
 
     def executing(self, request_id: str) -> None:
         self._set_request_state(request_id, RequestState.EXECUTING)
