@@ -281,6 +281,11 @@ def _reading(answer: dict[str, Any], audience_id: str, session_id: int, rows: in
         failure = f"meta found {invalid} invalid entries in the removal session of audience {audience_id}"
     elif processed and received != rows:
         failure = f"meta processed {received} of {rows} rows in the removal session of audience {audience_id}"
+    elif processed and any(isinstance(value, Opaque) for value in values.values()):
+        # a session whose other fields are garbage (an echo, say) is no attestation of anything
+        failure = (
+            f"meta reported fields outside their documented shape for the removal session of audience {audience_id}"
+        )
     finished_at = datetime.fromtimestamp(end_time, UTC) if processed and isinstance(end_time, int) else None
     return _Reading(audience_id, stage, values, processed and not failure, finished_at, failure)
 

@@ -16,7 +16,6 @@ terminal failure (it could never be stored, so retrying it would loop).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
