@@ -362,9 +362,7 @@ def test_failed_only_for_unsupported_destinations_is_segment_done_with_residual_
     assert state.profiles == NEIGHBOURS
 
 
-def test_undeclared_destination_names_are_held_opaque(
-    state: SegmentState, make_connector: MakeConnector
-) -> None:
+def test_undeclared_destination_names_are_held_opaque(state: SegmentState, make_connector: MakeConnector) -> None:
     state.finish_after_polls = 1
     connector = make_connector(mapping={"destinations": ["Amplitude"]})
     job = connector.erase(Subject.of(user_id=[CHILD]), "req-1/segment").job
