@@ -66,7 +66,7 @@ from activities.contracts import (
 from connectors.base import Connector
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
-from domain.model import DestinationStatus, JobHandle, JobStatus, Subject
+from domain.model import DestinationStatus, JobHandle, JobStatus, Opaque, Subject, VendorFacts
 from domain.states import TaskState
 from evidence import notary
 from evidence.merkle import MemoryTree
@@ -222,7 +222,7 @@ class ErasureActivities:
                 key_count=len(outcome.deleted_keys),
                 vendor_job_id=job_id,
                 vendor_status=outcome.vendor_status or None,
-                vendor_facts=outcome.facts,
+                vendor_facts=self._keyed(input.request_id, outcome.facts),
                 detail=outcome.detail,
             )
             return EraseResult(level=outcome.level.value, job_id=job_id, detail=outcome.detail)
@@ -239,7 +239,7 @@ class ErasureActivities:
                 input.request_id,
                 input.system,
                 vendor_status=state.vendor_status,
-                vendor_facts={**state.facts, **_destination_facts(state.destinations)},
+                vendor_facts=self._keyed(input.request_id, {**state.facts, **_destination_facts(state.destinations)}),
                 finished=not running,
                 residual=state.residual,
             )
@@ -265,7 +265,7 @@ class ErasureActivities:
                 input.system,
                 records_after=verification.total_remaining if verifiable else None,
                 counts_after=verification.remaining if verifiable else None,
-                vendor_facts=verification.facts,
+                vendor_facts=self._keyed(input.request_id, verification.facts),
             )
             return VerifyResult(level=verification.level.value, detail=verification.detail)
 
@@ -416,6 +416,20 @@ class ErasureActivities:
             tree.append(hmac.new(secret, key.encode(), hashlib.sha256).digest())
         return tree.root().hex()
 
+    def _keyed(self, request_id: str, facts: VendorFacts) -> dict[str, str | int]:
+        """The facts as the evidence may hold them: each opaque vendor value becomes "unknown" and an HMAC under the
+        request's vendor-value key (never a plain digest, which a dictionary of identifiers reverses)."""
+        secret: bytes | None = None  # read from the vault only when a value needs it
+        keyed: dict[str, str | int] = {}
+        for name, value in facts.items():
+            if isinstance(value, Opaque):
+                secret = secret or self._vault.vendor_value_key(request_id)
+                keyed[name] = "unknown"
+                keyed[f"{name}_hmac"] = hmac.new(secret, value.value, hashlib.sha256).hexdigest()
+            else:
+                keyed[name] = value
+        return keyed
+
     async def _run(self, request_id: str, system: str | None, work: Callable[[], T]) -> T:
         """Run blocking work in a thread, heartbeating, with errors mapped to Temporal's terms."""
         structlog.contextvars.bind_contextvars(request_id=request_id, system=system)
@@ -535,12 +549,12 @@ def _finished(task: TaskRecord) -> notary.FinishedSystem:
     )
 
 
-def _destination_facts(destinations: tuple[DestinationStatus, ...]) -> dict[str, str | int]:
+def _destination_facts(destinations: tuple[DestinationStatus, ...]) -> dict[str, str | int | Opaque]:
     """Each destination's typed fields as flat facts `destination.<n>.<field>`; absent values are left out."""
-    facts: dict[str, str | int] = {}
+    facts: dict[str, str | int | Opaque] = {}
     for n, d in enumerate(destinations):
-        fields = {"name": d.name, "id": d.id, "status": d.status}
-        fields.update({f"{name}_sha256": digest for name, digest in d.sha256.items()})
+        fields: dict[str, str | Opaque | None] = {"name": d.name, "id": d.id, "status": d.status}
+        fields.update(d.opaque)
         if d.finished_at is not None:
             fields["finished_at"] = d.finished_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         facts.update({f"destination.{n}.{name}": value for name, value in fields.items() if value is not None})

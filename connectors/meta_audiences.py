@@ -13,7 +13,7 @@ pairing an email with a phone in one row removes no more, while one identifier p
 belongs with which phone, and makes `num_received` count identifiers exactly.
 
 Meta's answers are vendor words: they reach the job state and the receipt only as typed facts (counts, the session's
-times, `stage` as a plain status word or else "unknown" with its SHA-256, `progress` as a percentage), and an answer
+times, `stage` as a plain status word or else "unknown" with the value held opaque for the activity to key, `progress` as a percentage), and an answer
 that is not valid Unicode fails the system at once, since reading it again gives the same answer.
 """
 
@@ -39,6 +39,7 @@ from domain.model import (
     JobHandle,
     JobState,
     JobStatus,
+    Opaque,
     Outcome,
     Subject,
     Verification,
@@ -167,7 +168,7 @@ class MetaAudiencesConnector(Connector):
         )
 
     def poll(self, job: JobHandle) -> JobState:
-        facts: dict[str, str | int] = {"api_version": self._settings.connection.api_version}
+        facts: dict[str, str | int | Opaque] = {"api_version": self._settings.connection.api_version}
         readings = []
         for audience_id, session_id, rows in _job_parts(job.job_id):
             answer = self._call(
@@ -247,12 +248,12 @@ class _Reading:
 
     audience_id: str
     stage: str
-    values: dict[str, str | int]
+    values: dict[str, str | int | Opaque]
     processed: bool
     finished_at: datetime | None
     failure: str
 
-    def facts(self) -> dict[str, str | int]:
+    def facts(self) -> dict[str, str | int | Opaque]:
         return {f"{self.audience_id}.{name}": value for name, value in self.values.items()}
 
 
@@ -267,7 +268,7 @@ def _reading(answer: dict[str, Any], audience_id: str, session_id: int, rows: in
     if not listed:
         return _Reading(audience_id, "not_listed", {"stage": "not_listed"}, False, None, "")
     session = listed[0]
-    values: dict[str, str | int] = {}
+    values: dict[str, str | int | Opaque] = {}
     stage = _word(session.get("stage"), "stage", values)
     numbers = {
         name: _number(session.get(name), name, values)
@@ -280,18 +281,23 @@ def _reading(answer: dict[str, Any], audience_id: str, session_id: int, rows: in
         failure = f"meta found {invalid} invalid entries in the removal session of audience {audience_id}"
     elif processed and received != rows:
         failure = f"meta processed {received} of {rows} rows in the removal session of audience {audience_id}"
+    elif processed and any(isinstance(value, Opaque) for value in values.values()):
+        # a session whose other fields are garbage (an echo, say) is no attestation of anything
+        failure = (
+            f"meta reported fields outside their documented shape for the removal session of audience {audience_id}"
+        )
     finished_at = datetime.fromtimestamp(end_time, UTC) if processed and isinstance(end_time, int) else None
     return _Reading(audience_id, stage, values, processed and not failure, finished_at, failure)
 
 
-def _word(raw: Any, name: str, facts: dict[str, str | int]) -> str:
+def _word(raw: Any, name: str, facts: dict[str, str | int | Opaque]) -> str:
     if isinstance(raw, str) and _STATUS_WORD.fullmatch(raw):
         facts[name] = raw
         return raw
     return _unknown(raw, name, facts)
 
 
-def _number(raw: Any, name: str, facts: dict[str, str | int]) -> int | str:
+def _number(raw: Any, name: str, facts: dict[str, str | int | Opaque]) -> int | str:
     """Meta sends these fields as numeric strings; -1 stands for "not counted yet"; a percentage stays in 0-100."""
     if isinstance(raw, str) and _NUMERIC.fullmatch(raw):
         value = int(raw)
@@ -301,11 +307,10 @@ def _number(raw: Any, name: str, facts: dict[str, str | int]) -> int | str:
     return _unknown(raw, name, facts)
 
 
-def _unknown(raw: Any, name: str, facts: dict[str, str | int]) -> str:
-    """An answer outside the documented shape: recorded as "unknown" with the SHA-256 of what came, never as is."""
-    facts[name] = _UNKNOWN
-    if raw is not None:
-        facts[f"{name}_sha256"] = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+def _unknown(raw: Any, name: str, facts: dict[str, str | int | Opaque]) -> str:
+    """An answer outside the documented shape: "unknown", with what came held opaque (the activity keys it), never as
+    is nor as a plain digest."""
+    facts[name] = _UNKNOWN if raw is None else Opaque(json.dumps(raw, sort_keys=True).encode())
     return _UNKNOWN
 
 

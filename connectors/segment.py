@@ -7,15 +7,15 @@ destinations; Segment reports FAILED when only an unsupported destination failed
 Segment done with those destinations named as residual copies needing their own connector.
 Vendor contract: vendors.md, "Segment Public API — regulations", and the Public API SDKs.
 
-Every answer is reduced here to typed fields: statuses from the documented enum (else "unknown" and a SHA-256),
-ids of Segment's shape (else a SHA-256), destination names only when the catalogue declares them, counts. A vendor
+Every answer is reduced here to typed fields: statuses from the documented enum (else "unknown" and the value held
+opaque, which the activity keys per request), ids of Segment's shape (else opaque), destination names only when the
+catalogue declares them, counts. No unkeyed digest of a vendor value is kept: an echoed identifier would be reversible. A vendor
 string never reaches an Outcome, a JobState or an error message as it came; an answer holding invalid Unicode is a
 terminal failure (it could never be stored, so retrying it would loop).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -37,6 +37,7 @@ from domain.model import (
     JobHandle,
     JobState,
     JobStatus,
+    Opaque,
     Outcome,
     Subject,
     VendorFacts,
@@ -127,11 +128,11 @@ class SegmentConnector(Connector):
         destinations = tuple(d for regulation in regulations for d in regulation.destinations)
         unknown = [r for r in regulations if r.status == "unknown"]
         if unknown:
-            digest = unknown[0].status_sha256 or ""
             return JobState(
                 JobStatus.FAILED,
                 vendor_status="unknown",
-                detail=f"segment reported an undocumented regulation status (sha256 {digest[:12]})",
+                detail="segment reported an undocumented regulation status",
+                facts={"regulation_status": unknown[0].status_opaque or "unknown"},
                 destinations=destinations,
             )
         running = [r.status for r in regulations if r.status in _RUNNING]
@@ -234,32 +235,32 @@ class SegmentConnector(Connector):
         regulation = data.get("regulation") if isinstance(data, dict) else None
         if not isinstance(regulation, dict):
             raise TransientError("segment answer has no data.regulation object")
-        status, status_sha256 = _enum(regulation.get("overallStatus"), STATUSES)
+        status, status_opaque = _enum(regulation.get("overallStatus"), STATUSES)
         destinations = tuple(
             self._destination(destination)
             for stream in _objects(regulation.get("streamStatus"))
             for destination in _objects(stream.get("destinationStatus"))
         )
-        return _Regulation(status, status_sha256, _timestamp(regulation.get("finishedAt")), destinations)
+        return _Regulation(status, status_opaque, _timestamp(regulation.get("finishedAt")), destinations)
 
     def _destination(self, raw: Mapping[str, Any]) -> DestinationStatus:
-        hashes: dict[str, str] = {}
+        opaque: dict[str, Opaque] = {}
         name = raw.get("name")
         kept_name = name if isinstance(name, str) and name in self._declared else None
         if kept_name is None and name not in (None, ""):
-            hashes["name"] = _sha256(name)
+            opaque["name"] = _opaque(name)
         destination_id = raw.get("id") if _is_segment_id(raw.get("id")) else None
         if destination_id is None and raw.get("id") not in (None, ""):
-            hashes["id"] = _sha256(raw.get("id"))
-        status, status_sha256 = _enum(raw.get("status"), STATUSES)
-        if status_sha256 is not None:
-            hashes["status"] = status_sha256
+            opaque["id"] = _opaque(raw.get("id"))
+        status, status_opaque = _enum(raw.get("status"), STATUSES)
+        if status_opaque is not None:
+            opaque["status"] = status_opaque
         if raw.get("errString") not in (None, ""):
-            hashes["error"] = _sha256(raw.get("errString"))  # free text: kept only to match Segment's console
-        return DestinationStatus(kept_name, destination_id, status, _timestamp(raw.get("finishedAt")), hashes)
+            opaque["error"] = _opaque(raw.get("errString"))  # free text: kept only to match Segment's console
+        return DestinationStatus(kept_name, destination_id, status, _timestamp(raw.get("finishedAt")), opaque)
 
     def _label(self, destination: DestinationStatus) -> str:
-        name = destination.name or f"undeclared destination (sha256 {destination.sha256.get('name', '')[:12]})"
+        name = destination.name or "an undeclared destination"
         return f"{name} ({destination.id})" if destination.id else name
 
     def _failure_detail(self, regulation: _Regulation) -> str:
@@ -287,12 +288,12 @@ class _Regulation:
     def __init__(
         self,
         status: str,
-        status_sha256: str | None,
+        status_opaque: Opaque | None,
         finished_at: datetime | None,
         destinations: tuple[DestinationStatus, ...],
     ) -> None:
         self.status = status
-        self.status_sha256 = status_sha256
+        self.status_opaque = status_opaque
         self.finished_at = finished_at
         self.destinations = destinations
 
@@ -398,13 +399,13 @@ def _bounded(seconds: float) -> float:
 
 
 def _reason(body: Any) -> str:
-    """Segment's documented error type (and the field, for validation); anything else only by its SHA-256."""
+    """Segment's documented error type (and the field, for validation); anything else is not repeated."""
     error = _first_error(body)
     kind = error.get("type")
     if kind is None:
         return "no error type given"
     if kind not in ERROR_TYPES:
-        return f"undocumented error type (sha256 {_sha256(kind)[:12]})"
+        return "undocumented error type"
     field = error.get("field")
     if kind == "input-validation" and field in _REQUEST_FIELDS:
         return f"{kind} on {field}"
@@ -424,9 +425,7 @@ def _regulate_id(body: dict[str, Any]) -> str:
         raise TransientError("segment answer has no data.regulateId")
     if not _is_segment_id(regulate_id):
         # the regulation may exist, but an id of the wrong shape cannot be kept or polled: a person must look
-        raise TerminalError(
-            f"segment answered a regulateId of an undocumented shape (sha256 {_sha256(regulate_id)[:12]})"
-        )
+        raise TerminalError("segment answered a regulateId of an undocumented shape")
     return str(regulate_id)
 
 
@@ -434,16 +433,16 @@ def _is_segment_id(value: Any) -> bool:
     return isinstance(value, str) and _SEGMENT_ID.fullmatch(value) is not None
 
 
-def _enum(value: Any, documented: frozenset[str]) -> tuple[str, str | None]:
-    """A documented value as it is, anything else as "unknown" with its SHA-256."""
+def _enum(value: Any, documented: frozenset[str]) -> tuple[str, Opaque | None]:
+    """A documented value as it is, anything else as "unknown" with the value held opaque."""
     if isinstance(value, str) and value in documented:
         return value, None
-    return "unknown", _sha256(value)
+    return "unknown", _opaque(value)
 
 
-def _sha256(value: Any) -> str:
+def _opaque(value: Any) -> Opaque:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=True)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return Opaque(text.encode("utf-8", "surrogatepass"))
 
 
 def _objects(value: Any) -> list[dict[str, Any]]:

@@ -96,22 +96,40 @@ class JobHandle:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-# A vendor's answer reduced to typed values at the connector edge (enumerated words, counts, validated ids, digests):
-# what the receipt may say about the vendor's own view, never its raw strings.
-VendorFacts = Mapping[str, str | int]
+@dataclass(frozen=True)
+class Opaque:
+    """A vendor value outside its documented shape, held only until the activity layer keys it.
+
+    Neither kept as it came nor as a plain digest: a vendor that echoes the subject's identifier would make an
+    unkeyed SHA-256 of it a dictionary-reversible copy. The activity replaces it with an HMAC under a key derived
+    from the request's data key, so shredding unlinks it too.
+    """
+
+    value: bytes
+
+    def __repr__(self) -> str:  # never print what the vendor sent
+        return "Opaque(<withheld>)"
+
+    __str__ = __repr__
+
+
+# A vendor's answer reduced to typed values at the connector edge (enumerated words, counts, validated ids, opaque
+# values): what the receipt may say about the vendor's own view, never its raw strings. An `Opaque` fact under `name`
+# reaches the evidence as `name: "unknown"` and `name_hmac`.
+VendorFacts = Mapping[str, str | int | Opaque]
 
 
 @dataclass(frozen=True)
 class DestinationStatus:
     """One destination a vendor's job fans out to, reduced at the connector edge to fields that cannot carry an
     identifier: a name declared in the catalogue, an id of the vendor's documented shape, a status from its documented
-    enum (else "unknown"). A value that could not be kept is recorded only as its SHA-256, by field name."""
+    enum (else "unknown"). A value that could not be kept is held opaque, by field name, for the activity to key."""
 
     name: str | None
     id: str | None
     status: str
     finished_at: datetime | None = None
-    sha256: Mapping[str, str] = field(default_factory=dict)
+    opaque: Mapping[str, Opaque] = field(default_factory=dict)
 
 
 class JobStatus(StrEnum):

@@ -186,9 +186,16 @@ class Vault:
 
     def commitment_key(self, request_id: str) -> bytes:
         """A per-request HMAC key for key commitments, derived from the data key: shredding ends it too."""
+        return self._purpose_key(request_id, b"erasure key commitment v1")
+
+    def vendor_value_key(self, request_id: str) -> bytes:
+        """A per-request HMAC key for vendor values kept only as digests: shredding unlinks them too."""
+        return self._purpose_key(request_id, b"vendor value v1")
+
+    def _purpose_key(self, request_id: str, purpose: bytes) -> bytes:
         with self._pool.connection() as conn:
             data_key = self._data_key(conn, request_id)
-        return hmac.new(data_key, b"erasure key commitment v1", hashlib.sha256).digest()
+        return hmac.new(data_key, purpose, hashlib.sha256).digest()
 
     def _data_key(self, conn: Connection[Any], request_id: str) -> bytes:
         row = conn.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 from connectors import http
 from connectors.segment import MAX_WAIT, SegmentConnector, SegmentSettings
 from domain.errors import TerminalError, Throttled, TransientError, VendorRefused
-from domain.model import EvidenceLevel, JobHandle, JobStatus, Subject
+from domain.model import EvidenceLevel, JobHandle, JobStatus, Opaque, Subject
 from emulators.segment import SegmentState, create_app
 from tests.emulators.switchboard import Switchboard, switchboard
 from tests.servers import free_port
@@ -358,20 +357,18 @@ def test_failed_only_for_unsupported_destinations_is_segment_done_with_residual_
         ("Amplitude", AMPLITUDE, "FINISHED"),
         ("Braze", BRAZE, "NOT_SUPPORTED"),
     ]
-    assert set(result.destinations[1].sha256) == {"error"}  # errString is free text: only its digest
+    assert set(result.destinations[1].opaque) == {"error"}  # errString is free text: held opaque, keyed later
     assert "need their own connector" in result.detail
     assert state.profiles == NEIGHBOURS
 
 
-def test_undeclared_destination_names_are_kept_only_as_digests(
-    state: SegmentState, make_connector: MakeConnector
-) -> None:
+def test_undeclared_destination_names_are_held_opaque(state: SegmentState, make_connector: MakeConnector) -> None:
     state.finish_after_polls = 1
     connector = make_connector(mapping={"destinations": ["Amplitude"]})
     job = connector.erase(Subject.of(user_id=[CHILD]), "req-1/segment").job
     assert job is not None
     braze = connector.poll(job).destinations[1]
-    assert braze.name is None and braze.sha256["name"] == hashlib.sha256(b"Braze").hexdigest()
+    assert braze.name is None and braze.opaque["name"] == Opaque(b"Braze")  # the activity keys it per request
 
 
 @pytest.mark.parametrize(
@@ -435,7 +432,8 @@ def test_echo_mode_never_carries_the_identifier_into_outcomes_or_errors(
     assert polled.status is JobStatus.FAILED and polled.vendor_status == "unknown"
     assert {d.status for d in polled.destinations} == {"unknown"}
     assert {(d.name, d.id) for d in polled.destinations} == {(None, None)}
-    assert all(set(d.sha256) == {"name", "id", "status", "error"} for d in polled.destinations)
+    assert all(set(d.opaque) == {"name", "id", "status", "error"} for d in polled.destinations)
+    assert polled.facts == {"regulation_status": Opaque(CHILD.encode())}  # keyed by the activity, never kept plain
     assert "undocumented" in str(created.value) and "undocumented error type" in str(refused.value)
     assert leaks(outcome, polled, verification, created.value, refused.value, throttled.value) == []
 
