@@ -23,6 +23,7 @@ RECORD_RECEIPT = "erasure.record_receipt"
 SEAL = "erasure.seal"
 SHRED = "erasure.shred"
 EXTEND = "erasure.extend"
+FAIL = "erasure.fail"
 
 
 def vendor_task_queue(main: str, connector: str) -> str:
@@ -224,6 +225,13 @@ class SealInput:
 class SealResult:
     outcome: str
     certificate_sha256: str
+
+
+@dataclass(frozen=True)
+class FailInput:
+    request_id: str
+    reason: str  # an activity's error message: never an identifier
+    at: str  # the workflow's time of the failure
 
 
 @dataclass(frozen=True)

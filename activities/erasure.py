@@ -12,11 +12,12 @@ import contextvars
 import hashlib
 import hmac
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -28,6 +29,7 @@ from activities.contracts import (
     APPLY_REVIEW,
     ERASE,
     EXTEND,
+    FAIL,
     INVALID_DATA,
     JOB_STILL_RUNNING,
     LOCATE,
@@ -46,6 +48,7 @@ from activities.contracts import (
     EventInput,
     ExtendInput,
     ExtendResult,
+    FailInput,
     Plan,
     PollInput,
     PollResult,
@@ -66,6 +69,7 @@ from activities.contracts import (
 from connectors.base import Connector
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
+from domain.hold import hold
 from domain.model import DestinationStatus, JobHandle, JobStatus, Opaque, Subject, VendorFacts
 from domain.states import TaskState
 from evidence import notary
@@ -95,6 +99,7 @@ class ErasureActivities:
         backups: notary.Backups,
         code_version: str,
         executor: ThreadPoolExecutor,
+        hold_dir: Path | None = None,
     ) -> None:
         self._ledger = ledger
         self._vault = vault
@@ -106,6 +111,7 @@ class ErasureActivities:
         self._backups = backups
         self._code_version = code_version
         self._executor = executor
+        self._hold_dir = hold_dir
         self._catalogue = lru_cache(maxsize=256)(self._load_catalogue)
 
     def all(self) -> list[Callable[..., Any]]:
@@ -120,6 +126,7 @@ class ErasureActivities:
             self.record_event,
             self.record_receipt,
             self.seal,
+            self.fail,
             self.shred,
             self.extend,
         ]
@@ -210,16 +217,24 @@ class ErasureActivities:
     @activity.defn(name=ERASE)
     async def erase(self, input: StepInput) -> EraseResult:
         def work() -> EraseResult:
+            journal = _LedgerJournal(
+                self._ledger, input.request_id, input.system, self._vault.commitment_key(input.request_id)
+            )
             with self._connector(input) as (connector, subject):
-                outcome = connector.erase(subject, idempotency_key=f"{input.request_id}/{input.system}")
+                outcome = connector.erase(subject, f"{input.request_id}/{input.system}", journal)
+            hold(self._hold_dir, f"erased.{input.system}")  # a test may kill the worker here
+            journal.intend(outcome.deleted_keys)  # already there, unless a connector deletes without journaling
+            # Counts and commitment come from the journal, which holds every attempt's deletions: a retry after a
+            # crash finds nothing left to delete, yet its receipt still commits to what the crashed attempt deleted.
+            leaves = self._ledger.journaled(input.request_id, input.system)
             job_id = outcome.job.job_id if outcome.job else None
             self._ledger.erased(
                 input.request_id,
                 input.system,
-                deleted=outcome.deleted,
+                deleted=len(leaves),
                 blocked=outcome.blocked,
-                key_commitment=self._commitment(input.request_id, outcome.deleted_keys),
-                key_count=len(outcome.deleted_keys),
+                key_commitment=_merkle_root(leaves),
+                key_count=len(leaves),
                 vendor_job_id=job_id,
                 vendor_status=outcome.vendor_status or None,
                 vendor_facts=self._keyed(input.request_id, outcome.facts),
@@ -299,19 +314,21 @@ class ErasureActivities:
             )
             task = self._ledger.task(input.request_id, input.system)
             identity = resolution.receipt_notes(self._ledger.events(input.request_id))
-            logged = self._tlog.notarise(
-                input.request_id,
-                input.system,
-                input.action,
-                lambda: notary.erase_receipt(
+
+            def statement() -> bytes:
+                made = notary.erase_receipt(
                     input.request_id,
                     task,
                     level=input.level,
                     detail=input.detail,
                     notes=[*input.notes, *identity],
                     run=run,
-                ),
-            )
+                )
+                # a test may kill the worker here: inside the log's transaction, before the envelope is signed
+                hold(self._hold_dir, f"signing.{input.system}")
+                return made
+
+            logged = self._tlog.notarise(input.request_id, input.system, input.action, statement)
             self._ledger.done(
                 input.request_id,
                 input.system,
@@ -352,6 +369,12 @@ class ErasureActivities:
             for r in self._tlog.receipts(request_id)
             if r.action == notary.ERASE and r.system != notary.REQUEST_SYSTEM
         }
+        unreceipted = sorted(
+            t.system for t in tasks if t.state != TaskState.NOT_APPLICABLE and t.system not in receipts
+        )
+        if unreceipted:
+            # every system in scope ends in a receipt first: a certificate never passes over one in silence
+            raise TerminalError(f"expected a receipt of every system in scope, none for {unreceipted}")
         finished = [_finished(t) for t in tasks if t.system in receipts]
         issued_at = _now()
         identity, reviews = resolution.identity_record(self._ledger.events(request_id))
@@ -373,6 +396,14 @@ class ErasureActivities:
         outcome = outcome_for((s.evidence_level for s in finished), residual=any(s.residual for s in finished))
         self._ledger.certified(request_id, outcome)
         return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest())
+
+    @activity.defn(name=FAIL)
+    async def fail(self, input: FailInput) -> None:
+        await self._run(
+            input.request_id,
+            None,
+            lambda: self._ledger.failed(input.request_id, input.reason, datetime.fromisoformat(input.at)),
+        )
 
     @activity.defn(name=SHRED)
     async def shred(self, input: ShredInput) -> ShredResult:
@@ -405,16 +436,6 @@ class ErasureActivities:
         subject = self._vault.subject(step.request_id).only(spec.identifiers) if need_subject else Subject({})
         with build_connector(spec.connector, spec.name, spec.connector_settings()) as connector:
             yield connector, subject
-
-    def _commitment(self, request_id: str, keys: tuple[str, ...]) -> str | None:
-        """A Merkle root over HMACs of the deleted keys: binds what was deleted without revealing it."""
-        if not keys:
-            return None
-        secret = self._vault.commitment_key(request_id)
-        tree = MemoryTree()
-        for key in sorted(keys):
-            tree.append(hmac.new(secret, key.encode(), hashlib.sha256).digest())
-        return tree.root().hex()
 
     def _keyed(self, request_id: str, facts: VendorFacts) -> dict[str, str | int]:
         """The facts as the evidence may hold them: each opaque vendor value becomes "unknown" and an HMAC under the
@@ -523,6 +544,35 @@ def shred_request(
     if destroyed_now:
         ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})
     return ShredResult(receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
+
+
+class _LedgerJournal:
+    """The erasure's journal in the ledger: keyed HMACs of the keys, never the keys."""
+
+    def __init__(self, ledger: Ledger, request_id: str, system: str, secret: bytes) -> None:
+        self._ledger = ledger
+        self._request_id = request_id
+        self._system = system
+        self._secret = secret
+
+    def intend(self, keys: Iterable[str]) -> None:
+        self._ledger.journal(self._request_id, self._system, self._leaves(keys))
+
+    def withdraw(self, keys: Iterable[str]) -> None:
+        self._ledger.unjournal(self._request_id, self._system, self._leaves(keys))
+
+    def _leaves(self, keys: Iterable[str]) -> list[bytes]:
+        return [hmac.new(self._secret, key.encode(), hashlib.sha256).digest() for key in keys]
+
+
+def _merkle_root(leaves: list[bytes]) -> str | None:
+    """A Merkle root over the deleted keys' HMACs: binds what was deleted without revealing it."""
+    if not leaves:
+        return None
+    tree = MemoryTree()
+    for leaf in sorted(leaves):
+        tree.append(leaf)
+    return tree.root().hex()
 
 
 def _notary_request(request: RequestRecord) -> notary.Request:

@@ -332,6 +332,7 @@ def create_request(services: Services) -> str:
                 "deadline": date(2026, 12, 18),
                 "scope": "all",
                 "catalogue_sha256": "0" * 64,
+                "order_digest": request_id,
             },
             {"systems": []},
         )

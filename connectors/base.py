@@ -3,7 +3,9 @@
 A connector knows one system and nothing of Temporal. Its four jobs:
 
 - `locate(subject) -> Inventory`: what exists before deletion, per location; nothing found is said explicitly.
-- `erase(subject, idempotency_key) -> Outcome`: deletes now, or returns a vendor job handle. Safe to run twice.
+- `erase(subject, idempotency_key, journal) -> Outcome`: deletes now, or returns a vendor job handle. Safe to run
+  twice. Before each deletion it tells the journal which keys it is about to delete (and afterwards which of them the
+  system refused), so the receipt's commitment survives a crash between the deletion and its report.
 - `poll(job) -> JobState`: only for job-based vendors.
 - `verify(subject) -> Verification`: looks again and reports what remains, with the evidence level it supports.
 
@@ -15,12 +17,26 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from types import TracebackType
 from typing import ClassVar, Self
 
 from domain.errors import TerminalError
-from domain.model import Inventory, JobHandle, JobState, Outcome, Subject, Verification
+from domain.model import Inventory, JobHandle, JobState, Journal, Outcome, Subject, Verification
 from domain.settings.base import Capabilities, KindSpec, StrictModel
+
+
+class _Unrecorded:
+    """A journal that keeps nothing, for callers that only read the outcome (connector tests, benchmarks)."""
+
+    def intend(self, keys: Iterable[str]) -> None:
+        pass
+
+    def withdraw(self, keys: Iterable[str]) -> None:
+        pass
+
+
+UNRECORDED: Journal = _Unrecorded()
 
 
 class Connector(ABC):
@@ -40,7 +56,7 @@ class Connector(ABC):
     def locate(self, subject: Subject) -> Inventory: ...
 
     @abstractmethod
-    def erase(self, subject: Subject, idempotency_key: str) -> Outcome: ...
+    def erase(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome: ...
 
     def poll(self, job: JobHandle) -> JobState:
         raise TerminalError(f"{self.kind} has no asynchronous jobs to poll")

@@ -50,9 +50,9 @@ from deltalake.schema import PrimitiveType
 
 from connectors import aws, delta_log
 from connectors.aws import AwsClient, ObjectVersion
-from connectors.base import Connector
+from connectors.base import UNRECORDED, Connector
 from domain.errors import ErasureError, TerminalError, Throttled, TransientError
-from domain.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from domain.model import EvidenceLevel, IdentifierType, Inventory, Journal, Outcome, Subject, Verification
 from domain.settings.delta import KIND, Connection, DeltaSettings, DeltaTableMapping
 
 _LOG_DIR = delta_log.LOG_DIR
@@ -90,7 +90,7 @@ class DeltaConnector(Connector):
                 counts[table.path] = sum(self._key_counts(table, values).values()) if values else 0
         return Inventory(counts)
 
-    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+    def erase(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
         """Delete, then clear the data files and the log history of every mapped table. `idempotency_key` is not
         needed: a second run's merge finds nothing and its clean-up finds nothing left, so repeating is safe."""
         deleted = 0
@@ -102,12 +102,18 @@ class DeltaConnector(Connector):
             needle = _Needle(frozenset(values), table.key_column)
             with _mapped_errors(table.path), self._turn(table):
                 dt = self._open(table)
-                present = sorted(self._key_counts(table, values, dt))  # for the commitment to the deleted keys
+                # rows have no key of their own: the commitment covers each row as its key and its rank among equals
+                present = [
+                    f"{table.path}:{key}#{n}"
+                    for key, count in sorted(self._key_counts(table, values, dt).items())
+                    for n in range(count)
+                ]
+                journal.intend(present)
                 # the merge runs whatever the count said: it alone decides which rows go, by exact equality
                 deleted += _delete_rows(dt, table.key_column, values)
                 cut[table.path] = self._clean_up(table, needle)
                 self._purge_old_versions(table, needle)
-            keys.extend(f"{table.path}:{key}" for key in present)
+            keys.extend(present)
         cuts = ", ".join(f"{path} before version {version}" for path, version in sorted(cut.items()))
         return Outcome(
             level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify decides

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from connectors import hashing, http
-from connectors.base import Connector, secret_from_env
+from connectors.base import UNRECORDED, Connector, secret_from_env
 from domain.errors import ErasureError, TerminalError, Throttled, TransientError, VendorRefused
 from domain.model import (
     EvidenceLevel,
@@ -39,6 +39,7 @@ from domain.model import (
     JobHandle,
     JobState,
     JobStatus,
+    Journal,
     Opaque,
     Outcome,
     Subject,
@@ -111,7 +112,7 @@ class MetaAudiencesConnector(Connector):
             note="meta offers no membership lookup; counts are the rows erase sends to each audience",
         )
 
-    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+    def erase(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
         planned = [(audience, self._rows(audience, subject)) for audience in self._settings.mapping.audiences]
         planned = [(audience, rows) for audience, rows in planned if rows]
         if not planned:

@@ -19,10 +19,10 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from connectors.base import Connector, secret_from_env
+from connectors.base import UNRECORDED, Connector, secret_from_env
 from domain.errors import TerminalError, TransientError
 from domain.identifiers import near_key
-from domain.model import EvidenceLevel, IdentifierType, Inventory, Outcome, Subject, Verification
+from domain.model import EvidenceLevel, IdentifierType, Inventory, Journal, Outcome, Subject, Verification
 from domain.resolution import Lookup
 from domain.settings.postgres import KIND, PostgresConnection, PostgresSettings
 
@@ -71,7 +71,7 @@ class PostgresConnector(Connector):
         found = sum(scope.counts.values())
         return Inventory(counts=scope.counts, note="" if found else "nothing of the subject found")
 
-    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+    def erase(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
         # Idempotent by construction: a second run finds an empty scope and deletes nothing.
         deleted_keys: list[str] = []
         with self._transaction() as cur:
@@ -87,6 +87,7 @@ class PostgresConnector(Connector):
                     params,
                 )
                 deleted_keys.extend(f"{table}:{row[0]}" for row in cur.fetchall())
+            journal.intend(deleted_keys)  # before the commit: the deletion is never durable without its record
         return Outcome(level=EvidenceLevel.VERIFIED_ABSENT, deleted=len(deleted_keys), deleted_keys=tuple(deleted_keys))
 
     def verify(self, subject: Subject) -> Verification:

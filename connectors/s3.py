@@ -35,10 +35,10 @@ from botocore.exceptions import ClientError
 
 from connectors import aws
 from connectors.aws import ObjectVersion, Refusal
-from connectors.base import Connector
+from connectors.base import UNRECORDED, Connector
 from domain.aws_errors import AwsErrorKind, classify
 from domain.errors import TerminalError, TransientError
-from domain.model import EvidenceLevel, Inventory, Outcome, Subject, Verification
+from domain.model import EvidenceLevel, Inventory, Journal, Outcome, Subject, Verification
 from domain.settings.s3 import KIND, BucketMapping, KeyTemplate, S3Settings, parse_template
 
 # Said on every receipt: erasing the objects does not reach the records S3 itself keeps of their keys.
@@ -89,7 +89,7 @@ class S3Connector(Connector):
             note = "nothing of the subject found"
         return Inventory(counts=counts, note=note)
 
-    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+    def erase(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
         # Idempotent: deleting a version that is already gone is not an error, and a rerun lists what is left.
         found = self._by_bucket(subject)
         for bucket in found:
@@ -97,8 +97,8 @@ class S3Connector(Connector):
         deleted: list[str] = []
         locks: list[_Lock] = []
         for bucket, entries in found.items():
-            gone, held = self._erase_bucket(bucket, entries)
-            deleted.extend(f"{bucket}/{v.key}@{v.version_id}" for v in gone)
+            gone, held = self._erase_bucket(bucket, entries, journal)
+            deleted.extend(_label(bucket, v) for v in gone)
             locks.extend(held)
         for mapping in self.settings.mapping.buckets:  # a bucket may hold an unfinished upload and no object
             self._abort_uploads(mapping, subject)
@@ -251,15 +251,18 @@ class S3Connector(Connector):
 
     # -- deletion --------------------------------------------------------------------------------------------
 
-    def _erase_bucket(self, bucket: str, entries: list[ObjectVersion]) -> tuple[list[ObjectVersion], list[_Lock]]:
+    def _erase_bucket(
+        self, bucket: str, entries: list[ObjectVersion], journal: Journal
+    ) -> tuple[list[ObjectVersion], list[_Lock]]:
         """Hide, delete versions, then clear markers (see the module docstring); returns what existed and was
-        deleted, and the locks that kept versions."""
+        deleted, and the locks that kept versions. Each deletion is journaled before it is asked for."""
         versions = [e for e in entries if not e.is_delete_marker]
         markers = [e for e in entries if e.is_delete_marker]
         made: list[ObjectVersion] = []
         if versions and self._object_lock_enabled(bucket):
             with aws.mapped_errors(f"s3 {self.system}: hide keys"):
                 made = aws.add_delete_markers(self._client, bucket, {v.key for v in versions if v.is_latest})
+        journal.intend(_label(bucket, v) for v in versions)
         with aws.mapped_errors(f"s3 {self.system}: delete object versions"):
             deletion = aws.delete_versions(
                 self._client,
@@ -268,7 +271,9 @@ class S3Connector(Connector):
                 bypass_governance_retention=self.settings.mapping.bypass_governance_retention,
             )
         locks = self._locks_of(bucket, deletion.refused)
+        journal.withdraw(_label(bucket, r.version) for r in deletion.refused)
         kept = {r.version.key for r in deletion.refused}
+        journal.intend(_label(bucket, m) for m in markers if m.key not in kept)
         with aws.mapped_errors(f"s3 {self.system}: delete delete markers"):
             cleared = aws.delete_versions(self._client, bucket, [m for m in (*markers, *made) if m.key not in kept])
         if cleared.refused:
@@ -402,3 +407,8 @@ def _rule_prefix(rule: dict[str, Any]) -> str:
 def _location(bucket: str, template: KeyTemplate) -> str:
     """A location as receipts name it: the bucket and the template, never a rendered key."""
     return f"{bucket}/{template.text}"
+
+
+def _label(bucket: str, version: ObjectVersion) -> str:
+    """The key of one deleted object version, as the receipt's commitment covers it."""
+    return f"{bucket}/{version.key}@{version.version_id}"

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors import http
-from connectors.base import Connector, secret_from_env
+from connectors.base import UNRECORDED, Connector, secret_from_env
 from domain.errors import ErasureError, TerminalError, Throttled, TransientError, VendorRefused
 from domain.model import (
     DestinationStatus,
@@ -37,6 +37,7 @@ from domain.model import (
     JobHandle,
     JobState,
     JobStatus,
+    Journal,
     Opaque,
     Outcome,
     Subject,
@@ -79,7 +80,7 @@ class SegmentConnector(Connector):
             note="vendor offers no lookup; counts are identifiers submitted",
         )
 
-    def erase(self, subject: Subject, idempotency_key: str) -> Outcome:
+    def erase(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
         # Segment takes no idempotency key. A POST whose answer was lost (or a later batch that failed) is found
         # again in the list of regulations before anything is created: a pending regulation of our type for exactly
         # the same subject ids is the one we sent. So the key itself is sent nowhere.

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 
 class IdentifierType(StrEnum):
@@ -148,6 +149,15 @@ class JobState:
     destinations: tuple[DestinationStatus, ...] = ()
     # where the subject's data remains although the vendor's own job is done, each needing its own erasure
     residual: tuple[str, ...] = ()
+
+
+class Journal(Protocol):
+    """Where `erase` writes down what it deletes before a crash can lose it: the keys it is about to delete, before
+    the destructive call (or before its transaction commits), and the keys the system then refused to delete."""
+
+    def intend(self, keys: Iterable[str]) -> None: ...
+
+    def withdraw(self, keys: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True)

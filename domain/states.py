@@ -1,6 +1,7 @@
 """The states a request, a system's task and a request's workflow go through, as the ledger and status show them.
 
-request   received -> [awaiting_review ->] executing -> certified -> closed (the data key destroyed)
+request   received -> [awaiting_review ->] executing -> certified -> closed (the data key destroyed), or
+          executing -> failed (no certificate could be issued; the reason is the request's `failed` event)
           legal.md's target adds: verifying_authority, awaiting_approval, scoped, on_hold, verifying,
           notifying_recipients; side states extended, rejected, cancelled, partially_refused
 task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start
@@ -28,11 +29,18 @@ class RequestState(StrEnum):
     REJECTED = "rejected"  # with its reason, e.g. a guardian's authority never verified
     CANCELLED = "cancelled"  # before anything was erased
     PARTIALLY_REFUSED = "partially_refused"  # with the Art. 17(3) exception that applies
+    FAILED = "failed"  # the workflow ended without a certificate: a person must act
 
     @property
     def settled(self) -> bool:
         """The certificate is issued: nothing about the request's outcome changes any more."""
         return self in (RequestState.CERTIFIED, RequestState.CLOSED)
+
+    @property
+    def stopped(self) -> bool:
+        """The workflow does nothing more on its own: the request is settled, or it failed and a person must act
+        (its deadline still runs)."""
+        return self.settled or self == RequestState.FAILED
 
     @property
     def ended(self) -> bool:

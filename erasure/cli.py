@@ -135,8 +135,12 @@ def submit(
     allow_past_deadline: Annotated[
         bool, typer.Option(help="Accept an order whose deadline has already passed (recorded with the request).")
     ] = False,
+    force_new: Annotated[
+        bool, typer.Option("--force-new", help="Start a new request even if this order's request is still open.")
+    ] = False,
 ) -> None:
-    """Validate an order, store it and start its workflow; prints the request id."""
+    """Validate an order, store it and start its workflow; prints the request id (the open request's, if the same
+    order was submitted before)."""
     from erasure.intake import submit as do_submit
     from erasure.intake import validate
 
@@ -149,18 +153,33 @@ def submit(
             client = await _client(config)
             services = _services(config)
             try:
-                return await do_submit(services, client, parsed, systems)
+                return await do_submit(services, client, parsed, systems, force_new=force_new)
             finally:
                 services.close()
 
         submission = _run(go())
+        if submission.existing:
+            err.print("[yellow]this order's request is still open: that is its id (--force-new starts another)")
         if not wait:
             if as_json:
                 out.print_json(json.dumps(submission.__dict__))
             else:
                 out.print(submission.request_id)
-            return
+            _exit_now(0)
         _show_status(config, submission.request_id, wait=True, timeout=timeout, as_json=as_json)
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, once everything is written: the Temporal client's threads can abort
+    it (temporalio/sdk-python#300), and a caller retrying on that failure would submit the order twice."""
+    import logging
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @app.command()
@@ -183,7 +202,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
-        while wait and not report.state.settled and report.state != "awaiting_review":
+        while wait and not report.state.stopped and report.state != "awaiting_review":
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -197,7 +216,10 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     if wait and report.state == "awaiting_review":
         err.print(f"[yellow]awaiting review: a person must decide, see `erasure review {request_id}`[/yellow]")
         raise typer.Exit(1)
-    if wait and not report.state.settled:
+    if wait and report.state == "failed":
+        err.print("[red]failed without a certificate: see the request's failed event[/red]")
+        raise typer.Exit(1)
+    if wait and not report.state.stopped:
         err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
 
@@ -274,6 +296,7 @@ def shred(
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
+    from domain.states import RequestState
     from workflows.request import SHRED_NOW_UPDATE
 
     with _errors():
@@ -281,6 +304,18 @@ def shred(
         if not yes_destroy_the_key:
             raise InvalidInput("arguments", "--yes-destroy-the-key", "is required: shredding cannot be undone")
         config = _config("cli")
+        reader = _reader(config)
+        try:
+            record = reader.ledger.request(request_id)
+        finally:
+            reader.close()
+        if record is None:
+            raise ErasureError(f"no request {request_id} in the ledger")
+        state = RequestState(record.state)
+        if state == RequestState.CLOSED:
+            raise ErasureError(f"request {request_id} is already shredded: its data key is destroyed")
+        if state != RequestState.CERTIFIED:
+            raise ErasureError(f"cannot shred while the request is {state}: the certificate comes first")
 
         async def go() -> str:
             client = await _client(config)
@@ -296,6 +331,7 @@ def shred(
             return result
 
         out.print(_run(go()))
+    _exit_now(0)
 
 
 @app.command()
@@ -474,7 +510,7 @@ def db_migrate() -> None:
 
     with _errors(), _ledger_errors():
         applied = migrate_ledger(_config("cli"))
-        out.print(f"applied: {', '.join(applied)}" if applied else "the ledger is up to date")
+        out.print(f"applied: {', '.join(applied)}" if applied else "the ledger is up to date", soft_wrap=True)
 
 
 @dev_app.command("up")

@@ -88,6 +88,7 @@ class Config:
     metrics_address: str | None = None  # host:port of the worker's Prometheus endpoint; none when unset
     worker_shutdown_s: float = 10.0  # how long a stopping worker lets running activities finish
     ports: Ports = Ports()
+    hold_dir: Path | None = None  # tests only: where the process pauses at named points (domain/hold.py)
 
     @property
     def keys_dir(self) -> Path:
@@ -146,6 +147,7 @@ class Config:
             metrics_address=env.get("ERASURE_METRICS_ADDRESS") or None,
             worker_shutdown_s=_number(env, "ERASURE_WORKER_SHUTDOWN_S", 10.0),
             ports=Ports.from_env(env),
+            hold_dir=Path(env["ERASURE_TEST_HOLD_DIR"]) if env.get("ERASURE_TEST_HOLD_DIR") else None,
         )
 
 

@@ -142,12 +142,12 @@ def _run(
         client = await connect_temporal(config)
         request_id = (await submit(services, client, order, catalogue)).request_id
         console.print(f"submitted {name} as request [bold]{request_id}[/bold]; resolving the child's identity ...")
-        status = await _wait(services, request_id, lambda s: s.state.settled or s.state == "awaiting_review")
+        status = await _wait(services, request_id, lambda s: s.state.stopped or s.state == "awaiting_review")
         reviewed = await _review(client, request_id, console) if status.state == "awaiting_review" else []
         return request_id, reviewed
 
     request_id, reviewed = asyncio.run(go())
-    status = asyncio.run(_wait(services, request_id, lambda s: s.state.settled))
+    status = asyncio.run(_wait(services, request_id, lambda s: s.state.stopped))
     print_status(console, status)
 
     checks = Checks()

@@ -1,4 +1,8 @@
-"""Intake: a validated order becomes a stored request and a started workflow, or nothing at all."""
+"""Intake: a validated order becomes a stored request and a started workflow, or nothing at all.
+
+A submission killed between its commit and the workflow start leaves a stored request without a workflow: every
+worker starts those when it starts (`start_orphans`), so none waits for ever with its identifiers in the vault.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,18 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import RequestInput
 from domain.errors import ErasureError, InvalidInput
+from domain.hold import hold
 from domain.states import TaskState
 from erasure.services import Services
 from stores.catalogue import Catalogue, load_catalogue
+from stores.keys import local_secret
 from stores.orders import Order, load_order
+from stores.pseudonyms import Pseudonymizer
 from workflows.request import ErasureRequestWorkflow
 
 
@@ -25,6 +33,7 @@ class Submission:
     request_id: str
     systems: list[str]
     not_applicable: list[str]
+    existing: bool = False  # the order was already submitted and its request is still open: that is this one
 
 
 def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: bool = False) -> tuple[Order, Catalogue]:
@@ -45,12 +54,20 @@ def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: boo
     return order, catalogue
 
 
-async def submit(services: Services, client: Client, order: Order, catalogue: Catalogue) -> Submission:
+async def submit(
+    services: Services, client: Client, order: Order, catalogue: Catalogue, *, force_new: bool = False
+) -> Submission:
+    """Store the request and start its workflow. The same order again, while its request is open, gives that
+    request (a retried `erasure submit` must not erase twice) unless `force_new`."""
     request_id = str(uuid.uuid4())
     subject = order.subject.to_subject()
     in_scope = [s for s in catalogue.systems if order.scope == "all" or s.name in order.scope]
+    digest = _order_digest(services, order)
     planned, skipped = [], []
     with services.pool.connection() as conn, conn.transaction():
+        existing = services.ledger.open_request_for(conn, digest)
+        if existing is not None and not force_new:
+            return _submitted(services, existing)
         services.ledger.create_request(
             conn,
             {
@@ -63,6 +80,7 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
                 "deadline": order.deadline,
                 "scope": order.scope,
                 "catalogue_sha256": catalogue.digest(),
+                "order_digest": digest,
             },
             catalogue.snapshot(),
         )
@@ -102,14 +120,9 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             datetime.now(UTC),
             {"deadline": order.deadline.isoformat(), "accepted_with": "--allow-past-deadline"},
         )
+    hold(services.config.hold_dir, "intake.stored")  # a test may kill the submission here
     try:
-        await client.start_workflow(
-            ErasureRequestWorkflow.run,
-            RequestInput(request_id),
-            id=request_id,
-            task_queue=services.config.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        await _start(client, services.config.task_queue, request_id)
     except BaseException as exc:
         with services.pool.connection() as conn, conn.transaction():  # nothing stays of a request never started
             services.vault.delete(conn, request_id)
@@ -121,6 +134,51 @@ async def submit(services: Services, client: Client, order: Order, catalogue: Ca
             ) from None
         raise
     return Submission(request_id, planned, skipped)
+
+
+async def start_orphans(services: Services, client: Client) -> list[str]:
+    """Start the workflow of every stored request that has none: an intake killed between its commit and the
+    workflow start leaves one. Run when a worker starts; returns the request ids started."""
+    started = []
+    for request_id in services.ledger.received():
+        try:
+            await client.get_workflow_handle(request_id).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await _start(client, services.config.task_queue, request_id)
+            started.append(request_id)
+    return started
+
+
+async def _start(client: Client, task_queue: str, request_id: str) -> None:
+    """Start the request's workflow, once: whoever starts it first (the intake or a worker's reconciliation) wins."""
+    try:
+        await client.start_workflow(
+            ErasureRequestWorkflow.run,
+            RequestInput(request_id),
+            id=request_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+def _order_digest(services: Services, order: Order) -> str:
+    """A keyed digest of the order, under a key of its own; the ledger keeps it only while the request is open."""
+    key = local_secret(services.config.keys_dir, "order-digest.key")
+    return Pseudonymizer(key, purpose="order digest").digest(order.model_dump_json().encode())
+
+
+def _submitted(services: Services, request_id: str) -> Submission:
+    tasks = services.ledger.tasks(request_id)
+    return Submission(
+        request_id,
+        [t.system for t in tasks if t.state != TaskState.NOT_APPLICABLE],
+        [t.system for t in tasks if t.state == TaskState.NOT_APPLICABLE],
+        existing=True,
+    )
 
 
 def _today() -> date:

@@ -128,7 +128,8 @@ def print_status(out: Console, report: StatusReport) -> None:
         )
     out.print(table)
     for event in report.events:
-        out.print(f"  event: {event.kind} {event.system or ''} {event.at.isoformat()}")
+        reason = f": {event.detail['reason']}" if "reason" in event.detail else ""
+        out.print(f"  event: {event.kind} {event.system or ''} {event.at.isoformat()}{reason}", highlight=False)
 
 
 def _count(value: int | None) -> str:

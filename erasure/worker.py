@@ -15,6 +15,7 @@ from activities.contracts import vendor_task_queue
 from activities.erasure import ErasureActivities
 from domain.settings import KINDS
 from erasure.config import Config, code_version
+from erasure.intake import start_orphans
 from erasure.logs import get_logger
 from erasure.metrics import metrics_runtime, publishing_ledger_gauges
 from erasure.services import Services, connect_temporal, migrate_ledger
@@ -38,6 +39,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
         backups=notary.Backups(config.backup_retention_days),
         code_version=code_version(),
         executor=executor,
+        hold_dir=config.hold_dir,
     ).all()
     workers = [
         Worker(
@@ -83,6 +85,9 @@ async def run_worker(config: Config) -> None:
                 if runtime is not None:
                     running.enter_context(publishing_ledger_gauges(runtime.metric_meter, services.ledger))
                 log.info("worker started", task_queue=config.task_queue)
+                orphans = await start_orphans(services, client)
+                if orphans:
+                    log.warning("started the workflows of stored requests that had none", count=len(orphans))
                 await stop.wait()
         finally:
             services.close()

@@ -22,11 +22,12 @@ The plan; each block of `verify_bundle` is tagged with its number, and docs/evid
  (9) The certificate, every receipt and the shredding receipt have an inclusion proof at the checkpoint's tree
      size that leads from the leaf hash of their exact bytes to the checkpoint's root (RFC 9162 section
      2.1.3.2), and no other path has one.
-(10) With a previous checkpoint: it is signed by a trusted key for the same log; it is not larger than this one
+(10) The certificate claims no more than its receipts: each system's evidence level is its receipt's, and the
+     outcome is the one the receipts' levels and residual copies give (a certificate re-signed with the trusted key
+     that says `complete` over a `failed` receipt fails).
+(11) With a previous checkpoint: it is signed by a trusted key for the same log; it is not larger than this one
      (a rollback); at equal size the roots are equal (else a fork); otherwise log/consistency.json holds a valid
      consistency proof from its size (RFC 9162 section 2.1.4.2); a missing proof is a failure.
-
-The certificate's outcome is reported as it is: a bundle for an incomplete request verifies, and says incomplete.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ from evidence.errors import VerificationError
 from evidence.keys import keyid_of, load_public_key_pem
 from evidence.manifest import MANIFEST_PREDICATE_TYPE, check_manifest
 from evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
-from evidence.statement import CERTIFICATE_PREDICATE_TYPE, RECEIPT_PREDICATE_TYPE, parse_statement, request_subject
+from evidence.statement import (
+    CERTIFICATE_PREDICATE_TYPE,
+    RECEIPT_PREDICATE_TYPE,
+    outcome_for,
+    parse_statement,
+    request_subject,
+)
 
 
 @dataclass
@@ -104,8 +111,7 @@ def verify_bundle(
     checks.append("certificate is an in-toto statement signed by a trusted key, naming this log")
 
     # (6)
-    for name, data in sorted(bundle.receipts.items()):
-        _open_receipt(name, data, trusted, request_id)
+    receipts = {name: _open_receipt(name, data, trusted, request_id) for name, data in sorted(bundle.receipts.items())}
     checks.append(f"{len(bundle.receipts)} receipts are in-toto statements signed by a trusted key, for this request")
 
     # (7)
@@ -124,6 +130,10 @@ def verify_bundle(
     checks.append(f"certificate and every receipt are entries of the log at size {checkpoint.size}")
 
     # (10)
+    _check_outcome(predicate, receipts)
+    checks.append(f"outcome {outcome} is the one the receipts' evidence levels give")
+
+    # (11)
     if previous_checkpoint is not None:
         previous = _open_note("previous checkpoint", previous_checkpoint, checkpoint.origin, trusted)
         _check_consistency(previous, checkpoint, bundle.consistency)
@@ -222,6 +232,27 @@ def _check_subjects(certificate: Mapping[str, Any], receipts: Mapping[str, bytes
     for system in certificate["predicate"].get("systems", []):
         if not isinstance(system, dict) or system.get("receipt") not in names:
             raise VerificationError("certificate has a system whose receipt is not among its subjects")
+
+
+def _check_outcome(certificate: Mapping[str, Any], receipts: Mapping[str, Mapping[str, Any]]) -> None:
+    """(10) Re-derive the outcome from the receipts, which (8) proved are exactly the certificate's subjects."""
+    levels = {name: receipt.get("evidence_level") for name, receipt in receipts.items()}
+    for system in certificate.get("systems", []):
+        claimed, actual = system.get("evidence_level"), levels[system["receipt"]]
+        if claimed != actual:
+            raise VerificationError(
+                f"certificate claims more than {system['receipt']}: expected level {actual!r}, got {claimed!r}"
+            )
+    residual = any(receipt.get("residual") for receipt in receipts.values())
+    try:
+        expected = outcome_for((str(level) for level in levels.values()), residual=residual)
+    except ValueError as exc:
+        raise VerificationError(f"a receipt has an unknown evidence level: {exc}") from None
+    if certificate.get("outcome") != expected:
+        raise VerificationError(
+            f"certificate claims more than its receipts: expected outcome {expected!r}, "
+            f"got {certificate.get('outcome')!r}"
+        )
 
 
 def _check_inclusion(bundle: Bundle, checkpoint: Checkpoint) -> None:

@@ -1,14 +1,14 @@
 """The ledger: requests, their per-system tasks and events, in Postgres. No identifier is ever written here.
 
-It owns the tables `requests`, `subject_pseudonyms`, `system_tasks` and `events`. Requests and tasks change state
-only through the named transitions below (domain/states.py draws the machine). Every write is idempotent (an update
+It owns the tables `requests`, `subject_pseudonyms`, `system_tasks`, `deletion_journal` and `events`. Requests and
+tasks change state only through the named transitions below (domain/states.py draws the machine). Every write is idempotent (an update
 to a known row, or an insert keyed by a natural key), because activities that write it may run more than once.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
@@ -82,6 +82,10 @@ _REQUEST_COLUMNS = ", ".join(f.name for f in fields(RequestRecord)).replace("req
 _TASK_COLUMNS = ", ".join(f.name for f in fields(TaskRecord)).replace("request_id", "request_id::text")
 
 
+# a request the workflow still works on: not certified, closed, rejected, cancelled or failed
+_OPEN = frozenset(state for state in RequestState if not state.ended and not state.stopped)
+
+
 class Ledger:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
@@ -91,9 +95,9 @@ class Ledger:
     def create_request(self, conn: Connection[Any], record: dict[str, Any], catalogue: dict[str, Any]) -> None:
         conn.execute(
             "INSERT INTO requests (request_id, kind, legal_basis, reference, requester, received_on, deadline, "
-            "scope, catalogue, catalogue_sha256, state) VALUES (%(request_id)s, %(kind)s, %(legal_basis)s, "
-            "%(reference)s, %(requester)s, %(received_on)s, %(deadline)s, %(scope)s, %(catalogue)s, "
-            "%(catalogue_sha256)s, %(state)s)",
+            "scope, catalogue, catalogue_sha256, order_digest, state) VALUES (%(request_id)s, %(kind)s, "
+            "%(legal_basis)s, %(reference)s, %(requester)s, %(received_on)s, %(deadline)s, %(scope)s, %(catalogue)s, "
+            "%(catalogue_sha256)s, %(order_digest)s, %(state)s)",
             {
                 **record,
                 "requester": Jsonb(record["requester"]),
@@ -102,6 +106,25 @@ class Ledger:
                 "state": RequestState.RECEIVED,
             },
         )
+
+    def open_request_for(self, conn: Connection[Any], order_digest: str) -> str | None:
+        """The open request (not yet certified, nor failed) of an order, if any. Holds a lock on the digest until the
+        caller's transaction ends, so that two submissions of one order cannot both find none."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [order_digest])
+        row = conn.execute(
+            "SELECT request_id::text FROM requests WHERE order_digest = %s AND state = ANY(%s) "
+            "ORDER BY created_at LIMIT 1",
+            [order_digest, [state.value for state in _OPEN]],
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def received(self) -> list[str]:
+        """Requests stored and not yet planned: their workflow has not run its first step (or was never started)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT request_id::text FROM requests WHERE state = %s ORDER BY created_at", [RequestState.RECEIVED]
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def add_pseudonyms(self, conn: Connection[Any], request_id: str, pseudonyms: list[tuple[str, str]]) -> None:
         with conn.cursor() as cur:
@@ -129,7 +152,7 @@ class Ledger:
 
     def delete_request(self, conn: Connection[Any], request_id: str) -> None:
         """Undo an intake whose workflow could not be started, inside the caller's transaction."""
-        for table in ("events", "system_tasks", "subject_pseudonyms"):
+        for table in ("events", "deletion_journal", "system_tasks", "subject_pseudonyms"):
             conn.execute(f"DELETE FROM {table} WHERE request_id = %s", [request_id])
         conn.execute("DELETE FROM requests WHERE request_id = %s", [request_id])
 
@@ -209,12 +232,19 @@ class Ledger:
         """The request's data key is destroyed."""
         self._set_request_state(request_id, RequestState.CLOSED)
 
+    def failed(self, request_id: str, reason: str, at: datetime) -> None:
+        """The request ended without a certificate; the reason (never an identifier) is its `failed` event."""
+        self.record_event(request_id, None, "failed", "failed", at, {"reason": reason})  # the reason comes first
+        self._set_request_state(request_id, RequestState.FAILED)
+
     def _set_request_state(self, request_id: str, state: RequestState, outcome: str | None = None) -> None:
+        # the order's digest is kept only while the request is open: it serves to find the open request, nothing else
+        still_open = state in _OPEN
         with self.pool.connection() as conn:
             conn.execute(
-                "UPDATE requests SET state = %s, outcome = COALESCE(%s, outcome), updated_at = now() "
-                "WHERE request_id = %s",
-                [state, outcome, request_id],
+                "UPDATE requests SET state = %s, outcome = COALESCE(%s, outcome), "
+                "order_digest = CASE WHEN %s THEN order_digest END, updated_at = now() WHERE request_id = %s",
+                [state, outcome, still_open, request_id],
             )
 
     # -- tasks ------------------------------------------------------------------------------------------------
@@ -273,6 +303,31 @@ class Ledger:
             "vendor_facts": Jsonb(dict(vendor_facts)),
         }
         self._change_task(request_id, system, {**changes, "detail": detail})
+
+    def journal(self, request_id: str, system: str, leaves: Iterable[bytes]) -> None:
+        """Keyed HMACs of keys an erasure is about to delete, written before it deletes them."""
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO deletion_journal (request_id, system, leaf) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(request_id, system, leaf) for leaf in leaves],
+            )
+
+    def unjournal(self, request_id: str, system: str, leaves: Iterable[bytes]) -> None:
+        """Keys the system refused to delete after all: they are not among the deleted."""
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "DELETE FROM deletion_journal WHERE request_id = %s AND system = %s AND leaf = %s",
+                [(request_id, system, leaf) for leaf in leaves],
+            )
+
+    def journaled(self, request_id: str, system: str) -> list[bytes]:
+        """Every key deleted for the system by any attempt, in leaf order."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT leaf FROM deletion_journal WHERE request_id = %s AND system = %s ORDER BY leaf",
+                [request_id, system],
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
 
     def polled(
         self,

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         APPLY_REVIEW,
         DECISIONS,
         EXTEND,
+        FAIL,
         PLAN,
         RECORD_EVENT,
         RESOLVE,
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ExtendInput,
         ExtendResult,
         Extension,
+        FailInput,
         Plan,
         RequestInput,
         RequestResult,
@@ -77,25 +79,42 @@ class ErasureRequestWorkflow:
         self._request_id = input.request_id
         if workflow.patched(RESOLUTION_PATCH):
             await self._resolve(input.request_id)
+        try:
+            plan, results, sealed = await self._certify(input)
+        except (ActivityError, ChildWorkflowError) as err:
+            # no certificate: the ledger says why (retries are bounded), and the workflow fails with the same reason
+            cause = err.cause
+            while isinstance(cause, ActivityError | ChildWorkflowError):
+                cause = cause.cause
+            reason = f"cannot certify: {cause.message if isinstance(cause, ApplicationError) else err.message}"
+            await workflow.execute_activity(
+                FAIL, FailInput(input.request_id, reason, workflow.now().isoformat()), **LEDGER
+            )
+            raise ApplicationError(reason, non_retryable=True) from None
+        self._outcome = sealed.outcome
+        self._phase = Phase.GRACE_PERIOD
+        await self._shred_after(input.request_id, plan.grace_s)
+        self._phase = Phase.CLOSED
+        return RequestResult(outcome=sealed.outcome, systems=results)
+
+    async def _certify(self, input: RequestInput) -> tuple[Plan, list[SystemResult], SealResult]:
         plan: Plan = await workflow.execute_activity(PLAN, input, result_type=Plan, **LEDGER)
         self._phase = Phase.EXECUTING
         reminders = None
         if workflow.patched(DEADLINE_REMINDERS) and plan.deadline:
             self._deadline = date.fromisoformat(plan.deadline)
             reminders = asyncio.create_task(self._remind(plan.reminder_leads_s))
-        window = asyncio.Semaphore(plan.max_concurrency)
-        results = list(await asyncio.gather(*(self._system(input.request_id, p, window) for p in plan.systems)))
-        if reminders is not None:
-            reminders.cancel()
+        try:
+            window = asyncio.Semaphore(plan.max_concurrency)
+            results = list(await asyncio.gather(*(self._system(input.request_id, p, window) for p in plan.systems)))
+        finally:
+            if reminders is not None:
+                reminders.cancel()
         self._phase = Phase.SEALING
         sealed: SealResult = await workflow.execute_activity(
             SEAL, SealInput(input.request_id), result_type=SealResult, **LEDGER
         )
-        self._outcome = sealed.outcome
-        self._phase = Phase.GRACE_PERIOD
-        await self._shred_after(input.request_id, plan.grace_s)
-        self._phase = Phase.CLOSED
-        return RequestResult(outcome=sealed.outcome, systems=results)
+        return plan, results, sealed
 
     async def _resolve(self, request_id: str) -> None:
         """Expand the identifiers through the identity sources; wait durably for a reviewer where one must decide."""

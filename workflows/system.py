@@ -87,9 +87,14 @@ class SystemErasureWorkflow:
     async def _wait_for_vendor(self, input: SystemInput, job_id: str) -> tuple[str, str]:
         """Poll durably until the vendor's stated service time, escalate, then until the deadline."""
         plan = input.plan
-        service = timedelta(seconds=plan.service_time_s)
+        begun, every = workflow.now(), timedelta(seconds=plan.poll_every_s)
+        # Both times count from the first poll, and each window runs one poll interval past its time: the poll that
+        # would come after the last one to fit does not, so the last look is at the time, not up to a poll before it
+        # (the deadline declared a day early when the second window counted from the escalation).
+        service_at = begun + timedelta(seconds=plan.service_time_s)
+        deadline_at = begun + timedelta(seconds=plan.deadline_s)
         try:
-            result = await self._poll(input, job_id, service)
+            result = await self._poll(input, job_id, service_at + every - workflow.now())
         except ActivityError as err:
             if not _timed_out(err):
                 return EvidenceLevel.FAILED, _describe(err)
@@ -97,7 +102,7 @@ class SystemErasureWorkflow:
             self._notes.append(f"escalated: the vendor's job was still running after its service time ({days:g} days)")
             await self._event(input, "escalation", {"after_days": f"{days:g}", "job": job_id})
             try:
-                result = await self._poll(input, job_id, timedelta(seconds=plan.deadline_s - plan.service_time_s))
+                result = await self._poll(input, job_id, deadline_at + every - workflow.now())
             except ActivityError as late:
                 if not _timed_out(late):
                     return EvidenceLevel.FAILED, _describe(late)

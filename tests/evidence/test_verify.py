@@ -19,7 +19,7 @@ def test_good_bundle_verifies_with_trusted_key(make_bundle: MakeBundle, signer: 
 
     assert (report.request_id, report.outcome, report.tree_size) == (REQUEST_ID, "partial", 10)
     assert not report.keys_from_bundle
-    assert len(report.checks) == 8
+    assert len(report.checks) == 9
 
 
 def test_good_bundle_verifies_with_a_trusted_key_id(make_bundle: MakeBundle, signer: Ed25519Signer) -> None:

@@ -143,7 +143,7 @@ class Harness:
         for _ in range(int(timeout_s * 10)):
             report = request_status(self.services.ledger, request_id)
             status = report.to_json()
-            if report.state.settled:
+            if report.state.stopped:
                 return status
             await asyncio.sleep(0.1)
         raise AssertionError(f"request not certified within {timeout_s} s: {status}")

@@ -1,7 +1,9 @@
 """No identifier leaves the vault: a request for a subject with distinctive identifiers, through all five kinds of
 system, then a search for every identifier (as given, lowercased, uppercased, and base64 of each) in every Temporal
-history of the request read without the codec, its workflow ids and search attributes, a pg_dump of the ledger, every
-log file, and the exported bundle. Zero hits. The suppression list answers for the subject and a neighbour.
+history of the request read without the codec, its workflow ids and search attributes, a pg_dump of the ledger and
+its bytea columns decoded (signed statements too), every log file, and the exported bundle with its statements
+decoded. Zero hits; and an identifier planted in a stored receipt is found. The suppression list answers for the
+subject and a neighbour.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import psycopg
 import pyarrow as pa
 import yaml
 from deltalake import write_deltalake
+from psycopg import sql
 from temporalio.client import Client
 
 from connectors.hashing import meta_email, meta_phone, sha256_hex
+from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from evidence.errors import VerificationError
 from examples.estate import APP_MAPPING, NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
 from tests.integration.conftest import Harness, Vendors, court_order
 
@@ -78,6 +83,33 @@ def decoded_payloads(node: Any) -> list[bytes]:
         except ValueError:
             pass
     return out
+
+
+def dsse_payloads(data: bytes) -> bytes:
+    """The payload of a DSSE envelope, decoded (its base64 hides what it says from a byte search), else nothing."""
+    try:
+        return Envelope.from_json(data).payload
+    except VerificationError:
+        return b""
+
+
+def bytea_columns(database_url: str, schema: str) -> dict[str, bytes]:
+    """Every bytea column of the ledger's schema as raw bytes, with the payloads of the envelopes among them:
+    pg_dump writes bytea as hex, in which no identifier can be found by a byte search."""
+    places: dict[str, bytes] = {}
+    with psycopg.connect(database_url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND data_type = 'bytea' ORDER BY 1, 2",
+            [schema],
+        ).fetchall()
+        for table, column in columns:
+            query = sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL").format(
+                sql.Identifier(column), sql.Identifier(schema, table), sql.Identifier(column)
+            )
+            values = [bytes(row[0]) for row in conn.execute(query)]
+            places[f"bytea {table}.{column}"] = b"\n".join(v + b"\n" + dsse_payloads(v) for v in values)
+    return places
 
 
 def plant(database_url: str, schema: str, moto_url: str, bucket: str, vendors: Vendors) -> dict[str, Any]:
@@ -244,11 +276,16 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
     for log in (home / "logs").iterdir():
         places[f"log {log.name}"] = log.read_bytes()
     assert any(name.startswith("log worker") for name in places)
-    # (4) the bundle, raw and entry by entry
+    # (2b) its bytea columns decoded, the signed statements in them decoded too
+    ledger_bytea = bytea_columns(database_url, harness.config.ledger_schema)
+    assert {"bytea receipts.envelope", "bytea tlog_leaves.entry", "bytea deletion_journal.leaf"} <= set(ledger_bytea)
+    places.update(ledger_bytea)
+    # (4) the bundle, raw and entry by entry, each signed statement decoded
     places["bundle.zip"] = bundle.read_bytes()
     with zipfile.ZipFile(io.BytesIO(places["bundle.zip"])) as archive:
         for name in archive.namelist():
             places[f"bundle {name}"] = archive.read(name)
+            places[f"decoded bundle {name}"] = dsse_payloads(archive.read(name))
 
     assert len(places) > 10
     # the lake's receipt says, as a typed number, from which version its table's time travel still reaches
@@ -267,3 +304,30 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
     assert (NEIGHBOURS[1].email or "").encode() in pg_dump(database_url, schema)
     leaks = {place: hits(blob) for place, blob in places.items() if hits(blob)}
     assert leaks == {}
+
+    # positive control: an identifier planted in a stored receipt (re-signed, as a bug in the notary would sign it)
+    # is found in the decoded receipts and log entries, where the dump's hex alone would not show it
+    planted = plant_in_receipt(harness, request_id, CHILD.email or "")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("UPDATE {} SET envelope = %s WHERE request_id = %s AND system = 'app_db'").format(
+                sql.Identifier(harness.config.ledger_schema, "receipts")
+            ),
+            [planted, request_id],
+        )
+    assert not hits(pg_dump(database_url, harness.config.ledger_schema))
+    rescanned = bytea_columns(database_url, harness.config.ledger_schema)
+    assert {place for place, blob in rescanned.items() if hits(blob)} == {"bytea receipts.envelope"}
+
+
+def plant_in_receipt(harness: Harness, request_id: str, identifier: str) -> bytes:
+    """The app_db receipt with the identifier written into its detail, signed again with the log's key."""
+    with harness.services.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT envelope FROM receipts WHERE request_id = %s AND system = 'app_db'", [request_id]
+        ).fetchone()
+    assert row is not None
+    statement = json.loads(Envelope.from_json(bytes(row[0])).payload)
+    statement["predicate"]["detail"] = f"deleted the rows of {identifier}"
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    return sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, harness.services.tlog.signer).to_json()

@@ -111,9 +111,12 @@ async def test_a_regulation_still_running_past_its_deadline_fails_and_is_escalat
     events = {e.kind: e for e in ledger.events(request_id)}
     assert set(events) == {"escalation", "deadline_passed", "shredded"}
     assert events["escalation"].system == "segment"
-    # escalated at the last poll before the 30-day service time, failed at the last one before the 35-day deadline
-    gap_days = (events["deadline_passed"].at - events["escalation"].at).total_seconds() / 86400
-    assert 5 - POLL_EVERY_HOURS / 24 <= gap_days <= 5 + POLL_EVERY_HOURS / 24
+    # escalated at the 30-day service time and failed at the 35-day deadline, counted from the system's start, each
+    # within one poll interval (times on the workflow's clock, which the time-skipping server moves)
+    started = (await skipping_harness.client.get_workflow_handle(f"{request_id}/segment").describe()).start_time
+    poll = timedelta(hours=POLL_EVERY_HOURS)
+    assert abs(events["escalation"].at - (started + timedelta(days=30))) <= poll, events["escalation"].at - started
+    assert abs(events["deadline_passed"].at - (started + timedelta(days=35))) <= poll
     assert vendors.segment.profiles >= {str(CHILD.user_id)}  # nothing was erased, and nothing claims it was
 
 

@@ -44,6 +44,7 @@ def new_request(ledger: Ledger, kind: str = "court_order", deadline: date = date
         "deadline": deadline,
         "scope": "all",
         "catalogue_sha256": "0" * 64,
+        "order_digest": request_id,
     }
     with ledger.pool.connection() as conn, conn.transaction():
         ledger.create_request(conn, record, {"systems": []})
