@@ -66,10 +66,10 @@ from activities.contracts import (
     VerifyResult,
     vendor_task_queue,
 )
+from activities.hold import hold
 from connectors.base import Connector
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
-from domain.hold import hold
 from domain.model import DestinationStatus, JobHandle, JobStatus, Opaque, Subject, VendorFacts
 from domain.states import TaskState
 from evidence import notary

@@ -88,7 +88,7 @@ class Config:
     metrics_address: str | None = None  # host:port of the worker's Prometheus endpoint; none when unset
     worker_shutdown_s: float = 10.0  # how long a stopping worker lets running activities finish
     ports: Ports = Ports()
-    hold_dir: Path | None = None  # tests only: where the process pauses at named points (domain/hold.py)
+    hold_dir: Path | None = None  # tests only: where the process pauses at named points (activities/hold.py)
 
     @property
     def keys_dir(self) -> Path:

@@ -17,8 +17,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import RequestInput
+from activities.hold import hold
 from domain.errors import ErasureError, InvalidInput
-from domain.hold import hold
 from domain.states import TaskState
 from erasure.services import Services
 from stores.catalogue import Catalogue, load_catalogue
