@@ -111,7 +111,10 @@ def test_an_unreadable_tls_file_is_named(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("ERASURE_HOME", str(tmp_path))
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
     monkeypatch.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(tmp_path / "missing-ca.pem"))
-    result = CliRunner().invoke(app, ["shred", "00000000-0000-4000-8000-000000000000", "--yes-destroy-the-key"])
+    # `extend` talks to Temporal only (`shred` reads the ledger first since it answers from the request's state)
+    result = CliRunner().invoke(
+        app, ["extend", "00000000-0000-4000-8000-000000000000", "--days", "1", "--reason", "more time granted"]
+    )
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         f"error: environment: TEMPORAL_TLS_*: cannot read {tmp_path / 'missing-ca.pem'}: No such file or directory"
