@@ -5,12 +5,14 @@ Vendor-specific status and error-body mapping stays in each connector; only what
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
-from domain.errors import TransientError
+from domain.errors import TerminalError, TransientError
 
 # Connect quickly or fail over to a retry; reads get longer because vendors answer batch calls slowly.
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -29,3 +31,33 @@ def transport_errors(vendor: str) -> Iterator[None]:
         raise TransientError(f"{vendor} did not answer in time ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise TransientError(f"{vendor} could not be reached ({type(exc).__name__})") from exc
+
+
+def json_body(vendor: str, response: httpx.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON. Invalid UTF-8, or a lone surrogate anywhere in the decoded
+    JSON, is terminal: such text cannot be recorded, and asking again would get the same answer."""
+    try:
+        text = response.content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TerminalError(f"{vendor} answered with invalid utf-8 (http {response.status_code})") from None
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not _valid_unicode(body):
+        raise TerminalError(f"{vendor} answered with invalid unicode, a lone surrogate (http {response.status_code})")
+    return body
+
+
+def _valid_unicode(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_unicode(key) and _valid_unicode(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_valid_unicode(item) for item in value)
+    return True

@@ -317,31 +317,7 @@ def _unknown(raw: Any, name: str, facts: dict[str, str | int | Opaque]) -> str:
 
 def _decode(response: httpx.Response) -> Any:
     """The answer's JSON; invalid UTF-8 or a lone surrogate anywhere is terminal: reading it again cannot help."""
-    try:
-        text = response.content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TerminalError(f"meta answered with invalid utf-8 (http {response.status_code})") from exc
-    try:
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not _valid_unicode(body):
-        raise TerminalError(f"meta answered with invalid unicode, a lone surrogate (http {response.status_code})")
-    return body
-
-
-def _valid_unicode(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_valid_unicode(key) and _valid_unicode(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_valid_unicode(item) for item in value)
-    return True
+    return http.json_body("meta", response)
 
 
 def _error(response: httpx.Response, body: Any) -> ErasureError:

@@ -338,31 +338,7 @@ def _only_unsupported(regulation: _Regulation) -> bool:
 
 def _decode(response: httpx.Response) -> Any:
     """The JSON body, or None when it is not JSON. Invalid Unicode is terminal: it could never be stored."""
-    try:
-        text = response.content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise TerminalError(f"segment sent an answer that is not valid utf-8 (http {response.status_code})") from None
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return None
-    if not _valid_unicode(body):
-        raise TerminalError(f"segment sent an answer holding invalid unicode (http {response.status_code})")
-    return body
-
-
-def _valid_unicode(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_valid_unicode(k) and _valid_unicode(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_valid_unicode(item) for item in value)
-    return True
+    return http.json_body("segment", response)
 
 
 def _error(response: httpx.Response, body: Any) -> ErasureError:
