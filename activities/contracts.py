@@ -24,6 +24,8 @@ SEAL = "erasure.seal"
 SHRED = "erasure.shred"
 EXTEND = "erasure.extend"
 FAIL = "erasure.fail"
+RECIPIENTS = "erasure.recipients"
+SEND_NOTICE = "erasure.send_notice"
 
 
 def vendor_task_queue(main: str, connector: str) -> str:
@@ -137,6 +139,53 @@ class ExtendInput:
 @dataclass(frozen=True)
 class ExtendResult:
     deadline: str  # the new deadline (ISO date)
+
+
+# Recipients of the data (GDPR Art. 19): how each is told, and the outcomes its event records.
+WEBHOOK = "webhook"
+MANUAL = "manual"
+NOTICE_EVENTS = {
+    "recipient_notified": "notified",  # the webhook accepted the notice
+    "recipient_acknowledged": "acknowledged",  # an operator recorded the recipient's acknowledgement
+    "recipient_not_confirmed": "not_confirmed",  # no acknowledgement within the limit
+    "recipient_failed": "failed",  # the webhook refused or failed past its retries
+    "recipient_not_notified": "not_notified",  # the system's erasure is not done: nothing to tell yet
+}
+
+
+def notice_key(system: str, recipient: str) -> str:
+    """One outcome per recipient of a system: the first event recorded under this key stands."""
+    return f"recipient:{system}:{recipient}"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    system: str
+    name: str
+    notify: str  # WEBHOOK or MANUAL
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Whom to tell now that the systems are done, and how long a manual acknowledgement may take."""
+
+    recipients: list[Recipient]
+    ack_within_s: float
+
+
+@dataclass(frozen=True)
+class NoticeInput:
+    request_id: str
+    recipient: Recipient
+    at: str  # the workflow's time of the notice
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An operator's record that a manual recipient acknowledged the erasure, as `erasure recipients ack` sends it."""
+
+    recipient: str
+    actor: str
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities import resolution
+from activities import recipients, resolution
 from activities.contracts import (
     APPLY_REVIEW,
     ERASE,
@@ -36,9 +36,11 @@ from activities.contracts import (
     PLAN,
     POLL,
     RECORD_EVENT,
+    RECIPIENTS,
     RECORD_RECEIPT,
     RESOLVE,
     SEAL,
+    SEND_NOTICE,
     SHRED,
     TERMINAL,
     VAULT_SEALED,
@@ -49,11 +51,13 @@ from activities.contracts import (
     ExtendInput,
     ExtendResult,
     FailInput,
+    NoticeInput,
     Plan,
     PollInput,
     PollResult,
     ReceiptInput,
     ReceiptResult,
+    Recipients,
     RequestInput,
     ResolveResult,
     RetrySpec,
@@ -99,6 +103,7 @@ class ErasureActivities:
         backups: notary.Backups,
         code_version: str,
         executor: ThreadPoolExecutor,
+        recipient_ack_s: float,
         hold_dir: Path | None = None,
     ) -> None:
         self._ledger = ledger
@@ -112,6 +117,7 @@ class ErasureActivities:
         self._code_version = code_version
         self._executor = executor
         self._hold_dir = hold_dir
+        self._recipient_ack_s = recipient_ack_s
         self._catalogue = lru_cache(maxsize=256)(self._load_catalogue)
 
     def all(self) -> list[Callable[..., Any]]:
@@ -129,6 +135,8 @@ class ErasureActivities:
             self.fail,
             self.shred,
             self.extend,
+            self.recipients_to_tell,
+            self.send_notice,
         ]
 
     # -- identity and planning --------------------------------------------------------------------------------
@@ -354,6 +362,26 @@ class ErasureActivities:
 
         return await self._run(input.request_id, None, work)
 
+    @activity.defn(name=RECIPIENTS)
+    async def recipients_to_tell(self, input: RequestInput) -> Recipients:
+        def work() -> Recipients:
+            catalogue = self._catalogue(input.request_id)
+            told = recipients.to_tell(self._ledger, catalogue, input.request_id, _scheduled_at())
+            return Recipients(told, self._recipient_ack_s)
+
+        return await self._run(input.request_id, None, work)
+
+    @activity.defn(name=SEND_NOTICE)
+    async def send_notice(self, input: NoticeInput) -> None:
+        await self._run(
+            input.request_id,
+            input.recipient.system,
+            # the time of the attempt that gets through, on the workflow's clock
+            lambda: recipients.send(
+                self._ledger, self._catalogue(input.request_id), input.request_id, input.recipient, _scheduled_at()
+            ),
+        )
+
     @activity.defn(name=SEAL)
     async def seal(self, input: SealInput) -> SealResult:
         return await self._run(input.request_id, None, lambda: self._seal(input.request_id))
@@ -377,7 +405,9 @@ class ErasureActivities:
             raise TerminalError(f"expected a receipt of every system in scope, none for {unreceipted}")
         finished = [_finished(t) for t in tasks if t.system in receipts]
         issued_at = _now()
-        identity, reviews = resolution.identity_record(self._ledger.events(request_id))
+        events = self._ledger.events(request_id)
+        identity, reviews = resolution.identity_record(events)
+        timeline = [notary.StateStep(s.state, s.actor, s.reason, s.at) for s in self._ledger.timeline(request_id)]
         statement = notary.certificate(
             _notary_request(request),
             finished,
@@ -385,6 +415,8 @@ class ErasureActivities:
             not_searched={t.system: t.detail for t in tasks if t.state == TaskState.NOT_APPLICABLE},
             identity=identity,
             reviews=reviews,
+            recipients=recipients.notices(self._catalogue(request_id), events),
+            timeline=timeline,
             log_origin=self._tlog.origin,
             code_version=self._code_version,
             issued_at=issued_at.isoformat(),
@@ -540,7 +572,7 @@ def shred_request(
         notary.SHRED,
         lambda: notary.shred_receipt(request_id, reason, run, backups=backups),
     )
-    ledger.closed(request_id)
+    ledger.closed(request_id, f"the data key was destroyed: {reason}")
     if destroyed_now:
         ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})
     return ShredResult(receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())
@@ -613,3 +645,8 @@ def _destination_facts(destinations: tuple[DestinationStatus, ...]) -> dict[str,
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _scheduled_at() -> datetime:
+    """When this attempt of the activity was scheduled, on the workflow's clock (a test server's skipped clock too)."""
+    return activity.info().current_attempt_scheduled_time.astimezone(UTC)

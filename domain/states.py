@@ -5,7 +5,8 @@ request   received -> [awaiting_review ->] executing -> certified -> closed (the
           legal.md's target adds: verifying_authority, awaiting_approval, scoped, on_hold, verifying,
           notifying_recipients; side states extended, rejected, cancelled, partially_refused
 task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start
-workflow  [resolving -> awaiting review ->] planning -> executing -> sealing -> grace period -> closed
+workflow  [resolving -> awaiting review ->] planning -> executing -> [notifying recipients ->] sealing -> grace period
+          -> closed
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Phase(StrEnum):
     AWAITING_REVIEW = "awaiting review"
     PLANNING = "planning"
     EXECUTING = "executing"
+    NOTIFYING_RECIPIENTS = "notifying recipients"
     SEALING = "sealing"
     GRACE_PERIOD = "grace period"
     CLOSED = "closed"

@@ -32,11 +32,13 @@ evidence_app = typer.Typer(no_args_is_help=True, help="Evidence bundles: export 
 suppression_app = typer.Typer(no_args_is_help=True, help="The suppression list of erased subjects.")
 codec_app = typer.Typer(no_args_is_help=True, help="Keys of the Temporal payload codec.")
 db_app = typer.Typer(no_args_is_help=True, help="The ledger's database.")
+recipients_app = typer.Typer(no_args_is_help=True, help="Recipients of the data, told of an erasure (Art. 19).")
 app.add_typer(dev_app, name="dev")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(suppression_app, name="suppression")
 app.add_typer(codec_app, name="codec")
 app.add_typer(db_app, name="db")
+app.add_typer(recipients_app, name="recipients")
 
 # Off a terminal (CI, a pipe) rich would fold tables at 80 columns: give them room instead.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -451,6 +453,39 @@ def extend(
             return deadline
 
         out.print(f"deadline {_run(go())}")
+
+
+@recipients_app.command("ack")
+def recipients_ack(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    recipient: Annotated[str, typer.Option(help="The recipient's name in the catalogue.")],
+) -> None:
+    """Record that a manual recipient acknowledged the erasure; the operator's name is recorded with it."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from activities.contracts import Acknowledgement
+    from workflows.request import ACK_RECIPIENT_UPDATE
+
+    with _errors():
+        _check_uuid(request_id)
+        config = _config("cli")
+        ack = Acknowledgement(recipient=recipient, actor=config.operator)
+
+        async def go() -> str:
+            client = await _client(config)
+            try:
+                answer: str = await client.get_workflow_handle(request_id).execute_update(ACK_RECIPIENT_UPDATE, ack)
+            except WorkflowUpdateFailedError as exc:
+                raise InvalidInput("arguments", "--recipient", f"acknowledgement refused: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot acknowledge: the request's workflow does not answer ({exc.status.name.lower()}); "
+                    "see `erasure status`"
+                ) from None
+            return answer
+
+        out.print(_run(go()), highlight=False)
 
 
 # -- processes --------------------------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class Config:
     codec_token: str | None = None  # the bearer token the codec server asks of its callers
     operator: str = ""  # who runs `erasure` commands, recorded with the extensions they make
     reminder_lead_days: tuple[float, ...] = (7.0, 1.0)  # reminders recorded this long before a request's deadline
+    recipient_ack_days: float = 14.0  # how long a manual recipient's acknowledgement may take; then not confirmed
     metrics_address: str | None = None  # host:port of the worker's Prometheus endpoint; none when unset
     worker_shutdown_s: float = 10.0  # how long a stopping worker lets running activities finish
     ports: Ports = Ports()
@@ -144,6 +145,7 @@ class Config:
             codec_token=env.get("ERASURE_CODEC_TOKEN") or None,
             operator=env.get("ERASURE_OPERATOR") or getpass.getuser(),
             reminder_lead_days=_days(env, "ERASURE_REMINDER_LEAD_DAYS", "7,1"),
+            recipient_ack_days=_number(env, "ERASURE_RECIPIENT_ACK_DAYS", 14.0),
             metrics_address=env.get("ERASURE_METRICS_ADDRESS") or None,
             worker_shutdown_s=_number(env, "ERASURE_WORKER_SHUTDOWN_S", 10.0),
             ports=Ports.from_env(env),

@@ -83,6 +83,7 @@ async def submit(
                 "order_digest": digest,
             },
             catalogue.snapshot(),
+            actor=services.config.operator or "intake",
         )
         services.vault.create(
             conn,

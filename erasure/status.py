@@ -13,7 +13,7 @@ from rich.table import Table
 from domain.deadlines import days_overdue
 from domain.errors import ErasureError
 from domain.states import RequestState, TaskState
-from stores.ledger import EventRecord, Ledger, TaskRecord
+from stores.ledger import EventRecord, Ledger, StateChange, TaskRecord
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class StatusReport:
     outcome: str | None
     systems: list[SystemStatus]
     events: list[EventStatus]
+    timeline: list[StateChange]  # every state the request entered, with the actor, the time and the reason
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data: enums as their values, dates and times as ISO strings."""
@@ -92,6 +93,7 @@ def request_status(ledger: Ledger, request_id: str) -> StatusReport:
         outcome=record.outcome,
         systems=[SystemStatus.of(t) for t in ledger.tasks(request_id)],
         events=[EventStatus.of(e) for e in ledger.events(request_id)],
+        timeline=ledger.timeline(request_id),
     )
 
 
@@ -127,6 +129,10 @@ def print_status(out: Console, report: StatusReport) -> None:
             t.detail,
         )
     out.print(table)
+    out.print("[bold]timeline[/bold]")
+    for step in report.timeline:
+        why = f": {step.reason}" if step.reason else ""
+        out.print(f"  {step.at.isoformat()}  {step.state} by {step.actor}{why}", highlight=False, markup=False)
     for event in report.events:
         reason = f": {event.detail['reason']}" if "reason" in event.detail else ""
         out.print(f"  event: {event.kind} {event.system or ''} {event.at.isoformat()}{reason}", highlight=False)

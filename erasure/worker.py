@@ -39,6 +39,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
         backups=notary.Backups(config.backup_retention_days),
         code_version=code_version(),
         executor=executor,
+        recipient_ack_s=config.recipient_ack_days * 86400,
         hold_dir=config.hold_dir,
     ).all()
     workers = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from evidence.bundle import receipt_path
@@ -112,6 +112,31 @@ class FinishedSystem:
     residual: tuple[str, ...] = ()  # copies its erasure could not reach, each needing its own
 
 
+@dataclass(frozen=True)
+class Notice:
+    """How one recipient of a system's data was told of the erasure (GDPR Art. 19), and when; `actor` is the
+    operator who recorded a manual acknowledgement, `reason` why a recipient was not told or did not confirm."""
+
+    system: str
+    recipient: str
+    role: str  # processor or third_party
+    method: str  # webhook or manual
+    outcome: str  # notified, acknowledged, not_confirmed, failed or not_notified
+    at: datetime
+    actor: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StateStep:
+    """One step of the request's timeline: the state it entered, who moved it there, when and why."""
+
+    state: str
+    actor: str
+    reason: str
+    at: datetime
+
+
 def erase_receipt(
     request_id: str, task: TaskFacts, *, level: str, detail: str, notes: Sequence[str], run: Run
 ) -> bytes:
@@ -200,6 +225,8 @@ def certificate(
     backups: Backups,
     identity: Mapping[str, Any] | None = None,
     reviews: Sequence[Mapping[str, Any]] = (),
+    recipients: Sequence[Notice] = (),
+    timeline: Sequence[StateStep] = (),
 ) -> bytes:
     """The request's certificate over its systems' receipts (system -> envelope), the only builder of one."""
     facts = certificate_facts(
@@ -213,6 +240,8 @@ def certificate(
         backups=backups,
         identity=identity,
         reviews=reviews,
+        recipients=recipients,
+        timeline=timeline,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -229,11 +258,14 @@ def certificate_facts(
     backups: Backups,
     identity: Mapping[str, Any] | None = None,
     reviews: Sequence[Mapping[str, Any]] = (),
+    recipients: Sequence[Notice] = (),
+    timeline: Sequence[StateStep] = (),
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
     backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
     RFC 3339), the beyond-use date; the identity section says how the subject's identifiers were resolved and what
-    each reviewer decided (counts, never values)."""
+    each reviewer decided (counts, never values); who among the recipients of the data was told, how and when; and the
+request's timeline of states with their actors and times."""
     outcomes = tuple(
         SystemOutcome(
             s.system,
@@ -270,7 +302,20 @@ def certificate_facts(
         ledger_backups_beyond_use_by=backups.beyond_use_by(shredding_by).isoformat(),
         identity=dict(identity or {}),
         reviews=tuple(dict(r) for r in reviews),
+        recipients=tuple(
+            {**_without_time(n), "at": _rfc3339(n.at)}
+            for n in sorted(recipients, key=lambda n: (n.system, n.recipient))
+        ),
+        timeline=tuple({**_without_time(step), "at": _rfc3339(step.at)} for step in timeline),
     )
+
+
+def _without_time(fact: Notice | StateStep) -> dict[str, str]:
+    return {name: value for name, value in fact.__dict__.items() if name != "at"}
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def outcome_reason(levels: Iterable[str], *, residual: int = 0) -> str:

@@ -73,6 +73,8 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
             _identity(predicate.get("identity"), predicate.get("reviews")),
             "<h2>Systems</h2>",
             _systems_table(systems),
+            _recipients(predicate.get("recipients")),
+            _timeline(predicate.get("timeline"), _field(predicate, "issued_at")),
             "<h2>What the evidence levels mean</h2>",
             "<dl>" + "".join(f"<dt><code>{k}</code></dt><dd>{escape(v)}</dd>" for k, v in GLOSSARY.items()) + "</dl>",
             "<h2>How this can be checked</h2>",
@@ -156,6 +158,47 @@ def _identity(identity: Any, reviews: Any) -> str:
         body = "".join("<tr>" + "".join(f"<td>{_field(r, k)}</td>" for k in keys) + "</tr>" for r in decided)
         parts.append(f"<h2>Review decisions</h2><table>{header}{body}</table>")
     return "".join(parts)
+
+
+_NOTICE_WORDS = {
+    "notified": "told by webhook, which accepted the notice",
+    "acknowledged": "told, and acknowledged (recorded by an operator)",
+    "not_confirmed": "not confirmed: no acknowledgement within the limit",
+    "failed": "not told: the webhook refused or kept failing",
+    "not_notified": "not told: the system's erasure is not done",
+}
+
+
+def _recipients(notices: Any) -> str:
+    """Who among the recipients of the data was told of the erasure, how and when (GDPR Art. 19)."""
+    rows = [n for n in notices or [] if isinstance(n, Mapping)]
+    if not rows:
+        return ""
+    columns = ("System", "Recipient", "Role", "How", "Outcome", "When", "Recorded by", "Reason")
+    header = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
+    body = "".join(
+        f"<tr><td>{_field(n, 'system')}</td><td>{_field(n, 'recipient')}</td>"
+        f"<td>{_field(n, 'role').replace('_', ' ')}</td><td>{_field(n, 'method')}</td>"
+        f"<td>{escape(_NOTICE_WORDS.get(str(n.get('outcome')), str(n.get('outcome'))))}</td>"
+        f"<td>{_field(n, 'at')}</td><td>{_field(n, 'actor')}</td><td>{_field(n, 'reason')}</td></tr>"
+        for n in rows
+    )
+    return f"<h2>Recipients told of the erasure</h2><table>{header}{body}</table>"
+
+
+def _timeline(steps: Any, issued_at: str) -> str:
+    """Every state the request went through, in order, with who moved it and when; the certificate ends it."""
+    rows = [s for s in steps or [] if isinstance(s, Mapping)]
+    if not rows:
+        return ""
+    header = "<tr><th>State</th><th>At</th><th>By</th><th>Reason</th></tr>"
+    body = "".join(
+        f"<tr><td>{_field(s, 'state').replace('_', ' ')}</td><td>{_field(s, 'at')}</td>"
+        f"<td>{_field(s, 'actor')}</td><td>{_field(s, 'reason')}</td></tr>"
+        for s in rows
+    )
+    body += f"<tr><td>certified</td><td>{issued_at}</td><td>orchestrator</td><td>this certificate</td></tr>"
+    return f'<h2>Timeline</h2><table class="timeline">{header}{body}</table>'
 
 
 def _types(counts: Any) -> str:

@@ -25,6 +25,7 @@ CERTIFICATE_PREDICATE_TYPE = "https://erasure-orchestrator.dev/certificate/v1"
 DONE_LEVELS = frozenset({"verified_absent", "vendor_attested", "accepted"})
 EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
 ACTIONS = frozenset({"erase", "shred"})
+NOTICE_OUTCOMES = frozenset({"notified", "acknowledged", "not_confirmed", "failed", "not_notified"})
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _FACT_NAME = re.compile(r"[a-z0-9_.]{1,80}")
@@ -133,9 +134,18 @@ class CertificateFacts:
     # how the subject's identifiers were resolved (counts per type, source names) and every reviewer's decision
     identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     reviews: tuple[Mapping[str, Any], ...] = ()
+    # who among the recipients of the data was told, how and when (GDPR Art. 19)
+    recipients: tuple[Mapping[str, str], ...] = ()
+    # every state the request entered before this certificate, with its actor, time and reason
+    timeline: tuple[Mapping[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
+        for notice in self.recipients:
+            _check(notice.get("outcome") in NOTICE_OUTCOMES, "recipients", notice.get("outcome"))
+            _check_timestamp(notice.get("at", ""), "recipients")
+        for step in self.timeline:
+            _check_timestamp(step.get("at", ""), "timeline")
         _check(
             _is_date(self.ledger_backups_beyond_use_by),
             "ledger_backups_beyond_use_by",

@@ -5,6 +5,10 @@ and the connector's mapping. Secrets, and endpoints that differ per environment,
 environment variable, in the settings' `*_env` fields, read where the connector is built; nothing is expanded here. The connector's own settings model
 validates `connection` and `mapping`, so an error names the file, the system and the field.
 
+Each system may list the recipients of its data (GDPR Art. 19: processors and third parties it disclosed the data
+to), told of the erasure once the system is done: by a webhook whose URL an environment variable names, or by hand
+(`erasure recipients ack`).
+
 Identity sources name the tables that tie a subject's identifiers together (domain/resolution.py): each reads one
 table of a `postgres` system, with that system's connection and schema, and says which column holds which type.
 """
@@ -16,7 +20,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +31,7 @@ from domain.settings.postgres import SQL_NAME
 from stores.validation import describe, read_yaml
 
 SYSTEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+ENV_NAME = r"^[A-Z][A-Z0-9_]{0,62}$"
 
 
 class RetrySettings(StrictModel):
@@ -48,6 +53,23 @@ class PollSettings(StrictModel):
     deadline: timedelta | None = None
 
 
+class RecipientSpec(StrictModel):
+    """Someone the system disclosed the subject's data to, and how they are told of its erasure."""
+
+    name: str = Field(pattern=SYSTEM_NAME)
+    role: Literal["processor", "third_party"]
+    notify: Literal["webhook", "manual"]
+    url_env: str | None = Field(default=None, pattern=ENV_NAME, description="webhook only: the variable holding the URL")
+
+    @model_validator(mode="after")
+    def _url_for_webhooks_only(self) -> RecipientSpec:
+        if self.notify == "webhook" and self.url_env is None:
+            raise ValueError("a webhook recipient names the environment variable of its URL in url_env")
+        if self.notify == "manual" and self.url_env is not None:
+            raise ValueError("a manual recipient has no url_env: it is told by hand and acknowledged")
+        return self
+
+
 class SystemSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +82,7 @@ class SystemSpec(BaseModel):
     mapping: dict[str, Any] = Field(default_factory=dict)
     retry: RetrySettings = RetrySettings()
     poll: PollSettings = PollSettings()
+    recipients: list[RecipientSpec] = Field(default_factory=list)
 
     @field_validator("connector")
     @classmethod
@@ -67,6 +90,15 @@ class SystemSpec(BaseModel):
         if value not in KINDS:
             raise ValueError(f"unknown connector {value!r}; expected one of {', '.join(KINDS)}")
         return value
+
+    @field_validator("recipients")
+    @classmethod
+    def _unique_recipients(cls, recipients: list[RecipientSpec]) -> list[RecipientSpec]:
+        names = [r.name for r in recipients]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"recipient names must be unique per system; repeated: {', '.join(duplicates)}")
+        return recipients
 
     @field_validator("connection")
     @classmethod
@@ -144,8 +176,13 @@ class Catalogue(BaseModel):
         raise KeyError(name)
 
     def snapshot(self) -> dict[str, Any]:
-        """The catalogue as stored with a request: it holds no secrets, only environment variable names."""
-        return self.model_dump(mode="json")
+        """The catalogue as stored with a request: it holds no secrets, only environment variable names. A system
+        without recipients is stored as before they existed, so its digest does not change."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for system in data["systems"]:
+            if not system["recipients"]:
+                del system["recipients"]
+        return data
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()

@@ -1,7 +1,8 @@
 """The ledger: requests, their per-system tasks and events, in Postgres. No identifier is ever written here.
 
-It owns the tables `requests`, `subject_pseudonyms`, `system_tasks`, `deletion_journal` and `events`. Requests and
-tasks change state only through the named transitions below (domain/states.py draws the machine). Every write is idempotent (an update
+It owns the tables `requests`, `request_states`, `subject_pseudonyms`, `system_tasks`, `deletion_journal` and `events`.
+Requests and tasks change state only through the named transitions below (domain/states.py draws the machine); each
+change of a request's state joins its timeline (`request_states`) with the actor, the time and the reason. Every write is idempotent (an update
 to a known row, or an insert keyed by a natural key), because activities that write it may run more than once.
 """
 
@@ -71,6 +72,16 @@ class RequestCounts:
 
 
 @dataclass(frozen=True)
+class StateChange:
+    """One step of a request's timeline: the state it entered, who moved it there, when and why."""
+
+    state: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class EventRecord:
     system: str | None
     kind: str
@@ -82,6 +93,8 @@ _REQUEST_COLUMNS = ", ".join(f.name for f in fields(RequestRecord)).replace("req
 _TASK_COLUMNS = ", ".join(f.name for f in fields(TaskRecord)).replace("request_id", "request_id::text")
 
 
+ORCHESTRATOR = "orchestrator"  # the actor of the state changes the workflow makes on its own
+
 # a request the workflow still works on: not certified, closed, rejected, cancelled or failed
 _OPEN = frozenset(state for state in RequestState if not state.ended and not state.stopped)
 
@@ -92,7 +105,9 @@ class Ledger:
 
     # -- requests ---------------------------------------------------------------------------------------------
 
-    def create_request(self, conn: Connection[Any], record: dict[str, Any], catalogue: dict[str, Any]) -> None:
+    def create_request(
+        self, conn: Connection[Any], record: dict[str, Any], catalogue: dict[str, Any], *, actor: str = "intake"
+    ) -> None:
         conn.execute(
             "INSERT INTO requests (request_id, kind, legal_basis, reference, requester, received_on, deadline, "
             "scope, catalogue, catalogue_sha256, order_digest, state) VALUES (%(request_id)s, %(kind)s, "
@@ -105,6 +120,10 @@ class Ledger:
                 "catalogue": Jsonb(catalogue),
                 "state": RequestState.RECEIVED,
             },
+        )
+        conn.execute(
+            "INSERT INTO request_states (request_id, state, actor, reason) VALUES (%s, %s, %s, 'submitted')",
+            [record["request_id"], RequestState.RECEIVED, actor],
         )
 
     def open_request_for(self, conn: Connection[Any], order_digest: str) -> str | None:
@@ -152,7 +171,7 @@ class Ledger:
 
     def delete_request(self, conn: Connection[Any], request_id: str) -> None:
         """Undo an intake whose workflow could not be started, inside the caller's transaction."""
-        for table in ("events", "deletion_journal", "system_tasks", "subject_pseudonyms"):
+        for table in ("request_states", "events", "deletion_journal", "system_tasks", "subject_pseudonyms"):
             conn.execute(f"DELETE FROM {table} WHERE request_id = %s", [request_id])
         conn.execute("DELETE FROM requests WHERE request_id = %s", [request_id])
 
@@ -191,7 +210,9 @@ class Ledger:
 
     def awaiting_review(self, request_id: str) -> None:
         """Near-matches, or a subject no identity source knows: nothing runs until a reviewer decides."""
-        self._set_request_state(request_id, RequestState.AWAITING_REVIEW)
+        self._set_request_state(
+            request_id, RequestState.AWAITING_REVIEW, reason="near-matches, or a subject no identity source knows"
+        )
 
     def extend(self, request_id: str, days: int, event_key: str, at: datetime, detail: dict[str, Any]) -> date:
         """Move the deadline by `days` once per event_key (a retried activity extends nothing twice), with the
@@ -223,29 +244,59 @@ class Ledger:
         return RequestCounts(by_state={state: int(n) for state, n in rows}, overdue=int(overdue[0]) if overdue else 0)
 
     def executing(self, request_id: str) -> None:
-        self._set_request_state(request_id, RequestState.EXECUTING)
+        self._set_request_state(request_id, RequestState.EXECUTING, reason="planned: the systems in scope run")
+
+    def notifying_recipients(self, request_id: str, recipients: int) -> None:
+        """The systems are done; the recipients of their data are being told (GDPR Art. 19)."""
+        self._set_request_state(request_id, RequestState.NOTIFYING_RECIPIENTS, reason=f"{recipients} to tell")
 
     def certified(self, request_id: str, outcome: str) -> None:
-        self._set_request_state(request_id, RequestState.CERTIFIED, outcome)
+        self._set_request_state(request_id, RequestState.CERTIFIED, outcome, reason=f"certificate issued: {outcome}")
 
-    def closed(self, request_id: str) -> None:
+    def closed(self, request_id: str, reason: str = "") -> None:
         """The request's data key is destroyed."""
-        self._set_request_state(request_id, RequestState.CLOSED)
+        self._set_request_state(request_id, RequestState.CLOSED, reason=reason)
 
     def failed(self, request_id: str, reason: str, at: datetime) -> None:
         """The request ended without a certificate; the reason (never an identifier) is its `failed` event."""
         self.record_event(request_id, None, "failed", "failed", at, {"reason": reason})  # the reason comes first
-        self._set_request_state(request_id, RequestState.FAILED)
+        self._set_request_state(request_id, RequestState.FAILED, reason=reason)
 
-    def _set_request_state(self, request_id: str, state: RequestState, outcome: str | None = None) -> None:
+    def _set_request_state(
+        self,
+        request_id: str,
+        state: RequestState,
+        outcome: str | None = None,
+        *,
+        actor: str = ORCHESTRATOR,
+        reason: str = "",
+    ) -> None:
+        """Move the request to `state` and add the step to its timeline; a retried activity that finds the request
+        already there adds nothing."""
         # the order's digest is kept only while the request is open: it serves to find the open request, nothing else
         still_open = state in _OPEN
-        with self.pool.connection() as conn:
+        with self.pool.connection() as conn, conn.transaction():
+            previous = conn.execute(
+                "SELECT state FROM requests WHERE request_id = %s FOR UPDATE", [request_id]
+            ).fetchone()
             conn.execute(
                 "UPDATE requests SET state = %s, outcome = COALESCE(%s, outcome), "
                 "order_digest = CASE WHEN %s THEN order_digest END, updated_at = now() WHERE request_id = %s",
                 [state, outcome, still_open, request_id],
             )
+            if previous is not None and previous[0] != state:
+                conn.execute(
+                    "INSERT INTO request_states (request_id, state, actor, reason) VALUES (%s, %s, %s, %s)",
+                    [request_id, state, actor, reason],
+                )
+
+    def timeline(self, request_id: str) -> list[StateChange]:
+        """Every state the request entered, in order, with the actor, the time and the reason."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=class_row(StateChange)) as cur:
+            cur.execute(
+                "SELECT state, actor, reason, at FROM request_states WHERE request_id = %s ORDER BY id", [request_id]
+            )
+            return cur.fetchall()
 
     # -- tasks ------------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ GOOD_ORDER = court_order({"user_id": ["1"], "email": ["child@example.org"]})
 GOOD_CATALOGUE = catalogue("app", "clipstream-uploads")
 ORDER_TEXT = yaml.safe_dump(GOOD_ORDER, sort_keys=False)
 CATALOGUE_TEXT = yaml.safe_dump(GOOD_CATALOGUE, sort_keys=False)
+MANUAL_RECIPIENT = {"name": "school_portal", "role": "third_party", "notify": "manual"}
 
 
 def repeat_line(text: str, starts: str) -> tuple[str, int]:
@@ -180,6 +181,36 @@ BAD_CATALOGUES = [
             "exactly {type}",
         )
         for template in ("uploads/{user_id:}/", "uploads/{user_id!s}/", "avatars/{user_id[0]}.jpg")
+    ),
+    # recipients of the data: who is told of the erasure, and how
+    (
+        "systems[app_db].recipients",
+        with_(GOOD_CATALOGUE, "systems.0.recipients", [MANUAL_RECIPIENT, MANUAL_RECIPIENT]),
+        "recipient names must be unique per system; repeated: school_portal",
+    ),
+    (
+        "systems[app_db].recipients[school_portal].email",
+        with_(GOOD_CATALOGUE, "systems.0.recipients", [{**MANUAL_RECIPIENT, "email": "x"}]),
+        "extra inputs are not permitted",
+    ),
+    (
+        "systems[app_db].recipients[school_portal].role",
+        with_(GOOD_CATALOGUE, "systems.0.recipients", [{**MANUAL_RECIPIENT, "role": "friend"}]),
+        "'processor' or 'third_party'",
+    ),
+    (
+        "systems[app_db].recipients[ads]",
+        with_(GOOD_CATALOGUE, "systems.0.recipients", [{"name": "ads", "role": "third_party", "notify": "webhook"}]),
+        "names the environment variable of its url in url_env",
+    ),
+    (
+        "systems[app_db].recipients[ads].url_env",
+        with_(
+            GOOD_CATALOGUE,
+            "systems.0.recipients",
+            [{"name": "ads", "role": "third_party", "notify": "webhook", "url_env": "https://ads.example/hook"}],
+        ),
+        "should match pattern",
     ),
 ]
 

@@ -2,6 +2,9 @@
 fan out one child workflow per system, certify, and shred after the grace period.
 
 While it executes, durable timers record a reminder at each lead time before the deadline; `extend` moves it.
+Once the systems are done, the recipients of their data are told (GDPR Art. 19): webhooks with bounded retries, manual
+recipients by an operator's acknowledgement (`acknowledge_recipient`) within a limit, after which they stand as not
+confirmed; then the certificate lists who was told, how and when.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -20,18 +24,27 @@ with workflow.unsafe.imports_passed_through():
         DECISIONS,
         EXTEND,
         FAIL,
+        MANUAL,
+        NON_RETRYABLE,
         PLAN,
+        RECIPIENTS,
         RECORD_EVENT,
         RESOLVE,
         SEAL,
+        SEND_NOTICE,
         SHRED,
+        WEBHOOK,
+        Acknowledgement,
         ApplyReviewInput,
         EventInput,
         ExtendInput,
         ExtendResult,
         Extension,
         FailInput,
+        NoticeInput,
         Plan,
+        Recipient,
+        Recipients,
         RequestInput,
         RequestResult,
         ResolveResult,
@@ -44,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SystemInput,
         SystemPlan,
         SystemResult,
+        notice_key,
     )
     from domain.states import Phase
     from workflows.options import LEDGER
@@ -58,6 +72,16 @@ RESOLUTION_PATCH = "identity-resolution"
 MAX_REASON = 300
 EXTEND_UPDATE = "extend"
 DEADLINE_REMINDERS = "deadline-reminders"  # workflow.patched: runs started before it keep no deadline timers
+RECIPIENTS_PATCH = "recipients"  # workflow.patched: runs started before it tell no recipient
+ACK_RECIPIENT_UPDATE = "acknowledge_recipient"
+# A webhook recipient is asked a bounded number of times; a refusal (4xx) is not asked again.
+NOTICE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=30),
+    backoff_coefficient=4.0,
+    maximum_interval=timedelta(hours=1),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE,
+)
 
 
 @workflow.defn(name="ErasureRequest")
@@ -73,6 +97,9 @@ class ErasureRequestWorkflow:
         self._recorded: set[str] = set()
         self._deadline: date | None = None  # watched only while executing
         self._extensions = 0
+        self._manual: list[Recipient] = []  # recipients told by hand, each acknowledged by an operator
+        self._unconfirmed: set[str] = set()  # names of manual recipients whose acknowledgement is still awaited
+        self._acknowledging: set[str] = set()  # acknowledgements being recorded: the certificate waits for them
 
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
@@ -110,11 +137,56 @@ class ErasureRequestWorkflow:
         finally:
             if reminders is not None:
                 reminders.cancel()
+        if workflow.patched(RECIPIENTS_PATCH):
+            await self._tell_recipients(input.request_id)
         self._phase = Phase.SEALING
         sealed: SealResult = await workflow.execute_activity(
             SEAL, SealInput(input.request_id), result_type=SealResult, **LEDGER
         )
         return plan, results, sealed
+
+    async def _tell_recipients(self, request_id: str) -> None:
+        """Tell every recipient of the systems' data; wait for manual acknowledgements up to the limit."""
+        told: Recipients = await workflow.execute_activity(
+            RECIPIENTS, RequestInput(request_id), result_type=Recipients, **LEDGER
+        )
+        if not told.recipients:
+            return
+        self._phase = Phase.NOTIFYING_RECIPIENTS
+        self._manual = [r for r in told.recipients if r.notify == MANUAL]
+        self._unconfirmed = {r.name for r in self._manual}
+        await asyncio.gather(*(self._send(request_id, r) for r in told.recipients if r.notify == WEBHOOK))
+        try:
+            await workflow.wait_condition(
+                lambda: not self._unconfirmed and not self._acknowledging,
+                timeout=timedelta(seconds=told.ack_within_s),
+            )
+        except TimeoutError:
+            late, self._unconfirmed = self._unconfirmed, set()  # an acknowledgement from now on is refused
+            days = f"{told.ack_within_s / 86400:g}"
+            for r in self._manual:
+                if r.name in late:
+                    detail = {"recipient": r.name, "method": MANUAL, "reason": f"no acknowledgement within {days} days"}
+                    await self._notice_event(request_id, r, "recipient_not_confirmed", detail)
+            await workflow.wait_condition(lambda: not self._acknowledging)
+
+    async def _send(self, request_id: str, recipient: Recipient) -> None:
+        try:
+            await workflow.execute_activity(
+                SEND_NOTICE,
+                NoticeInput(request_id, recipient, workflow.now().isoformat()),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=NOTICE_RETRY,
+            )
+        except ActivityError as err:
+            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
+            detail = {"recipient": recipient.name, "method": WEBHOOK, "reason": reason}
+            await self._notice_event(request_id, recipient, "recipient_failed", detail)
+
+    async def _notice_event(self, request_id: str, recipient: Recipient, kind: str, detail: dict[str, str]) -> None:
+        key = notice_key(recipient.system, recipient.name)
+        event = EventInput(request_id, recipient.system, kind, key, workflow.now().isoformat(), detail)
+        await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
 
     async def _resolve(self, request_id: str) -> None:
         """Expand the identifiers through the identity sources; wait durably for a reviewer where one must decide."""
@@ -263,6 +335,33 @@ class ErasureRequestWorkflow:
             raise ValueError(f"a reason is required, at most {MAX_REASON} characters")
         if not decision.reviewer.strip():
             raise ValueError("the reviewer must be named")
+
+    @workflow.update(name=ACK_RECIPIENT_UPDATE)
+    async def acknowledge_recipient(self, ack: Acknowledgement) -> str:
+        """An operator records that a manual recipient acknowledged the erasure: an event with the actor and time."""
+        self._unconfirmed.discard(ack.recipient)  # taken: a second acknowledgement is refused meanwhile
+        self._acknowledging.add(ack.recipient)
+        try:
+            for r in self._manual:
+                if r.name == ack.recipient:
+                    detail = {"recipient": r.name, "method": MANUAL, "actor": ack.actor}
+                    await self._notice_event(self._request_id, r, "recipient_acknowledged", detail)
+        except ActivityError:
+            self._unconfirmed.add(ack.recipient)
+            raise
+        finally:
+            self._acknowledging.discard(ack.recipient)
+        return f"{ack.recipient}: acknowledgement recorded"
+
+    @acknowledge_recipient.validator
+    def _awaited_recipient(self, ack: Acknowledgement) -> None:
+        if self._phase != Phase.NOTIFYING_RECIPIENTS:
+            raise ValueError(f"no recipient awaits an acknowledgement while {self._phase}")
+        if ack.recipient not in self._unconfirmed:
+            awaited = ", ".join(sorted(self._unconfirmed)) or "none"
+            raise ValueError(f"recipient: expected one awaiting acknowledgement ({awaited}), got {ack.recipient[:40]!r}")
+        if not ack.actor.strip():
+            raise ValueError("actor: expected the operator's name, got none")
 
     @workflow.update(name=SHRED_NOW_UPDATE)
     async def shred_now(self) -> str:

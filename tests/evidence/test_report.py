@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from evidence.bundle import Bundle
 from evidence.keys import Ed25519Signer
+from evidence import notary
 from evidence.notary import FinishedSystem
 from evidence.report import render_report, verify_instructions
 from evidence.statement import parse_statement
@@ -125,3 +127,44 @@ def test_verify_txt_names_the_keys_and_the_one_command() -> None:
     assert "ab" * 32 in text
     assert 'erasure evidence verify bundle.zip --trusted-keyid "$TRUSTED_KEYID"' in text
     assert "openssl pkeyutl -verify -pubin -inkey" in text and "-rawin -in pae.bin -sigfile sig.bin" in text
+
+
+def test_report_shows_the_timeline_in_order_and_who_was_told() -> None:
+    at = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    steps = [
+        notary.StateStep("received", "intake", "submitted", at),
+        notary.StateStep("executing", "orchestrator", "planned", at + timedelta(minutes=1)),
+        notary.StateStep("notifying_recipients", "orchestrator", "2 to tell", at + timedelta(minutes=5)),
+    ]
+    notices = [
+        notary.Notice("app_db", "school_portal", "third_party", "manual", "acknowledged", at, actor="dpo-two"),
+        notary.Notice("app_db", "ads_partner", "third_party", "webhook", "failed", at, reason="http 403"),
+    ]
+    systems = (FinishedSystem("app_db", "storage", "verified_absent", 3, 0),)
+    statement = notary.certificate(
+        REQUEST,
+        systems,
+        {"app_db": b"envelope"},
+        not_searched={},
+        log_origin=ORIGIN,
+        code_version="test",
+        issued_at="2025-03-02T10:00:00Z",
+        shredding_by="2025-04-01T10:00:00Z",
+        backups=notary.Backups(35),
+        recipients=notices,
+        timeline=steps,
+    )
+    predicate = parse_statement(statement)["predicate"]
+    assert [s["at"] for s in predicate["timeline"]][0] == "2025-03-01T09:00:00Z"
+    assert [n["recipient"] for n in predicate["recipients"]] == ["ads_partner", "school_portal"]
+
+    page = render_report(parse_statement(statement))
+
+    timeline = page[page.index("<h2>Timeline</h2>") :]
+    rows = ["received", "executing", "notifying recipients", "certified"]
+    positions = [timeline.index(f"<tr><td>{state}</td>") for state in rows]
+    assert positions == sorted(positions)
+    assert "<td>notifying recipients</td><td>2025-03-01T09:05:00Z</td><td>orchestrator</td>" in timeline
+    assert "<td>certified</td><td>2025-03-02T10:00:00Z</td>" in timeline
+    told = page[page.index("Recipients told of the erasure") : page.index("<h2>Timeline</h2>")]
+    assert "school_portal" in told and "dpo-two" in told and "http 403" in told

@@ -1103,6 +1103,7 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
             backups=notary.Backups(harness.config.backup_retention_days),
             code_version=code_version(),
             executor=harness.executor,
+            recipient_ack_s=harness.config.recipient_ack_days * 86400,
         )
         env = ActivityEnvironment()
 

@@ -19,12 +19,19 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.contracts import Extension, RequestResult
+from activities.contracts import Acknowledgement, Extension, RequestResult
 from stores.codec import CodecKeys, data_converter
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
+from tests.integration.test_recipients import (  # noqa: F401 (webhooks is a fixture)
+    Webhooks,
+    notifying,
+    plant_app,
+    recipients_catalogue,
+    webhooks,
+)
 from tests.servers import skipped_to_the_end
-from workflows.request import EXTEND_UPDATE, STATUS_QUERY, ErasureRequestWorkflow
+from workflows.request import ACK_RECIPIENT_UPDATE, EXTEND_UPDATE, STATUS_QUERY, ErasureRequestWorkflow
 from workflows.system import SystemErasureWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -37,6 +44,8 @@ SAVED = {
     "storage_system": "request/app_db",
     # a request whose deadline an operator extends, with reminders before the new deadline
     "request_with_extension": "request",
+    # recipients told: a webhook accepted, one refused, a manual acknowledgement, one never acknowledged
+    "request_with_recipients": "request",
 }
 
 
@@ -100,6 +109,29 @@ async def test_record_histories(
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             await skipped_to_the_end(handle)
     save("request_with_extension", await handle.fetch_history(), skipping_harness.config.home)
+
+
+@pytest.mark.skipif(
+    os.environ.get("ERASURE_RECORD_HISTORIES") != "recipients",
+    reason="records the recipients history only when ERASURE_RECORD_HISTORIES=recipients",
+)
+async def test_record_recipients_history(
+    skipping_harness: Harness, webhooks: Webhooks, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", database_url)
+    plant_app(database_url, schema)
+    catalogue = recipients_catalogue(schema)
+    catalogue["systems"][0]["recipients"] = [
+        r for r in catalogue["systems"][0]["recipients"] if r["name"] != "down_partner"
+    ]
+    async with skipping_harness.worker():
+        submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), catalogue)
+        handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        await notifying(handle)
+        await handle.execute_update(ACK_RECIPIENT_UPDATE, Acknowledgement("analytics_vendor", "dpo-two"))
+        async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await skipped_to_the_end(handle)
+    save("request_with_recipients", await handle.fetch_history(), skipping_harness.config.home)
 
 
 @pytest.mark.skipif(RECORDING, reason="recording")

@@ -99,7 +99,13 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
 
     assert waiting is TaskState.WAITING_VENDOR
     assert report.state is RequestState.CERTIFIED and report.state.settled
-    assert report.to_json() == {
+    timeline = report.to_json().pop("timeline")
+    assert [(s["state"], s["actor"]) for s in timeline] == [
+        ("received", "intake"),
+        ("executing", "orchestrator"),
+        ("certified", "orchestrator"),
+    ]
+    assert {k: v for k, v in report.to_json().items() if k != "timeline"} == {
         "request_id": request_id,
         "kind": "court_order",
         "legal_basis": "UK GDPR Art. 17(1)",
@@ -214,3 +220,22 @@ def test_list_filters_by_state_kind_and_overdue_and_shows_the_delay(
     assert set(listed("--state", "executing")) == {executing}
     assert set(listed("--kind", "guardian_request")) == {late, late_but_certified}
     assert set(listed("--kind", "guardian_request", "--state", "certified")) == {late_but_certified}
+
+
+def test_every_state_change_joins_the_timeline_once_with_its_actor_and_reason(ledger: Ledger) -> None:
+    request_id = new_request(ledger)
+    ledger.executing(request_id)
+    ledger.executing(request_id)  # a retried activity: the request is already there, the timeline unchanged
+    ledger.notifying_recipients(request_id, 2)
+    ledger.failed(request_id, "cannot certify: the ledger was down", AT)
+
+    steps = ledger.timeline(request_id)
+
+    assert [(s.state, s.actor, s.reason) for s in steps] == [
+        ("received", "intake", "submitted"),
+        ("executing", "orchestrator", "planned: the systems in scope run"),
+        ("notifying_recipients", "orchestrator", "2 to tell"),
+        ("failed", "orchestrator", "cannot certify: the ledger was down"),
+    ]
+    assert [s.at for s in steps] == sorted(s.at for s in steps)
+    assert request_status(ledger, request_id).to_json()["timeline"][-1]["state"] == "failed"
