@@ -262,10 +262,10 @@ def certificate_facts(
     timeline: Sequence[StateStep] = (),
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
-    backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
-    RFC 3339), the beyond-use date; the identity section says how the subject's identifiers were resolved and what
-    each reviewer decided (counts, never values); who among the recipients of the data was told, how and when; and the
-request's timeline of states with their actors and times."""
+        backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
+        RFC 3339), the beyond-use date; the identity section says how the subject's identifiers were resolved and what
+        each reviewer decided (counts, never values); who among the recipients of the data was told, how and when; and the
+    request's timeline of states with their actors and times."""
     outcomes = tuple(
         SystemOutcome(
             s.system,

@@ -59,7 +59,9 @@ class RecipientSpec(StrictModel):
     name: str = Field(pattern=SYSTEM_NAME)
     role: Literal["processor", "third_party"]
     notify: Literal["webhook", "manual"]
-    url_env: str | None = Field(default=None, pattern=ENV_NAME, description="webhook only: the variable holding the URL")
+    url_env: str | None = Field(
+        default=None, pattern=ENV_NAME, description="webhook only: the variable holding the URL"
+    )
 
     @model_validator(mode="after")
     def _url_for_webhooks_only(self) -> RecipientSpec:

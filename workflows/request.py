@@ -359,7 +359,9 @@ class ErasureRequestWorkflow:
             raise ValueError(f"no recipient awaits an acknowledgement while {self._phase}")
         if ack.recipient not in self._unconfirmed:
             awaited = ", ".join(sorted(self._unconfirmed)) or "none"
-            raise ValueError(f"recipient: expected one awaiting acknowledgement ({awaited}), got {ack.recipient[:40]!r}")
+            raise ValueError(
+                f"recipient: expected one awaiting acknowledgement ({awaited}), got {ack.recipient[:40]!r}"
+            )
         if not ack.actor.strip():
             raise ValueError("actor: expected the operator's name, got none")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evidence import notary
 from evidence.bundle import Bundle
 from evidence.keys import Ed25519Signer
-from evidence import notary
 from evidence.notary import FinishedSystem
 from evidence.report import render_report, verify_instructions
 from evidence.statement import parse_statement

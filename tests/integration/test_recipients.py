@@ -36,7 +36,7 @@ class Webhooks:
         webhooks = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 webhooks.received[self.path].append(json.loads(body))
                 self.send_response(ANSWERS[self.path])
@@ -177,7 +177,9 @@ async def test_recipients_are_told_by_webhook_or_acknowledged_by_hand_and_the_ce
     assert [s["state"] for s in certificate["timeline"]] == ["received", "executing", "notifying_recipients"]
     page = render_report({"predicate": certificate})
     timeline_html = page[page.index("<h2>Timeline</h2>") :]
-    positions = [timeline_html.index(f"<td>{state}</td>") for state in ("received", "executing", "notifying recipients")]
+    positions = [
+        timeline_html.index(f"<td>{state}</td>") for state in ("received", "executing", "notifying recipients")
+    ]
     assert positions == sorted(positions) and timeline_html.index("<td>certified</td>") > positions[-1]
     assert "Recipients told of the erasure" in page and "dpo-two" in page
     assert shown.returncode == 0, shown.stderr

@@ -24,7 +24,6 @@ from stores.codec import CodecKeys, data_converter
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
 from tests.integration.test_recipients import (  # noqa: F401 (webhooks is a fixture)
-    Webhooks,
     notifying,
     plant_app,
     recipients_catalogue,
@@ -115,8 +114,9 @@ async def test_record_histories(
     os.environ.get("ERASURE_RECORD_HISTORIES") != "recipients",
     reason="records the recipients history only when ERASURE_RECORD_HISTORIES=recipients",
 )
+@pytest.mark.usefixtures("webhooks")
 async def test_record_recipients_history(
-    skipping_harness: Harness, webhooks: Webhooks, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+    skipping_harness: Harness, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("APP_DATABASE_URL", database_url)
     plant_app(database_url, schema)
