@@ -26,6 +26,9 @@ EXTEND = "erasure.extend"
 FAIL = "erasure.fail"
 RECIPIENTS = "erasure.recipients"
 SEND_NOTICE = "erasure.send_notice"
+ERASE_UNLESS_HELD = "erasure.erase_unless_held"
+RESTRICT = "erasure.restrict"
+LIFT = "erasure.lift"
 
 
 def vendor_task_queue(main: str, connector: str) -> str:
@@ -192,6 +195,7 @@ class Acknowledgement:
 class SystemInput:
     request_id: str
     plan: SystemPlan
+    resumed: bool = False  # a legal hold on the system was released: lift its restriction, then erase
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,13 @@ class StepInput:
 class EraseResult:
     level: str
     job_id: str | None
+    detail: str
+    held: bool = False  # a legal hold covers the system: nothing was erased
+
+
+@dataclass(frozen=True)
+class RestrictResult:
+    level: str  # blocked: the data stays, restricted where the system can restrict it, else not processed
     detail: str
 
 
@@ -263,11 +274,13 @@ class SystemResult:
     system: str
     level: str
     receipt_sha256: str
+    held: bool = False  # stopped by a legal hold: its receipt is a hold receipt, its erasure waits for the release
 
 
 @dataclass(frozen=True)
 class SealInput:
     request_id: str
+    number: int = 1  # the request's n-th certificate: each one after a legal hold's release supersedes the last
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,12 @@ from activities import recipients, resolution
 from activities.contracts import (
     APPLY_REVIEW,
     ERASE,
+    ERASE_UNLESS_HELD,
     EXTEND,
     FAIL,
     INVALID_DATA,
     JOB_STILL_RUNNING,
+    LIFT,
     LOCATE,
     PLAN,
     POLL,
@@ -39,6 +41,7 @@ from activities.contracts import (
     RECORD_EVENT,
     RECORD_RECEIPT,
     RESOLVE,
+    RESTRICT,
     SEAL,
     SEND_NOTICE,
     SHRED,
@@ -60,6 +63,7 @@ from activities.contracts import (
     Recipients,
     RequestInput,
     ResolveResult,
+    RestrictResult,
     RetrySpec,
     SealInput,
     SealResult,
@@ -74,12 +78,13 @@ from activities.hold import hold
 from connectors.base import Connector
 from connectors.registry import build_connector
 from domain.errors import TerminalError, Throttled, TransientError
-from domain.model import DestinationStatus, JobHandle, JobStatus, Opaque, Subject, VendorFacts
+from domain.model import DestinationStatus, EvidenceLevel, JobHandle, JobStatus, Opaque, Subject, VendorFacts
 from domain.states import TaskState
 from evidence import notary
 from evidence.merkle import MemoryTree
 from evidence.statement import outcome_for
 from stores.catalogue import Catalogue, SystemSpec, catalogue_from_snapshot
+from stores.holds import HoldRecord, HoldRegistry
 from stores.ledger import Ledger, RequestRecord, TaskRecord
 from stores.suppression import SuppressionList
 from stores.tlog import TransparencyLog
@@ -97,6 +102,7 @@ class ErasureActivities:
         vault: Vault,
         tlog: TransparencyLog,
         suppression: SuppressionList,
+        holds: HoldRegistry,
         task_queue: str,
         grace_s: float,
         reminder_leads_s: list[float],
@@ -110,6 +116,7 @@ class ErasureActivities:
         self._vault = vault
         self._tlog = tlog
         self._suppression = suppression
+        self._holds = holds
         self._task_queue = task_queue
         self._grace_s = grace_s
         self._reminder_leads_s = reminder_leads_s
@@ -137,6 +144,9 @@ class ErasureActivities:
             self.extend,
             self.recipients_to_tell,
             self.send_notice,
+            self.erase_unless_held,
+            self.restrict,
+            self.lift,
         ]
 
     # -- identity and planning --------------------------------------------------------------------------------
@@ -224,33 +234,102 @@ class ErasureActivities:
 
     @activity.defn(name=ERASE)
     async def erase(self, input: StepInput) -> EraseResult:
+        return await self._run(input.request_id, input.system, lambda: self._erase(input))
+
+    @activity.defn(name=ERASE_UNLESS_HELD)
+    async def erase_unless_held(self, input: StepInput) -> EraseResult:
+        """Erase, unless a legal hold covers the system: checked here, right before the deletion, so that a hold
+        placed while the request runs stops every system that has not erased yet."""
+
         def work() -> EraseResult:
-            journal = _LedgerJournal(
-                self._ledger, input.request_id, input.system, self._vault.commitment_key(input.request_id)
-            )
-            with self._connector(input) as (connector, subject):
-                outcome = connector.erase(subject, f"{input.request_id}/{input.system}", journal)
-            hold(self._hold_dir, f"erased.{input.system}")  # a test may kill the worker here
-            journal.intend(outcome.deleted_keys)  # already there, unless a connector deletes without journaling
-            # Counts and commitment come from the journal, which holds every attempt's deletions: a retry after a
-            # crash finds nothing left to delete, yet its receipt still commits to what the crashed attempt deleted.
-            leaves = self._ledger.journaled(input.request_id, input.system)
-            job_id = outcome.job.job_id if outcome.job else None
-            self._ledger.erased(
-                input.request_id,
-                input.system,
-                deleted=len(leaves),
-                blocked=outcome.blocked,
-                key_commitment=_merkle_root(leaves),
-                key_count=len(leaves),
-                vendor_job_id=job_id,
-                vendor_status=outcome.vendor_status or None,
-                vendor_facts=self._keyed(input.request_id, outcome.facts),
-                detail=outcome.detail,
-            )
-            return EraseResult(level=outcome.level.value, job_id=job_id, detail=outcome.detail)
+            holds = self._holds_on(input)
+            if holds:
+                cases = ", ".join(sorted({h.case_reference for h in holds}))
+                return EraseResult(EvidenceLevel.BLOCKED.value, None, f"legal hold (case {cases})", held=True)
+            return self._erase(input)
 
         return await self._run(input.request_id, input.system, work)
+
+    def _erase(self, input: StepInput) -> EraseResult:
+        journal = _LedgerJournal(
+            self._ledger, input.request_id, input.system, self._vault.commitment_key(input.request_id)
+        )
+        with self._connector(input) as (connector, subject):
+            outcome = connector.erase(subject, f"{input.request_id}/{input.system}", journal)
+        hold(self._hold_dir, f"erased.{input.system}")  # a test may kill the worker here
+        journal.intend(outcome.deleted_keys)  # already there, unless a connector deletes without journaling
+        # Counts and commitment come from the journal, which holds every attempt's deletions: a retry after a
+        # crash finds nothing left to delete, yet its receipt still commits to what the crashed attempt deleted.
+        leaves = self._ledger.journaled(input.request_id, input.system)
+        job_id = outcome.job.job_id if outcome.job else None
+        self._ledger.erased(
+            input.request_id,
+            input.system,
+            deleted=len(leaves),
+            blocked=outcome.blocked,
+            key_commitment=_merkle_root(leaves),
+            key_count=len(leaves),
+            vendor_job_id=job_id,
+            vendor_status=outcome.vendor_status or None,
+            vendor_facts=self._keyed(input.request_id, outcome.facts),
+            detail=outcome.detail,
+        )
+        return EraseResult(level=outcome.level.value, job_id=job_id, detail=outcome.detail)
+
+    @activity.defn(name=RESTRICT)
+    async def restrict(self, input: StepInput) -> RestrictResult:
+        """Under a legal hold: restrict the system's data where the system can (Art. 18), else leave it untouched
+        and unprocessed; either way nothing is erased and the task is on hold."""
+
+        def work() -> RestrictResult:
+            cases = ", ".join(sorted({h.case_reference for h in self._holds_on(input)})) or "released meanwhile"
+            with self._connector(input) as (connector, subject):
+                restriction = connector.restrict(subject)
+            if restriction is None:
+                detail = f"not processed: legal hold (case {cases}); the system offers no restriction, nothing erased"
+            else:
+                secret = self._vault.commitment_key(input.request_id)
+                tokens = [hmac.new(secret, label.encode(), hashlib.sha256).digest() for label in restriction.labels]
+                self._holds.restricted(input.request_id, input.system, tokens)
+                detail = f"restricted: legal hold (case {cases}); {restriction.detail}; nothing erased"
+            self._ledger.held(input.request_id, input.system, detail=detail)
+            return RestrictResult(EvidenceLevel.BLOCKED.value, detail)
+
+        return await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=LIFT)
+    async def lift(self, input: StepInput) -> None:
+        """The hold was released: lift the restrictions this orchestrator placed, and no other; the system is then
+        erased afresh."""
+
+        def work() -> None:
+            mine = self._holds.restrictions(input.request_id, input.system)
+            secret = self._vault.commitment_key(input.request_id)
+            with self._connector(input) as (connector, subject):
+                connector.lift(subject, lambda label: hmac.new(secret, label.encode(), hashlib.sha256).digest() in mine)
+            self._holds.lifted(input.request_id, input.system)
+            self._ledger.released(input.request_id, input.system)
+            self._ledger.hold_released(input.request_id)
+
+        await self._run(input.request_id, input.system, work)
+
+    def _holds_on(self, step: StepInput) -> list[HoldRecord]:
+        """Holds in place over the system: on the request, or on any of its subject's identifiers (all types, not
+        only those the system is keyed by). Each is recorded once as an event of the request."""
+        spec = self._catalogue(step.request_id).system(step.system)
+        holds = self._holds.placed_on(
+            step.request_id, self._vault.subject(step.request_id), spec.name, spec.category.value
+        )
+        for h in holds:
+            self._ledger.record_event(
+                step.request_id,
+                step.system,
+                "hold_applied",
+                f"hold_applied:{h.hold_id}:{step.system}",
+                _now(),
+                {"hold": h.hold_id, "case": h.case_reference},
+            )
+        return holds
 
     @activity.defn(name=POLL)
     async def poll(self, input: PollInput) -> PollResult:
@@ -331,20 +410,31 @@ class ErasureActivities:
                     detail=input.detail,
                     notes=[*input.notes, *identity],
                     run=run,
+                    action=input.action,
                 )
                 # a test may kill the worker here: inside the log's transaction, before the envelope is signed
                 hold(self._hold_dir, f"signing.{input.system}")
                 return made
 
             logged = self._tlog.notarise(input.request_id, input.system, input.action, statement)
-            self._ledger.done(
-                input.request_id,
-                input.system,
-                evidence_level=input.level,
-                detail=input.detail,
-                started_at=datetime.fromisoformat(input.started_at),
-                finished_at=datetime.fromisoformat(input.finished_at),
-            )
+            started, finished = datetime.fromisoformat(input.started_at), datetime.fromisoformat(input.finished_at)
+            if input.action == notary.HOLD:
+                self._ledger.hold_receipted(
+                    input.request_id,
+                    input.system,
+                    evidence_level=input.level,
+                    started_at=started,
+                    finished_at=finished,
+                )
+            else:
+                self._ledger.done(
+                    input.request_id,
+                    input.system,
+                    evidence_level=input.level,
+                    detail=input.detail,
+                    started_at=started,
+                    finished_at=finished,
+                )
             return ReceiptResult(hashlib.sha256(logged.envelope).hexdigest(), logged.leaf_index)
 
         return await self._run(input.request_id, input.system, work)
@@ -384,19 +474,24 @@ class ErasureActivities:
 
     @activity.defn(name=SEAL)
     async def seal(self, input: SealInput) -> SealResult:
-        return await self._run(input.request_id, None, lambda: self._seal(input.request_id))
+        return await self._run(input.request_id, None, lambda: self._seal(input.request_id, input.number))
 
-    def _seal(self, request_id: str) -> SealResult:
-        """Certify the request from what the ledger and the log hold: every system that has a receipt."""
+    def _seal(self, request_id: str, number: int) -> SealResult:
+        """Certify the request from what the ledger and the log hold: every system that has a receipt (the hold
+        receipt of a system a legal hold stopped, which makes the certificate partial and the request on hold).
+        The n-th certificate (n > 1) supersedes the one before."""
         request = self._ledger.request(request_id)
         if request is None:
             raise TerminalError(f"request {request_id} is not in the ledger")
         tasks = self._ledger.tasks(request_id)
+        held = {t.system for t in tasks if t.state == TaskState.ON_HOLD}
+        logged_before = self._tlog.receipts(request_id)
         receipts = {
             r.system: r.envelope
-            for r in self._tlog.receipts(request_id)
-            if r.action == notary.ERASE and r.system != notary.REQUEST_SYSTEM
+            for r in logged_before
+            if r.system != notary.REQUEST_SYSTEM and r.action == (notary.HOLD if r.system in held else notary.ERASE)
         }
+        earlier = [r for r in logged_before if (notary.certificate_number(r.action) or number) < number]
         unreceipted = sorted(
             t.system for t in tasks if t.state != TaskState.NOT_APPLICABLE and t.system not in receipts
         )
@@ -422,12 +517,28 @@ class ErasureActivities:
             issued_at=issued_at.isoformat(),
             shredding_by=(issued_at + timedelta(seconds=self._grace_s)).isoformat(),
             backups=self._backups,
+            held=self._hold_cases(request_id, held),
+            supersedes=hashlib.sha256(earlier[-1].envelope).hexdigest() if earlier else "",
         )
-        logged = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, lambda: statement)
-        self._suppression.add(self._vault.subject(request_id))
+        action = notary.certificate_action(number)
+        logged = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, action, lambda: statement)
         outcome = outcome_for((s.evidence_level for s in finished), residual=any(s.residual for s in finished))
-        self._ledger.certified(request_id, outcome)
+        if held or earlier:
+            self._tlog.checkpoint()  # published: the next certificate's bundle proves the log consistent with it
+        if held:
+            self._ledger.on_hold(request_id, outcome)
+        else:
+            self._suppression.add(self._vault.subject(request_id))
+            self._ledger.certified(request_id, outcome)
         return SealResult(outcome, hashlib.sha256(logged.envelope).hexdigest())
+
+    def _hold_cases(self, request_id: str, held: set[str]) -> dict[str, list[str]]:
+        """The case references of the holds that stopped each held system, from the request's events."""
+        cases: dict[str, set[str]] = {system: set() for system in held}
+        for event in self._ledger.events(request_id):
+            if event.kind == "hold_applied" and event.system in cases:
+                cases[event.system].add(str(event.detail["case"]))
+        return {system: sorted(refs) for system, refs in cases.items()}
 
     @activity.defn(name=FAIL)
     async def fail(self, input: FailInput) -> None:

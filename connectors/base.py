@@ -8,6 +8,8 @@ A connector knows one system and nothing of Temporal. Its four jobs:
   system refused), so the receipt's commitment survives a crash between the deletion and its report.
 - `poll(job) -> JobState`: only for job-based vendors.
 - `verify(subject) -> Verification`: looks again and reports what remains, with the evidence level it supports.
+- `restrict(subject)` / `lift(subject, ...)`: only where the system can restrict records while a legal hold stops
+  their erasure (S3 object legal hold); elsewhere a held system is recorded as not processed.
 
 Errors are mapped at the edge of each connector into `domain.errors`: `TransientError` (Temporal retries it) or
 `TerminalError` (a person must act). Messages carry codes and counts, never identifiers or response bodies.
@@ -17,12 +19,12 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import ClassVar, Self
 
 from domain.errors import TerminalError
-from domain.model import Inventory, JobHandle, JobState, Journal, Outcome, Subject, Verification
+from domain.model import Inventory, JobHandle, JobState, Journal, Outcome, Restriction, Subject, Verification
 from domain.settings.base import Capabilities, KindSpec, StrictModel
 
 
@@ -63,6 +65,15 @@ class Connector(ABC):
 
     @abstractmethod
     def verify(self, subject: Subject) -> Verification: ...
+
+    def restrict(self, subject: Subject) -> Restriction | None:
+        """Under a legal hold: put the subject's records beyond any other processing, or None where the system
+        offers no restriction (the hold then leaves them untouched and unprocessed)."""
+        return None
+
+    def lift(self, subject: Subject, restricted_here: Callable[[str], bool]) -> int:
+        """The hold is released: lift the restrictions whose labels `restricted_here` names; returns how many."""
+        return 0
 
     def close(self) -> None:
         """Release clients and connections."""

@@ -20,13 +20,14 @@ version delete without its owner's MFA code: terminal, before anything is delete
 The role needs s3:ListBucketVersions, s3:GetObjectVersion, s3:GetObjectRetention, s3:GetObjectLegalHold,
 s3:DeleteObject, s3:DeleteObjectVersion, s3:GetBucketObjectLockConfiguration, s3:GetBucketVersioning,
 s3:GetReplicationConfiguration, s3:ListBucketMultipartUploads, s3:ListMultipartUploadParts and
-s3:AbortMultipartUpload (and s3:BypassGovernanceRetention where `bypass_governance_retention` is set).
+s3:AbortMultipartUpload (and s3:BypassGovernanceRetention where `bypass_governance_retention` is set); under a legal
+hold of the orchestrator's, s3:PutObjectLegalHold.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,7 @@ from connectors.aws import ObjectVersion, Refusal
 from connectors.base import UNRECORDED, Connector
 from domain.aws_errors import AwsErrorKind, classify
 from domain.errors import TerminalError, TransientError
-from domain.model import EvidenceLevel, Inventory, Journal, Outcome, Subject, Verification
+from domain.model import EvidenceLevel, Inventory, Journal, Outcome, Restriction, Subject, Verification
 from domain.settings.s3 import KIND, BucketMapping, KeyTemplate, S3Settings, parse_template
 
 # Said on every receipt: erasing the objects does not reach the records S3 itself keeps of their keys.
@@ -149,6 +150,51 @@ class S3Connector(Connector):
         if not entries and not uploads and not unlisted:
             return _verification(EvidenceLevel.VERIFIED_ABSENT, remaining, "")
         return self._judge_leftovers(list(entries.items()), remaining, uploads + unlisted)
+
+    def restrict(self, subject: Subject) -> Restriction:
+        """Under a legal hold of our own: an S3 object legal hold ON on each of the subject's object versions that
+        has none yet (a version another party holds is left as it is). A bucket without Object Lock cannot hold a
+        version: its versions are counted as unrestricted."""
+        labels: list[str] = []
+        unrestricted = already = 0
+        for bucket, entries in self._by_bucket(subject).items():
+            versions = [v for v in entries if not v.is_delete_marker]
+            if not self._object_lock_enabled(bucket):
+                unrestricted += len(versions)
+                continue
+            for version in versions:
+                if self._legal_hold_on(bucket, version):
+                    already += 1
+                    continue
+                self._set_legal_hold(bucket, version, "ON")
+                labels.append(_label(bucket, version))
+        detail = f"{len(labels)} object version(s) put under S3 legal hold"
+        if already:
+            detail += f", {already} already under a legal hold of another party"
+        if unrestricted:
+            detail += f", {unrestricted} in buckets without Object Lock left unrestricted"
+        return Restriction(len(labels) + already, unrestricted, tuple(labels), detail)
+
+    def lift(self, subject: Subject, restricted_here: Callable[[str], bool]) -> int:
+        """Turn off the legal holds this orchestrator placed, and no other."""
+        lifted = 0
+        for bucket, entries in self._by_bucket(subject).items():
+            for version in entries:
+                if not version.is_delete_marker and restricted_here(_label(bucket, version)):
+                    self._set_legal_hold(bucket, version, "OFF")
+                    lifted += 1
+        return lifted
+
+    def _legal_hold_on(self, bucket: str, version: ObjectVersion) -> bool:
+        with aws.mapped_errors(f"s3 {self.system}: head object version"):
+            head = self._client.head_object(Bucket=bucket, Key=version.key, VersionId=version.version_id)
+        return bool(head.get("ObjectLockLegalHoldStatus") == "ON")
+
+    def _set_legal_hold(self, bucket: str, version: ObjectVersion, status: str) -> None:
+        with aws.mapped_errors(f"s3 {self.system}: put object legal hold"):
+            self._client.put_object_legal_hold(
+                Bucket=bucket, Key=version.key, VersionId=version.version_id, LegalHold={"Status": status}
+            )
 
     # -- listing ---------------------------------------------------------------------------------------------
 

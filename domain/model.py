@@ -175,6 +175,18 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Restriction:
+    """What `restrict` did while a legal hold stops the erasure (GDPR Art. 18): how many records it put beyond any
+    other processing, how many it could not, and a label of each restricted record, which stays inside the activity
+    (only keyed HMACs of them are kept, so that the release lifts exactly these)."""
+
+    restricted: int
+    unrestricted: int
+    labels: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Verification:
     """What `verify` found when looking again."""
 

@@ -4,9 +4,11 @@ request   received -> [awaiting_review ->] executing -> certified -> closed (the
           executing -> failed (no certificate could be issued; the reason is the request's `failed` event)
           legal.md's target adds: verifying_authority, awaiting_approval, scoped, on_hold, verifying,
           notifying_recipients; side states extended, rejected, cancelled, partially_refused
-task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start
-workflow  [resolving -> awaiting review ->] planning -> executing -> [notifying recipients ->] sealing -> grace period
-          -> closed
+          executing -> on_hold (a legal hold stopped some systems: a partial certificate) -> executing once released
+task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start;
+          erasing -> on_hold (a legal hold: restricted instead) -> planned when released
+workflow  [resolving -> awaiting review ->] planning -> executing -> [on hold -> executing ->] [notifying recipients ->]
+          sealing -> grace period -> closed
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class TaskState(StrEnum):
     WAITING_VENDOR = "waiting_vendor"
     VERIFYING = "verifying"
     DONE = "done"
+    ON_HOLD = "on_hold"  # a legal hold stopped it before erasure: restricted, or not processed, until released
     NOT_APPLICABLE = "not_applicable"  # the request has no identifier of a type the system is keyed by
 
 
@@ -67,6 +70,7 @@ class Phase(StrEnum):
     PLANNING = "planning"
     EXECUTING = "executing"
     NOTIFYING_RECIPIENTS = "notifying recipients"
+    ON_HOLD = "on hold"  # a partial certificate is issued; the held systems wait for the hold's release
     SEALING = "sealing"
     GRACE_PERIOD = "grace period"
     CLOSED = "closed"

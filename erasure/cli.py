@@ -33,12 +33,14 @@ suppression_app = typer.Typer(no_args_is_help=True, help="The suppression list o
 codec_app = typer.Typer(no_args_is_help=True, help="Keys of the Temporal payload codec.")
 db_app = typer.Typer(no_args_is_help=True, help="The ledger's database.")
 recipients_app = typer.Typer(no_args_is_help=True, help="Recipients of the data, told of an erasure (Art. 19).")
+hold_app = typer.Typer(no_args_is_help=True, help="Legal holds: erasure stops where one is placed, until released.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(suppression_app, name="suppression")
 app.add_typer(codec_app, name="codec")
 app.add_typer(db_app, name="db")
 app.add_typer(recipients_app, name="recipients")
+app.add_typer(hold_app, name="hold")
 
 # Off a terminal (CI, a pipe) rich would fold tables at 80 columns: give them room instead.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -693,6 +695,11 @@ def evidence_verify(
         out.print(
             f"bundle verified: request {report.request_id}, outcome {report.outcome}, log size {report.tree_size}"
         )
+        if report.supersedes:
+            out.print(
+                f"this certificate is current: it supersedes certificate sha256:{report.supersedes}, issued while a "
+                "legal hold stopped some systems"
+            )
 
 
 def _checked_keyid(value: str) -> str:
@@ -715,6 +722,68 @@ def _read_text(path: Path) -> str:
         return _read(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput(str(path), "(file)", "is not UTF-8 text (a checkpoint is a UTF-8 signed note)") from None
+
+
+# -- legal holds ------------------------------------------------------------------------------------------------
+
+
+@hold_app.command("place")
+def hold_place(
+    case: Annotated[str, typer.Option(help="The case reference of the litigation hold or preservation order.")],
+    request: Annotated[str | None, typer.Option(help="Hold this one request.")] = None,
+    subject_file: Annotated[
+        Path | None,
+        typer.Option(help="Hold a subject: a 0600 YAML file of identifiers shaped like an order's `subject`."),
+    ] = None,
+    systems: Annotated[str, typer.Option(help="Only these systems (names separated by commas).")] = "",
+    categories: Annotated[str, typer.Option(help="Only these data categories (separated by commas).")] = "",
+) -> None:
+    """Place a legal hold: the systems it covers that have not erased yet are restricted instead, now and in every
+    request of the subject to come, until the hold is released. The registry keeps keyed pseudonyms only."""
+    from erasure.holds import hold_order, place_hold
+
+    with _errors():
+        order = hold_order(case, request, subject_file, systems, categories)
+        config = _config("cli")
+        services = _services(config)
+        try:
+            hold_id = place_hold(services, order, config.operator)
+        finally:
+            services.close()
+        out.print(f"hold {hold_id} placed")
+
+
+@hold_app.command("release")
+def hold_release(hold: Annotated[str, typer.Argument(help="The hold id `erasure hold place` printed.")]) -> None:
+    """Release a legal hold: the requests it stopped resume in their own workflows and are certified anew."""
+    from temporalio.service import RPCError
+
+    from erasure.holds import check_id, release_hold
+    from workflows.request import HOLD_RELEASED_SIGNAL
+
+    with _errors():
+        check_id(hold, "HOLD", "a hold id")
+        config = _config("cli")
+        services = _services(config)
+        try:
+            requests = release_hold(services, hold, config.operator)
+        finally:
+            services.close()
+
+        async def go() -> list[str]:
+            client = await _client(config)
+            told = []
+            for request_id in requests:
+                try:
+                    await client.get_workflow_handle(request_id).signal(HOLD_RELEASED_SIGNAL)
+                    told.append(request_id)
+                except RPCError:
+                    pass  # its workflow has ended: nothing of it waits for the hold any more
+            return told
+
+        told = _run(go()) if requests else []
+        out.print(f"hold {hold} released; resumed {len(told)} request(s)")
+    _exit_now(0)
 
 
 # -- suppression ------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ two orders from `examples/`, each on the estate as planted: the court order nami
 phone, then her guardian's request naming only her email, which identity resolution turns into her user id (the key
 of her uploads and lake rows). Both meet the neighbours' look-alike accounts (her address in another case, and
 without its plus tag) as near-matches; a scripted reviewer excludes them, as the fiction says they are other people.
+While the court order runs, a litigation hold is placed on its uploads: the request goes on hold with a partial
+certificate, the demo releases the hold, and the same workflow erases the uploads and certifies anew.
 For each order it waits for the certificate, checks that the child's data is gone and the neighbours' data is not,
 that the certificate and report show the resolution and the decisions, exports and verifies the evidence bundle;
 it writes `$ERASURE_HOME/demo/result.json`, stops the stack, and succeeds only if every check passed.
@@ -38,6 +40,7 @@ from connectors.hashing import meta_email, meta_phone, sha256_hex
 from erasure import devstack
 from erasure.config import Config
 from erasure.export import export_bundle, public_key_file
+from erasure.holds import HoldOrder, place_hold, release_hold
 from erasure.intake import submit, validate
 from erasure.services import Services, connect_temporal
 from erasure.status import StatusReport, print_status, request_status
@@ -48,7 +51,7 @@ from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people, upload_keys
 from stores.catalogue import Catalogue
 from stores.orders import Order
-from workflows.request import REVIEW_QUERY, REVIEW_UPDATE
+from workflows.request import HOLD_RELEASED_SIGNAL, REVIEW_QUERY, REVIEW_UPDATE
 
 EXAMPLES = Path("examples")
 EXPECTED = {
@@ -68,6 +71,11 @@ UPLOADS_BUCKET = "clipstream-uploads"
 LAKE_BUCKET = "clipstream-lake"
 LAKE_URI = f"s3://{LAKE_BUCKET}/events"
 AUDIENCE = "23850000000000001"
+# The court order meets a litigation hold on one system while it runs; the demo releases it and the request finishes.
+HELD_ORDER = "court-order.yaml"
+HELD_SYSTEM = "uploads"
+HOLD_CASE = "KB-2026-000999"
+HOLD_OPERATOR = "demo legal officer (scripted)"
 PEOPLE = (CHILD, *NEIGHBOURS)
 
 
@@ -138,15 +146,17 @@ def _run(
     catalogue: Catalogue,
     stack: devstack.Stack,
 ) -> dict[str, Any]:
-    async def go() -> tuple[str, list[dict[str, Any]]]:
+    async def go() -> tuple[str, list[dict[str, Any]], StatusReport | None]:
         client = await connect_temporal(config)
         request_id = (await submit(services, client, order, catalogue)).request_id
         console.print(f"submitted {name} as request [bold]{request_id}[/bold]; resolving the child's identity ...")
+        hold_id = _place_hold(services, console, request_id) if name == HELD_ORDER else None
         status = await _wait(services, request_id, lambda s: s.state.stopped or s.state == "awaiting_review")
         reviewed = await _review(client, request_id, console) if status.state == "awaiting_review" else []
-        return request_id, reviewed
+        held = await _release_hold(services, client, console, request_id, hold_id) if hold_id else None
+        return request_id, reviewed, held
 
-    request_id, reviewed = asyncio.run(go())
+    request_id, reviewed, held = asyncio.run(go())
     status = asyncio.run(_wait(services, request_id, lambda s: s.state.stopped))
     print_status(console, status)
 
@@ -171,6 +181,16 @@ def _run(
     export_bundle(services, request_id, bundle_path)
     report = verify_bundle(bundle_path, trusted_keys=[load_public_key_pem(key_path.read_bytes())])
     checks.add("the evidence bundle verifies offline", report.outcome == "complete")
+    if held is not None:
+        uploads = next((t for t in held.systems if t.system == HELD_SYSTEM), None)
+        checks.add(
+            f"the legal hold stopped {HELD_SYSTEM}: on hold with a partial certificate, the other systems erased",
+            held.state == "on_hold"
+            and held.outcome == "partial"
+            and uploads is not None
+            and uploads.state == "on_hold",
+        )
+        checks.add("the certificate after the release supersedes the partial one", bool(report.supersedes))
     for check, ok in evidence_checks(bundle_path, order).items():
         checks.add(check, ok)
 
@@ -196,6 +216,25 @@ def _run(
         "trusted_key": str(key_path),
         "passed": checks.passed,
     }
+
+
+def _place_hold(services: Services, console: Console, request_id: str) -> str:
+    """A litigation hold on one system arrives while the request runs (before that system is erased)."""
+    hold_id = place_hold(services, HoldOrder(HOLD_CASE, request_id, None, (HELD_SYSTEM,), ()), HOLD_OPERATOR)
+    console.print(f"legal hold {hold_id} placed on {HELD_SYSTEM} (case {HOLD_CASE}) while the request runs")
+    return hold_id
+
+
+async def _release_hold(
+    services: Services, client: Client, console: Console, request_id: str, hold_id: str
+) -> StatusReport:
+    """Wait until the request is on hold (a partial certificate), then release the hold: the same workflow
+    resumes; returns the status as it was on hold."""
+    held = await _wait(services, request_id, lambda s: s.state == "on_hold" or s.state.stopped)
+    console.print(f"request {held.state} ({held.outcome}); releasing hold {hold_id} ...")
+    for resumed in release_hold(services, hold_id, HOLD_OPERATOR):
+        await client.get_workflow_handle(resumed).signal(HOLD_RELEASED_SIGNAL)
+    return held
 
 
 async def _review(client: Client, request_id: str, console: Console) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,13 +27,23 @@ RECENT_CHECKPOINTS = 100
 def export_bundle(services: Services, request_id: str, path: Path, since: Sequence[str] = ()) -> Bundle:
     """Write the request's bundle; `since` are checkpoints (signed notes) an auditor already holds."""
     logged = {(r.system, r.action): (r.envelope, r.leaf_index) for r in services.tlog.receipts(request_id)}
-    if (notary.REQUEST_SYSTEM, notary.CERTIFICATE) not in logged:
+    certificates = sorted(
+        (number, entry)
+        for (system, action), entry in logged.items()
+        if system == notary.REQUEST_SYSTEM and (number := notary.certificate_number(action)) is not None
+    )
+    if not certificates:
         raise ErasureError(f"request {request_id} has no certificate yet: wait until `erasure status` says certified")
-    certificate, certificate_index = logged[(notary.REQUEST_SYSTEM, notary.CERTIFICATE)]
-    receipts = {
+    certificate, certificate_index = certificates[-1][1]  # the current one: each later certificate supersedes
+    named = {
+        s["name"]: s["digest"]["sha256"] for s in parse_statement(Envelope.from_json(certificate).payload)["subject"]
+    }
+    receipts = {  # the receipts the certificate names: a held system's hold receipt, or its erasure's
         receipt_path(system): entry
         for (system, action), entry in logged.items()
-        if action == notary.ERASE and system != notary.REQUEST_SYSTEM
+        if action in (notary.ERASE, notary.HOLD)
+        and system != notary.REQUEST_SYSTEM
+        and named.get(receipt_path(system)) == hashlib.sha256(entry[0]).hexdigest()
     }
     tlog = services.tlog
     checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it

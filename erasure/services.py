@@ -16,6 +16,7 @@ from domain.errors import InvalidInput
 from erasure.config import Config
 from stores.codec import CodecKeys, data_converter
 from stores.db import check_migrated, migrate, open_pool
+from stores.holds import HoldRegistry
 from stores.keys import existing_secret, local_secret, signing_key
 from stores.ledger import Ledger
 from stores.suppression import SuppressionList, wrapped_key
@@ -31,19 +32,22 @@ class Services:
     vault: Vault
     tlog: TransparencyLog
     suppression: SuppressionList
+    holds: HoldRegistry
 
     @classmethod
     def open(cls, config: Config) -> Services:
         pool = _open_migrated(config, read_only=False)
         keys = config.keys_dir
         master = master_key(config)
+        list_key = suppression_key(config, pool, master)
         return cls(
             config=config,
             pool=pool,
             ledger=Ledger(pool),
             vault=Vault(pool, master),
             tlog=TransparencyLog(pool, signing_key(keys, config.signing_key_path), config.log_origin),
-            suppression=SuppressionList(pool, suppression_key(config, pool, master)),
+            suppression=SuppressionList(pool, list_key),
+            holds=HoldRegistry(pool, list_key),
         )
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
         vault=services.vault,
         tlog=services.tlog,
         suppression=services.suppression,
+        holds=services.holds,
         task_queue=config.task_queue,
         grace_s=config.grace_days * 86400,
         reminder_leads_s=[days * 86400 for days in config.reminder_lead_days],

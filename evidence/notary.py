@@ -28,8 +28,23 @@ from evidence.statement import (
 
 REQUEST_SYSTEM = "*"  # the certificate and the shredding receipt belong to the request, not to one system
 ERASE = "erase"
+HOLD = "hold"  # a legal hold stopped the erasure: the system's data was restricted, or not processed
 SHRED = "shred"
 CERTIFICATE = "certificate"
+LEGAL_CLAIMS = "GDPR Art. 17(3)(e): establishment, exercise or defence of legal claims"
+
+
+def certificate_action(number: int) -> str:
+    """How the log names a request's n-th certificate: each after the first supersedes the one before."""
+    return CERTIFICATE if number == 1 else f"{CERTIFICATE}.{number}"
+
+
+def certificate_number(action: str) -> int | None:
+    """The n of a certificate's log action, None for any other action."""
+    if action == CERTIFICATE:
+        return 1
+    prefix, _, n = action.partition(".")
+    return int(n) if prefix == CERTIFICATE and n.isdigit() else None
 
 
 class TaskFacts(Protocol):
@@ -138,16 +153,24 @@ class StateStep:
 
 
 def erase_receipt(
-    request_id: str, task: TaskFacts, *, level: str, detail: str, notes: Sequence[str], run: Run
+    request_id: str,
+    task: TaskFacts,
+    *,
+    level: str,
+    detail: str,
+    notes: Sequence[str],
+    run: Run,
+    action: str = ERASE,
 ) -> bytes:
-    """One system's receipt: the ledger's counts and commitments, with the level the workflow concluded."""
+    """One system's receipt: the ledger's counts and commitments, with the level the workflow concluded (action
+    `hold` for the hold receipt of a system a legal hold stopped before erasure)."""
     return receipt_statement(
         ReceiptFacts(
             request_id=request_id,
             system=task.system,
             category=task.category,
             connector=task.connector,
-            action=ERASE,
+            action=action,
             evidence_level=level,
             records_before=task.records_before,
             records_after=task.records_after,
@@ -227,8 +250,12 @@ def certificate(
     reviews: Sequence[Mapping[str, Any]] = (),
     recipients: Sequence[Notice] = (),
     timeline: Sequence[StateStep] = (),
+    held: Mapping[str, Sequence[str]] | None = None,
+    supersedes: str = "",
 ) -> bytes:
-    """The request's certificate over its systems' receipts (system -> envelope), the only builder of one."""
+    """The request's certificate over its systems' receipts (system -> envelope), the only builder of one.
+    `held` names the systems a legal hold stopped, with the holds' case references; `supersedes` is the SHA-256 of
+    the certificate this one replaces."""
     facts = certificate_facts(
         request,
         systems,
@@ -242,6 +269,8 @@ def certificate(
         reviews=reviews,
         recipients=recipients,
         timeline=timeline,
+        held=held,
+        supersedes=supersedes,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -260,6 +289,8 @@ def certificate_facts(
     reviews: Sequence[Mapping[str, Any]] = (),
     recipients: Sequence[Notice] = (),
     timeline: Sequence[StateStep] = (),
+    held: Mapping[str, Sequence[str]] | None = None,
+    supersedes: str = "",
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
         backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
@@ -295,6 +326,10 @@ def certificate_facts(
         + tuple(
             f"{system}: the subject's data remains in {place}, which needs its own erasure"
             for system, place in residual
+        )
+        + tuple(
+            f"{system}: not erased, restricted under legal hold (case {', '.join(cases)}): {LEGAL_CLAIMS}"
+            for system, cases in sorted((held or {}).items())
         ),
         log_origin=log_origin,
         code_version=code_version,
@@ -307,6 +342,7 @@ def certificate_facts(
             for n in sorted(recipients, key=lambda n: (n.system, n.recipient))
         ),
         timeline=tuple({**_without_time(step), "at": _rfc3339(step.at)} for step in timeline),
+        supersedes=supersedes,
     )
 
 

@@ -24,7 +24,7 @@ CERTIFICATE_PREDICATE_TYPE = "https://erasure-orchestrator.dev/certificate/v1"
 
 DONE_LEVELS = frozenset({"verified_absent", "vendor_attested", "accepted"})
 EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
-ACTIONS = frozenset({"erase", "shred"})
+ACTIONS = frozenset({"erase", "hold", "shred"})  # hold: a legal hold stopped the erasure
 NOTICE_OUTCOMES = frozenset({"notified", "acknowledged", "not_confirmed", "failed", "not_notified"})
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -139,8 +139,12 @@ class CertificateFacts:
     # every state the request entered before this certificate, with its actor, time and reason
     timeline: tuple[Mapping[str, str], ...] = ()
 
+    # the SHA-256 of the certificate envelope this one supersedes (issued while a legal hold stopped systems)
+    supersedes: str = ""
+
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
+        _check(not self.supersedes or bool(_HEX_DIGEST.fullmatch(self.supersedes)), "supersedes", self.supersedes)
         for notice in self.recipients:
             _check(notice.get("outcome") in NOTICE_OUTCOMES, "recipients", notice.get("outcome"))
             _check_timestamp(notice.get("at", ""), "recipients")
@@ -178,7 +182,10 @@ def certificate_statement(facts: CertificateFacts, receipts: Mapping[str, bytes]
     ]
     if not subjects:  # no system applied: an in-toto statement still needs a subject, so it names the request
         subjects = [request_subject(facts.request_id)]
-    return _statement(subjects, CERTIFICATE_PREDICATE_TYPE, dataclasses.asdict(facts))  # systems become objects
+    predicate = dataclasses.asdict(facts)  # systems become objects
+    if not facts.supersedes:
+        del predicate["supersedes"]  # only a superseding certificate names one: the others keep their bytes
+    return _statement(subjects, CERTIFICATE_PREDICATE_TYPE, predicate)
 
 
 def request_subject(request_id: str) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class VerificationReport:
     tree_size: int
     keys_from_bundle: bool  # the caller trusted the bundle's own keys: integrity only, not who signed
     shredded: bool  # the bundle carries the receipt for the destroyed request key
+    supersedes: str = ""  # the SHA-256 of the earlier certificate (issued under a legal hold) this one replaces
 
 
 def verify_bundle(
@@ -142,7 +143,12 @@ def verify_bundle(
         )
 
     shredded = bundle.shred_receipt is not None
-    return VerificationReport(checks, request_id, outcome, checkpoint.size, unsafe_trust_bundled_keys, shredded)
+    supersedes = predicate.get("supersedes", "")
+    if not isinstance(supersedes, str):
+        raise VerificationError(f"certificate supersedes has wrong type: expected str, got {type(supersedes).__name__}")
+    return VerificationReport(
+        checks, request_id, outcome, checkpoint.size, unsafe_trust_bundled_keys, shredded, supersedes
+    )
 
 
 def _trusted(

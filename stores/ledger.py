@@ -253,6 +253,18 @@ class Ledger:
     def certified(self, request_id: str, outcome: str) -> None:
         self._set_request_state(request_id, RequestState.CERTIFIED, outcome, reason=f"certificate issued: {outcome}")
 
+    def on_hold(self, request_id: str, outcome: str) -> None:
+        """A legal hold stopped systems not yet erased: a partial certificate is issued, the rest waits."""
+        self._set_request_state(
+            request_id, RequestState.ON_HOLD, outcome, reason="a legal hold stopped systems not yet erased"
+        )
+
+    def hold_released(self, request_id: str) -> None:
+        """A legal hold that stopped systems was released: the same workflow erases them now."""
+        self._set_request_state(
+            request_id, RequestState.EXECUTING, reason="a legal hold was released: held systems resume"
+        )
+
     def closed(self, request_id: str, reason: str = "") -> None:
         """The request's data key is destroyed."""
         self._set_request_state(request_id, RequestState.CLOSED, reason=reason)
@@ -442,6 +454,21 @@ class Ledger:
         changes = {"state": TaskState.DONE, "evidence_level": evidence_level, "detail": detail}
         self._change_task(request_id, system, {**changes, "started_at": started_at, "finished_at": finished_at})
 
+    def held(self, request_id: str, system: str, *, detail: str) -> None:
+        """A legal hold stopped the system before erasure; `detail` says how its data was restricted, if at all."""
+        self._change_task(request_id, system, {"state": TaskState.ON_HOLD, "detail": detail})
+
+    def hold_receipted(
+        self, request_id: str, system: str, *, evidence_level: str, started_at: datetime, finished_at: datetime
+    ) -> None:
+        """The system's hold receipt is logged: it stays on hold until the hold is released."""
+        changes = {"evidence_level": evidence_level, "started_at": started_at, "finished_at": finished_at}
+        self._change_task(request_id, system, {**changes, "state": TaskState.ON_HOLD})
+
+    def released(self, request_id: str, system: str) -> None:
+        """The hold on the system was released: it is erased afresh, its earlier level no longer stands."""
+        self._change_task(request_id, system, {"state": TaskState.PLANNED, "evidence_level": None})
+
     def _change_task(self, request_id: str, system: str, changes: Mapping[str, object]) -> None:
         # column names come only from the transitions above, never from input
         assignments = ", ".join(f"{name} = %({name})s" for name in changes)
@@ -470,6 +497,15 @@ class Ledger:
                 "ON CONFLICT (request_id, event_key) DO NOTHING",
                 [request_id, system, kind, event_key, Jsonb(detail or {}), at],
             )
+
+    def requests_held_by(self, hold_id: str) -> list[str]:
+        """The requests a legal hold stopped a system of (its `hold_applied` events)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT request_id::text FROM events WHERE kind = 'hold_applied' AND detail->>'hold' = %s",
+                [hold_id],
+            ).fetchall()
+        return sorted(str(row[0]) for row in rows)
 
     def events(self, request_id: str) -> list[EventRecord]:
         with self.pool.connection() as conn, conn.cursor(row_factory=class_row(EventRecord)) as cur:

@@ -22,6 +22,9 @@ OWNERS = {
     "subject_pseudonyms": "stores/ledger.py",
     "system_tasks": "stores/ledger.py",
     "events": "stores/ledger.py",
+    "holds": "stores/holds.py",
+    "hold_subjects": "stores/holds.py",
+    "hold_restrictions": "stores/holds.py",
 }
 
 

@@ -5,6 +5,8 @@ While it executes, durable timers record a reminder at each lead time before the
 Once the systems are done, the recipients of their data are told (GDPR Art. 19): webhooks with bounded retries, manual
 recipients by an operator's acknowledgement (`acknowledge_recipient`) within a limit, after which they stand as not
 confirmed; then the certificate lists who was told, how and when.
+A legal hold stops the systems not yet erased: they are restricted, a partial certificate is issued, and the workflow
+waits durably until a hold is released, then erases them and issues a certificate that supersedes the partial one.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.states import Phase
     from workflows.options import LEDGER
-    from workflows.system import SystemErasureWorkflow
+    from workflows.system import HOLDS_PATCH, SystemErasureWorkflow
 
 STATUS_QUERY = "status"
 SHRED_NOW_UPDATE = "shred_now"
@@ -82,6 +84,7 @@ NOTICE_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=NON_RETRYABLE,
 )
+HOLD_RELEASED_SIGNAL = "hold_released"  # `erasure hold release`: a hold that stopped some of the systems is lifted
 
 
 @workflow.defn(name="ErasureRequest")
@@ -100,6 +103,7 @@ class ErasureRequestWorkflow:
         self._manual: list[Recipient] = []  # recipients told by hand, each acknowledged by an operator
         self._unconfirmed: set[str] = set()  # names of manual recipients whose acknowledgement is still awaited
         self._acknowledging: set[str] = set()  # acknowledgements being recorded: the certificate waits for them
+        self._releases = 0  # hold releases signalled and not yet acted on
 
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
@@ -134,6 +138,9 @@ class ErasureRequestWorkflow:
         try:
             window = asyncio.Semaphore(plan.max_concurrency)
             results = list(await asyncio.gather(*(self._system(input.request_id, p, window) for p in plan.systems)))
+            number = 1
+            if workflow.patched(HOLDS_PATCH):
+                results, number = await self._through_holds(input.request_id, plan, results, window)
         finally:
             if reminders is not None:
                 reminders.cancel()
@@ -141,7 +148,7 @@ class ErasureRequestWorkflow:
             await self._tell_recipients(input.request_id)
         self._phase = Phase.SEALING
         sealed: SealResult = await workflow.execute_activity(
-            SEAL, SealInput(input.request_id), result_type=SealResult, **LEDGER
+            SEAL, SealInput(input.request_id, number), result_type=SealResult, **LEDGER
         )
         return plan, results, sealed
 
@@ -188,6 +195,27 @@ class ErasureRequestWorkflow:
         event = EventInput(request_id, recipient.system, kind, key, workflow.now().isoformat(), detail)
         await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
 
+    async def _through_holds(
+        self, request_id: str, plan: Plan, results: list[SystemResult], window: asyncio.Semaphore
+    ) -> tuple[list[SystemResult], int]:
+        """While legal holds stop systems: a partial certificate, a durable wait for a release, then the held
+        systems are erased by this same workflow. Returns the results and the number of the next certificate."""
+        number = 1
+        plans = {p.system: p for p in plan.systems}
+        while held := [r.system for r in results if r.held]:
+            self._phase = Phase.SEALING
+            sealed: SealResult = await workflow.execute_activity(
+                SEAL, SealInput(request_id, number), result_type=SealResult, **LEDGER
+            )
+            self._outcome, self._phase = sealed.outcome, Phase.ON_HOLD
+            number += 1
+            await workflow.wait_condition(lambda: self._releases > 0)
+            self._releases, self._phase = 0, Phase.EXECUTING
+            resumed = await asyncio.gather(*(self._system(request_id, plans[s], window, number) for s in held))
+            by_system = {r.system: r for r in resumed}
+            results = [by_system.get(r.system, r) for r in results]
+        return results, number
+
     async def _resolve(self, request_id: str) -> None:
         """Expand the identifiers through the identity sources; wait durably for a reviewer where one must decide."""
         self._phase = Phase.RESOLVING
@@ -211,12 +239,16 @@ class ErasureRequestWorkflow:
         event = EventInput(request_id, None, kind, key, workflow.now().isoformat(), detail)
         await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
 
-    async def _system(self, request_id: str, plan: SystemPlan, window: asyncio.Semaphore) -> SystemResult:
+    async def _system(
+        self, request_id: str, plan: SystemPlan, window: asyncio.Semaphore, certificate: int = 1
+    ) -> SystemResult:
+        """One system's child workflow; after a hold's release (`certificate` > 1) a new one resumes the system."""
+        resumed = f"/after-hold-{certificate - 1}" if certificate > 1 else ""
         async with window:
             result: SystemResult = await workflow.execute_child_workflow(
                 SystemErasureWorkflow.run,
-                SystemInput(request_id, plan),
-                id=f"{request_id}/{plan.system}",
+                SystemInput(request_id, plan, resumed=bool(resumed)),
+                id=f"{request_id}/{plan.system}{resumed}",
                 task_queue=workflow.info().task_queue,
             )
         self._results[plan.system] = result.level
@@ -261,6 +293,11 @@ class ErasureRequestWorkflow:
             SHRED, ShredInput(request_id, reason, workflow.now().isoformat()), result_type=ShredResult, **LEDGER
         )
 
+    @workflow.signal(name=HOLD_RELEASED_SIGNAL)
+    def hold_released(self) -> None:
+        """A hold was released: the held systems are tried again (a hold still in place stops them again)."""
+        self._releases += 1
+
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, object]:
         deadline = self._deadline.isoformat() if self._deadline else None
@@ -281,7 +318,7 @@ class ErasureRequestWorkflow:
 
     @extend.validator
     def _only_while_executing(self, extension: Extension) -> None:
-        if self._deadline is None or self._phase != Phase.EXECUTING:
+        if self._deadline is None or self._phase not in (Phase.EXECUTING, Phase.ON_HOLD):
             raise ValueError(f"cannot extend while {self._phase}: only a request being executed has a deadline")
         problem = extension_problem(extension)
         if problem:

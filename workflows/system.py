@@ -15,11 +15,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         ERASE,
+        ERASE_UNLESS_HELD,
+        LIFT,
         LOCATE,
         NON_RETRYABLE,
         POLL,
         RECORD_EVENT,
         RECORD_RECEIPT,
+        RESTRICT,
         VERIFY,
         EraseResult,
         EventInput,
@@ -27,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         PollResult,
         ReceiptInput,
         ReceiptResult,
+        RestrictResult,
         StepInput,
         SystemInput,
         SystemResult,
@@ -34,6 +38,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.model import EvidenceLevel
     from workflows.options import LEDGER, connector_options
+
+# Runs started before legal holds existed replay without the hold check (tests/histories).
+HOLDS_PATCH = "holds"
 
 # Strength of evidence, for attest-only vendors where a later look may strengthen what erase reported.
 _RANK = {EvidenceLevel.ACCEPTED: 0, EvidenceLevel.VENDOR_ATTESTED: 1, EvidenceLevel.VERIFIED_ABSENT: 2}
@@ -47,13 +54,13 @@ class SystemErasureWorkflow:
     @workflow.run
     async def run(self, input: SystemInput) -> SystemResult:
         started = workflow.now()
-        level, detail = await self._erase(input)
+        level, detail, held = await self._erase(input)
         receipt: ReceiptResult = await workflow.execute_activity(
             RECORD_RECEIPT,
             ReceiptInput(
                 request_id=input.request_id,
                 system=input.plan.system,
-                action="erase",
+                action="hold" if held else "erase",
                 level=level,
                 detail=detail,
                 notes=self._notes,
@@ -65,24 +72,34 @@ class SystemErasureWorkflow:
             result_type=ReceiptResult,
             **LEDGER,
         )
-        return SystemResult(system=input.plan.system, level=level, receipt_sha256=receipt.sha256)
+        return SystemResult(system=input.plan.system, level=level, receipt_sha256=receipt.sha256, held=held)
 
-    async def _erase(self, input: SystemInput) -> tuple[str, str]:
+    async def _erase(self, input: SystemInput) -> tuple[str, str, bool]:
+        """The system's level and detail, and whether a legal hold stopped it (then restricted, nothing erased)."""
         plan = input.plan
         step = StepInput(input.request_id, plan.system)
         options = connector_options(plan.retry, plan.task_queue)
+        holds = workflow.patched(HOLDS_PATCH)
         try:
+            if input.resumed:
+                await workflow.execute_activity(LIFT, step, **options)
             await workflow.execute_activity(LOCATE, step, **options)
-            erased: EraseResult = await workflow.execute_activity(ERASE, step, result_type=EraseResult, **options)
+            erase = ERASE_UNLESS_HELD if holds else ERASE
+            erased: EraseResult = await workflow.execute_activity(erase, step, result_type=EraseResult, **options)
+            if erased.held:
+                restricted: RestrictResult = await workflow.execute_activity(
+                    RESTRICT, step, result_type=RestrictResult, **options
+                )
+                return restricted.level, restricted.detail, True
             level, detail = erased.level, erased.detail
             if erased.job_id is not None:
                 level, detail = await self._wait_for_vendor(input, erased.job_id)
                 if level == EvidenceLevel.FAILED:
-                    return level, detail
+                    return level, detail, False
             verified: VerifyResult = await workflow.execute_activity(VERIFY, step, result_type=VerifyResult, **options)
         except ActivityError as err:
-            return EvidenceLevel.FAILED, _describe(err)
-        return _combine(level, detail, verified, plan.verifiable)
+            return EvidenceLevel.FAILED, _describe(err), False
+        return (*_combine(level, detail, verified, plan.verifiable), False)
 
     async def _wait_for_vendor(self, input: SystemInput, job_id: str) -> tuple[str, str]:
         """Poll durably until the vendor's stated service time, escalate, then until the deadline."""

@@ -1097,6 +1097,7 @@ async def test_erase_and_record_receipt_run_twice_change_nothing_the_second_time
             vault=harness.services.vault,
             tlog=harness.services.tlog,
             suppression=harness.services.suppression,
+            holds=harness.services.holds,
             task_queue=harness.config.task_queue,
             grace_s=harness.config.grace_days * 86400,
             reminder_leads_s=[],

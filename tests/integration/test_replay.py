@@ -45,6 +45,10 @@ SAVED = {
     "request_with_extension": "request",
     # recipients told: a webhook accepted, one refused, a manual acknowledgement, one never acknowledged
     "request_with_recipients": "request",
+    # a legal hold placed mid-run (tests/integration/test_legal_holds.py records these): hold receipts, a partial
+    # certificate, the wait for the release, the held systems resumed, a superseding certificate
+    "request_with_hold": "request",
+    "system_after_hold": "request/uploads/after-hold-1",
 }
 
 
