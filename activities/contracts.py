@@ -29,6 +29,10 @@ SEND_NOTICE = "erasure.send_notice"
 ERASE_UNLESS_HELD = "erasure.erase_unless_held"
 RESTRICT = "erasure.restrict"
 LIFT = "erasure.lift"
+AWAIT_AUTHORITY = "erasure.await_authority"
+VERIFY_AUTHORITY = "erasure.verify_authority"
+REJECT = "erasure.reject"
+NOTIFY_REMINDER = "erasure.notify_reminder"
 
 
 def vendor_task_queue(main: str, connector: str) -> str:
@@ -113,6 +117,55 @@ class ApplyReviewInput:
     decisions: list[ReviewDecision]
 
 
+# A guardian's authority: how it may be verified, and what the guardian may be to the child.
+AUTHORITY_METHODS = ("document_check", "verified_parental_consent", "payment_card_check", "court_order")
+RELATIONSHIPS = ("parent", "legal_guardian", "other_with_authority")
+
+
+@dataclass(frozen=True)
+class AuthorityWait:
+    """Whether the request waits for a guardian's authority to be verified, and for how long at most."""
+
+    waits: bool
+    limit_s: float
+
+
+@dataclass(frozen=True)
+class AuthorityVerification:
+    """An operator's verification of a guardian's authority, as `erasure verify-authority` asks for it."""
+
+    method: str  # one of AUTHORITY_METHODS
+    relationship: str  # one of RELATIONSHIPS
+    verifier: str  # the operator, from the configuration or the OS user
+
+
+@dataclass(frozen=True)
+class VerifyAuthorityInput:
+    request_id: str
+    verification: AuthorityVerification
+    at: str  # the workflow's time of the verification
+
+
+@dataclass(frozen=True)
+class VerifyAuthorityResult:
+    deadline: str  # the deadline the rule gives from the verification (ISO date), or "" if none
+
+
+@dataclass(frozen=True)
+class RejectInput:
+    request_id: str
+    reason: str  # never an identifier
+    at: str  # the workflow's time of the rejection
+
+
+@dataclass(frozen=True)
+class ReminderInput:
+    request_id: str
+    deadline: str  # ISO date
+    lead_days: str
+    at: str  # the workflow's time of the reminder
+
+
 @dataclass(frozen=True)
 class Plan:
     systems: list[SystemPlan]
@@ -120,6 +173,10 @@ class Plan:
     grace_s: float
     deadline: str = ""  # the request's deadline (ISO date); empty in plans made before deadlines were watched
     reminder_leads_s: list[float] = field(default_factory=list)  # reminders this long before the deadline
+    # what the deadline rule allows an extension: the furthest deadline and the last day of a first one ("": no limit)
+    extendable: bool = True
+    latest_deadline: str = ""
+    first_extension_by: str = ""
 
 
 @dataclass(frozen=True)

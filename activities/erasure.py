@@ -11,7 +11,10 @@ import asyncio
 import contextvars
 import hashlib
 import hmac
+import json
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,9 +27,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities import recipients, resolution
+from activities import authority, recipients, resolution
 from activities.contracts import (
     APPLY_REVIEW,
+    AWAIT_AUTHORITY,
     ERASE,
     ERASE_UNLESS_HELD,
     EXTEND,
@@ -35,11 +39,13 @@ from activities.contracts import (
     JOB_STILL_RUNNING,
     LIFT,
     LOCATE,
+    NOTIFY_REMINDER,
     PLAN,
     POLL,
     RECIPIENTS,
     RECORD_EVENT,
     RECORD_RECEIPT,
+    REJECT,
     RESOLVE,
     RESTRICT,
     SEAL,
@@ -48,7 +54,9 @@ from activities.contracts import (
     TERMINAL,
     VAULT_SEALED,
     VERIFY,
+    VERIFY_AUTHORITY,
     ApplyReviewInput,
+    AuthorityWait,
     EraseResult,
     EventInput,
     ExtendInput,
@@ -61,6 +69,8 @@ from activities.contracts import (
     ReceiptInput,
     ReceiptResult,
     Recipients,
+    RejectInput,
+    ReminderInput,
     RequestInput,
     ResolveResult,
     RestrictResult,
@@ -71,12 +81,15 @@ from activities.contracts import (
     ShredResult,
     StepInput,
     SystemPlan,
+    VerifyAuthorityInput,
+    VerifyAuthorityResult,
     VerifyResult,
     vendor_task_queue,
 )
 from activities.hold import hold
 from connectors.base import Connector
 from connectors.registry import build_connector
+from domain.deadlines import extensions
 from domain.errors import TerminalError, Throttled, TransientError
 from domain.model import DestinationStatus, EvidenceLevel, JobHandle, JobStatus, Opaque, Subject, VendorFacts
 from domain.states import TaskState
@@ -84,6 +97,7 @@ from evidence import notary
 from evidence.merkle import MemoryTree
 from evidence.statement import outcome_for
 from stores.catalogue import Catalogue, SystemSpec, catalogue_from_snapshot
+from stores.deadline_rules import deadline_rules
 from stores.holds import HoldRecord, HoldRegistry
 from stores.ledger import Ledger, RequestRecord, TaskRecord
 from stores.suppression import SuppressionList
@@ -111,6 +125,8 @@ class ErasureActivities:
         executor: ThreadPoolExecutor,
         recipient_ack_s: float,
         hold_dir: Path | None = None,
+        authority_limit_s: float = 30 * 86400,
+        reminder_webhook: str | None = None,
     ) -> None:
         self._ledger = ledger
         self._vault = vault
@@ -125,6 +141,8 @@ class ErasureActivities:
         self._executor = executor
         self._hold_dir = hold_dir
         self._recipient_ack_s = recipient_ack_s
+        self._authority_limit_s = authority_limit_s
+        self._reminder_webhook = reminder_webhook
         self._catalogue = lru_cache(maxsize=256)(self._load_catalogue)
 
     def all(self) -> list[Callable[..., Any]]:
@@ -147,6 +165,10 @@ class ErasureActivities:
             self.erase_unless_held,
             self.restrict,
             self.lift,
+            self.await_authority,
+            self.verify_authority,
+            self.reject,
+            self.notify_reminder,
         ]
 
     # -- identity and planning --------------------------------------------------------------------------------
@@ -186,12 +208,17 @@ class ErasureActivities:
         request = self._ledger.request(request_id)
         if request is None:
             raise TerminalError(f"request {request_id} is not in the ledger")
+        rule = deadline_rules().find(request.regime, request.kind)
+        allowed = extensions(rule, request.clock_started_on) if rule is not None else None
         return Plan(
             systems=systems,
             max_concurrency=catalogue.max_concurrency,
             grace_s=self._grace_s,
-            deadline=request.deadline.isoformat(),
+            deadline=request.deadline.isoformat() if request.deadline else "",
             reminder_leads_s=list(self._reminder_leads_s),
+            extendable=allowed is None or allowed.allowed,
+            latest_deadline=allowed.latest.isoformat() if allowed and allowed.latest else "",
+            first_extension_by=allowed.first_by.isoformat() if allowed and allowed.first_by else "",
         )
 
     def _system_plan(self, spec: SystemSpec) -> SystemPlan:
@@ -472,6 +499,61 @@ class ErasureActivities:
             ),
         )
 
+    @activity.defn(name=AWAIT_AUTHORITY)
+    async def await_authority(self, input: RequestInput) -> AuthorityWait:
+        return await self._run(
+            input.request_id,
+            None,
+            lambda: authority.authority_wait(self._ledger, self._tlog, input.request_id, self._authority_limit_s),
+        )
+
+    @activity.defn(name=VERIFY_AUTHORITY)
+    async def verify_authority(self, input: VerifyAuthorityInput) -> VerifyAuthorityResult:
+        def work() -> VerifyAuthorityResult:
+            at = datetime.fromisoformat(input.at)
+            due = authority.verify(self._ledger, self._tlog, deadline_rules(), input.request_id, input.verification, at)
+            return VerifyAuthorityResult(due.isoformat() if due else "")
+
+        return await self._run(input.request_id, None, work)
+
+    @activity.defn(name=REJECT)
+    async def reject(self, input: RejectInput) -> None:
+        await self._run(
+            input.request_id,
+            None,
+            lambda: authority.reject(
+                self._ledger, self._tlog, input.request_id, input.reason, datetime.fromisoformat(input.at)
+            ),
+        )
+
+    @activity.defn(name=NOTIFY_REMINDER)
+    async def notify_reminder(self, input: ReminderInput) -> None:
+        """POST the reminder to the configured webhook: the request id, the deadline and the lead, no identifier."""
+        url = self._reminder_webhook
+        if url is None:
+            return
+        body = {
+            "request_id": input.request_id,
+            "deadline": input.deadline,
+            "lead_days": input.lead_days,
+            "at": input.at,
+        }
+
+        def post() -> None:
+            request = urllib.request.Request(
+                url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    answer.read(0)
+            except urllib.error.HTTPError as exc:  # its body is the receiver's: never kept
+                raise TransientError(f"reminder webhook: expected a 2xx answer, got {exc.code}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise TransientError(f"reminder webhook: expected an answer, got {type(reason).__name__}") from None
+
+        await self._run(input.request_id, None, post)
+
     @activity.defn(name=SEAL)
     async def seal(self, input: SealInput) -> SealResult:
         return await self._run(input.request_id, None, lambda: self._seal(input.request_id, input.number))
@@ -512,6 +594,7 @@ class ErasureActivities:
             reviews=reviews,
             recipients=recipients.notices(self._catalogue(request_id), events),
             timeline=timeline,
+            authority=authority.certificate_line(events),
             log_origin=self._tlog.origin,
             code_version=self._code_version,
             issued_at=issued_at.isoformat(),
@@ -719,6 +802,8 @@ def _merkle_root(leaves: list[bytes]) -> str | None:
 
 
 def _notary_request(request: RequestRecord) -> notary.Request:
+    if request.deadline is None:
+        raise TerminalError(f"request {request.request_id} has no deadline: expected its rule's clock to have started")
     return notary.Request(
         request_id=request.request_id,
         kind=request.kind,

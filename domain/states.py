@@ -7,8 +7,8 @@ request   received -> [awaiting_review ->] executing -> certified -> closed (the
           executing -> on_hold (a legal hold stopped some systems: a partial certificate) -> executing once released
 task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start;
           erasing -> on_hold (a legal hold: restricted instead) -> planned when released
-workflow  [resolving -> awaiting review ->] planning -> executing -> [on hold -> executing ->] [notifying recipients ->]
-          sealing -> grace period -> closed
+workflow  [verifying authority -> (rejected)] [resolving -> awaiting review ->] planning -> executing ->
+          [on hold -> executing ->] [notifying recipients ->] sealing -> grace period -> closed
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class TaskState(StrEnum):
 class Phase(StrEnum):
     """Where a request's workflow is, as its status query reports it."""
 
+    VERIFYING_AUTHORITY = "verifying authority"
+    REJECTED = "rejected"
     RESOLVING = "resolving"
     AWAITING_REVIEW = "awaiting review"
     PLANNING = "planning"

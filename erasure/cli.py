@@ -490,6 +490,50 @@ def recipients_ack(
         out.print(_run(go()), highlight=False)
 
 
+@app.command(name="verify-authority")
+def verify_authority(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    method: Annotated[
+        str,
+        typer.Option(help="How: document_check, verified_parental_consent, payment_card_check or court_order."),
+    ],
+    relationship: Annotated[str, typer.Option(help="The guardian's: parent, legal_guardian or other_with_authority.")],
+) -> None:
+    """Record that a guardian's authority is verified, by the operator; the waiting request then proceeds."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from activities.contracts import AuthorityVerification
+    from workflows.request import VERIFY_AUTHORITY_UPDATE, verification_problem
+
+    with _errors():
+        _check_uuid(request_id)
+        config = _config("cli")
+        verification = AuthorityVerification(method=method, relationship=relationship, verifier=config.operator)
+        problem = verification_problem(verification)
+        if problem:
+            field, _, message = problem.partition(": ")
+            raise InvalidInput("arguments", f"--{field}" if field != "verifier" else "ERASURE_OPERATOR", message)
+
+        async def go() -> str:
+            client = await _client(config)
+            handle = client.get_workflow_handle(request_id)
+            try:
+                deadline: str = await handle.execute_update(VERIFY_AUTHORITY_UPDATE, verification, result_type=str)
+            except WorkflowUpdateFailedError as exc:
+                raise ErasureError(f"cannot verify authority: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot verify authority: the request's workflow does not answer ({exc.status.name.lower()}); "
+                    "see `erasure status`"
+                ) from None
+            return deadline
+
+        deadline = _run(go())
+        out.print(f"authority verified by {escape(config.operator)}; deadline {deadline or '-'}")
+    _exit_now(0)
+
+
 # -- processes --------------------------------------------------------------------------------------------------
 
 

@@ -86,6 +86,8 @@ class Config:
     operator: str = ""  # who runs `erasure` commands, recorded with the extensions they make
     reminder_lead_days: tuple[float, ...] = (7.0, 1.0)  # reminders recorded this long before a request's deadline
     recipient_ack_days: float = 14.0  # how long a manual recipient's acknowledgement may take; then not confirmed
+    reminder_webhook_url: str | None = None  # each reminder is also POSTed here (request id, deadline, lead)
+    authority_limit_days: float = 30.0  # a guardian's request whose authority is not verified by then is rejected
     metrics_address: str | None = None  # host:port of the worker's Prometheus endpoint; none when unset
     worker_shutdown_s: float = 10.0  # how long a stopping worker lets running activities finish
     ports: Ports = Ports()
@@ -146,6 +148,8 @@ class Config:
             operator=env.get("ERASURE_OPERATOR") or getpass.getuser(),
             reminder_lead_days=_days(env, "ERASURE_REMINDER_LEAD_DAYS", "7,1"),
             recipient_ack_days=_number(env, "ERASURE_RECIPIENT_ACK_DAYS", 14.0),
+            reminder_webhook_url=_url(env, "ERASURE_REMINDER_WEBHOOK_URL"),
+            authority_limit_days=_number(env, "ERASURE_AUTHORITY_LIMIT_DAYS", 30.0),
             metrics_address=env.get("ERASURE_METRICS_ADDRESS") or None,
             worker_shutdown_s=_number(env, "ERASURE_WORKER_SHUTDOWN_S", 10.0),
             ports=Ports.from_env(env),
@@ -176,6 +180,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         return float(text)
     except ValueError:
         raise InvalidInput("environment", name, f"expected a number, got {text!r}") from None
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    text = env.get(name) or None
+    if text is not None and not (text.startswith(("http://", "https://")) and len(text) < 2048 and " " not in text):
+        raise InvalidInput("environment", name, "expected an http:// or https:// URL")
+    return text
 
 
 def _days(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:

@@ -18,14 +18,24 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import RequestInput
 from activities.hold import hold
+from domain import deadlines
 from domain.errors import ErasureError, InvalidInput
 from domain.states import TaskState
 from erasure.services import Services
 from stores.catalogue import Catalogue, load_catalogue
+from stores.deadline_rules import deadline_rules
 from stores.keys import local_secret
 from stores.orders import Order, load_order
 from stores.pseudonyms import Pseudonymizer
 from workflows.request import ErasureRequestWorkflow
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The deadline the ledger keeps: the rule's (or the order's, if earlier); None until the rule's clock starts."""
+
+    due: date | None
+    clock_started_on: date | None
 
 
 @dataclass(frozen=True)
@@ -40,11 +50,12 @@ def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: boo
     """Everything that can be wrong with the input is found here, before anything is stored or started."""
     order = load_order(order_path)
     catalogue = load_catalogue(catalogue_path)
-    if order.deadline < _today() and not allow_past_deadline:
+    due = deadline_of(order, order_path).due
+    if due is not None and due < _today() and not allow_past_deadline:
         raise InvalidInput(
             str(order_path),
             "deadline",
-            f"{order.deadline.isoformat()} has already passed: submit with --allow-past-deadline to accept it anyway",
+            f"{due.isoformat()} has already passed: submit with --allow-past-deadline to accept it anyway",
         )
     if isinstance(order.scope, list):
         known = {s.name for s in catalogue.systems}
@@ -52,6 +63,19 @@ def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: boo
             if name not in known:
                 raise InvalidInput(str(order_path), "scope", f"no system named {name!r} in {catalogue_path}")
     return order, catalogue
+
+
+def deadline_of(order: Order, order_path: Path | str = "order") -> Deadline:
+    """The order's deadline under its rule (stores/deadline_rules.yaml); an order may state an earlier one only."""
+    rule = deadline_rules().find(order.regime, order.kind.value)
+    if rule is None:
+        raise InvalidInput(str(order_path), "regime", f"no deadline rule of {order.regime} covers a {order.kind.value}")
+    verified_on = order.guardian.verified_on if order.guardian is not None else None
+    started = deadlines.clock_start(rule, received=order.received, authority_verified_on=verified_on)
+    try:
+        return Deadline(deadlines.deadline(rule, started=started, stated=order.deadline), started)
+    except ValueError as exc:
+        raise InvalidInput(str(order_path), "deadline", str(exc)) from None
 
 
 async def submit(
@@ -63,6 +87,7 @@ async def submit(
     subject = order.subject.to_subject()
     in_scope = [s for s in catalogue.systems if order.scope == "all" or s.name in order.scope]
     digest = _order_digest(services, order)
+    due = deadline_of(order)
     planned, skipped = [], []
     with services.pool.connection() as conn, conn.transaction():
         existing = services.ledger.open_request_for(conn, digest)
@@ -77,7 +102,9 @@ async def submit(
                 "reference": order.reference(),
                 "requester": order.requester_record(),
                 "received_on": order.received,
-                "deadline": order.deadline,
+                "deadline": due.due,
+                "regime": order.regime,
+                "clock_started_on": due.clock_started_on,
                 "scope": order.scope,
                 "catalogue_sha256": catalogue.digest(),
                 "order_digest": digest,
@@ -112,14 +139,14 @@ async def submit(
                     f"the request has no identifier of a type it is keyed by ({kinds})",
                 )
                 skipped.append(spec.name)
-    if order.deadline < _today():  # validate let it through only on the operator's explicit flag
+    if due.due is not None and due.due < _today():  # validate let it through only on the operator's explicit flag
         services.ledger.record_event(
             request_id,
             None,
             "past_deadline_accepted",
             "past_deadline_accepted",
             datetime.now(UTC),
-            {"deadline": order.deadline.isoformat(), "accepted_with": "--allow-past-deadline"},
+            {"deadline": due.due.isoformat(), "accepted_with": "--allow-past-deadline"},
         )
     hold(services.config.hold_dir, "intake.stored")  # a test may kill the submission here
     try:

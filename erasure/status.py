@@ -58,7 +58,7 @@ class StatusReport:
     legal_basis: str
     reference: str
     received_on: date
-    deadline: date
+    deadline: date | None  # None until the deadline rule's clock starts (a guardian's authority verified)
     state: RequestState
     days_overdue: int  # past the deadline and not ended; 0 when on time
     outcome: str | None
@@ -110,7 +110,7 @@ def print_status(out: Console, report: StatusReport) -> None:
     """The report as a table, for a person at a terminal."""
     out.print(
         f"[bold]request[/bold] {report.request_id}  {report.kind}  state [bold]{report.state}[/bold]"
-        f"  outcome [bold]{report.outcome or '-'}[/bold]  deadline {report.deadline.isoformat()}"
+        f"  outcome [bold]{report.outcome or '-'}[/bold]  deadline {report.deadline or '-'}"
         + (f"  [red]overdue by {report.days_overdue} days[/red]" if report.days_overdue else "")
     )
     table = Table(show_lines=False)

@@ -42,6 +42,8 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
         executor=executor,
         recipient_ack_s=config.recipient_ack_days * 86400,
         hold_dir=config.hold_dir,
+        authority_limit_s=config.authority_limit_days * 86400,
+        reminder_webhook=config.reminder_webhook_url,
     ).all()
     workers = [
         Worker(

@@ -7,6 +7,7 @@ database, and reads no clock: every time is given.
     erase_receipt      one system's outcome for a request
     shred_receipt      the request's data key was destroyed
     certificate        the request's outcome over all its receipts, and the reason for it
+    authority_record   a guardian's authority verified, or the request rejected for want of it
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, Protocol
 
 from evidence.bundle import receipt_path
 from evidence.statement import (
+    AuthorityFacts,
     CertificateFacts,
     ReceiptFacts,
     SystemOutcome,
+    authority_statement,
     certificate_statement,
     outcome_for,
     receipt_statement,
@@ -45,6 +48,9 @@ def certificate_number(action: str) -> int | None:
         return 1
     prefix, _, n = action.partition(".")
     return int(n) if prefix == CERTIFICATE and n.isdigit() else None
+
+
+AUTHORITY = "authority"  # the signed record of a decision on a guardian's authority
 
 
 class TaskFacts(Protocol):
@@ -194,6 +200,13 @@ def erase_receipt(
     )
 
 
+def authority_record(
+    request_id: str, *, decision: str, relationship: str, method: str, verifier: str, decided_at: str, reason: str
+) -> bytes:
+    """The signed record of a guardian's authority verified, or of the request rejected because it never was."""
+    return authority_statement(AuthorityFacts(request_id, decision, relationship, method, verifier, decided_at, reason))
+
+
 def shred_receipt(request_id: str, reason: str, run: Run, *, backups: Backups) -> bytes:
     """The record that the request's data key is gone, what the check looked at, and where copies can remain."""
     return receipt_statement(
@@ -252,6 +265,7 @@ def certificate(
     timeline: Sequence[StateStep] = (),
     held: Mapping[str, Sequence[str]] | None = None,
     supersedes: str = "",
+    authority: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The request's certificate over its systems' receipts (system -> envelope), the only builder of one.
     `held` names the systems a legal hold stopped, with the holds' case references; `supersedes` is the SHA-256 of
@@ -271,6 +285,7 @@ def certificate(
         timeline=timeline,
         held=held,
         supersedes=supersedes,
+        authority=authority,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -291,6 +306,7 @@ def certificate_facts(
     timeline: Sequence[StateStep] = (),
     held: Mapping[str, Sequence[str]] | None = None,
     supersedes: str = "",
+    authority: Mapping[str, Any] | None = None,
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
         backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
@@ -343,6 +359,7 @@ def certificate_facts(
         ),
         timeline=tuple({**_without_time(step), "at": _rfc3339(step.at)} for step in timeline),
         supersedes=supersedes,
+        authority=dict(authority or {}),
     )
 
 

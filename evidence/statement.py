@@ -21,6 +21,8 @@ from evidence.errors import VerificationError
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 RECEIPT_PREDICATE_TYPE = "https://erasure-orchestrator.dev/receipt/v1"
 CERTIFICATE_PREDICATE_TYPE = "https://erasure-orchestrator.dev/certificate/v1"
+AUTHORITY_PREDICATE_TYPE = "https://erasure-orchestrator.dev/authority/v1"
+AUTHORITY_DECISIONS = frozenset({"verified", "rejected"})
 
 DONE_LEVELS = frozenset({"verified_absent", "vendor_attested", "accepted"})
 EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
@@ -138,6 +140,8 @@ class CertificateFacts:
     recipients: tuple[Mapping[str, str], ...] = ()
     # every state the request entered before this certificate, with its actor, time and reason
     timeline: tuple[Mapping[str, str], ...] = ()
+    # a guardian's authority: relationship, method, who verified it and when (or that it was verified at intake)
+    authority: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     # the SHA-256 of the certificate envelope this one supersedes (issued while a legal hold stopped systems)
     supersedes: str = ""
@@ -161,6 +165,34 @@ class CertificateFacts:
         _check_timestamp(self.received_at, "received_at")
         _check_timestamp(self.issued_at, "issued_at")
         _check(self.days_overdue >= 0, "days_overdue", f"{self.days_overdue}, but a delay is never negative")
+
+
+@dataclass(frozen=True)
+class AuthorityFacts:
+    """A decision on a guardian's authority: verified (relationship, method, verifier) or rejected (the reason).
+    Roles and methods only: the guardian's name and contact stay sealed in the vault."""
+
+    request_id: str
+    decision: str
+    relationship: str
+    method: str  # empty when rejected: nothing was verified
+    verifier: str  # the operator who verified it, or "workflow" for a rejection when the time ran out
+    decided_at: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(self.decision in AUTHORITY_DECISIONS, "decision", self.decision)
+        for name in ("relationship", "method", "verifier"):
+            value = getattr(self, name)
+            _check(value == "" or _FACT_WORD.fullmatch(value) is not None, name, "not a plain word")
+        _check(bool(self.verifier), "verifier", "none")
+        _check_timestamp(self.decided_at, "decided_at")
+
+
+def authority_statement(facts: AuthorityFacts) -> bytes:
+    """The signed record of a decision on a guardian's authority; its subject names the request."""
+    return _statement([request_subject(facts.request_id)], AUTHORITY_PREDICATE_TYPE, dataclasses.asdict(facts))
 
 
 def receipt_statement(facts: ReceiptFacts) -> bytes:

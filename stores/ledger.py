@@ -30,13 +30,15 @@ class RequestRecord:
     reference: str
     requester: dict[str, Any]
     received_on: date
-    deadline: date
+    deadline: date | None  # None while the rule's clock waits for a guardian's authority (UK GDPR Art. 12A)
     scope: Any
     catalogue_sha256: str
     state: str
     outcome: str | None
     created_at: datetime
     updated_at: datetime
+    regime: str | None = None  # whose deadline rule applies (stores/deadline_rules.yaml); None for a court order
+    clock_started_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,12 @@ class Ledger:
     ) -> None:
         conn.execute(
             "INSERT INTO requests (request_id, kind, legal_basis, reference, requester, received_on, deadline, "
-            "scope, catalogue, catalogue_sha256, order_digest, state) VALUES (%(request_id)s, %(kind)s, "
-            "%(legal_basis)s, %(reference)s, %(requester)s, %(received_on)s, %(deadline)s, %(scope)s, %(catalogue)s, "
-            "%(catalogue_sha256)s, %(order_digest)s, %(state)s)",
+            "scope, catalogue, catalogue_sha256, order_digest, state, regime, clock_started_on) VALUES (%(request_id)s, "
+            "%(kind)s, %(legal_basis)s, %(reference)s, %(requester)s, %(received_on)s, %(deadline)s, %(scope)s, "
+            "%(catalogue)s, %(catalogue_sha256)s, %(order_digest)s, %(state)s, %(regime)s, %(clock_started_on)s)",
             {
+                "regime": None,
+                "clock_started_on": None,
                 **record,
                 "requester": Jsonb(record["requester"]),
                 "scope": Jsonb(record["scope"]),
@@ -213,6 +217,37 @@ class Ledger:
         self._set_request_state(
             request_id, RequestState.AWAITING_REVIEW, reason="near-matches, or a subject no identity source knows"
         )
+
+    def verifying_authority(self, request_id: str) -> None:
+        """A guardian's authority is not verified yet: nothing is located or erased until it is."""
+        reason = "the guardian's authority is not verified yet"
+        self._set_request_state(request_id, RequestState.VERIFYING_AUTHORITY, reason=reason)
+
+    def authority_verified(
+        self, request_id: str, at: datetime, clock_started_on: date, deadline: date | None, detail: dict[str, Any]
+    ) -> None:
+        """The guardian's authority is verified: its event, the day the rule's clock started and the deadline it
+        gives; the request is received again, ready to be worked on. Once: a retried activity changes nothing."""
+        with self.pool.connection() as conn, conn.transaction():
+            inserted = conn.execute(
+                "INSERT INTO events (request_id, system, kind, event_key, detail, at) "
+                "VALUES (%s, NULL, 'authority_verified', 'authority_verified', %s, %s) "
+                "ON CONFLICT (request_id, event_key) DO NOTHING",
+                [request_id, Jsonb(detail), at],
+            ).rowcount
+            if inserted:
+                conn.execute(
+                    "UPDATE requests SET clock_started_on = %s, deadline = %s, updated_at = now() "
+                    "WHERE request_id = %s",
+                    [clock_started_on, deadline, request_id],
+                )
+        reason = f"the guardian's authority verified ({detail['method']})"
+        self._set_request_state(request_id, RequestState.RECEIVED, actor=str(detail["verifier"]), reason=reason)
+
+    def rejected(self, request_id: str, reason: str, at: datetime) -> None:
+        """The request is refused (e.g. a guardian's authority never verified); the reason is its `rejected` event."""
+        self.record_event(request_id, None, "rejected", "rejected", at, {"reason": reason})  # the reason comes first
+        self._set_request_state(request_id, RequestState.REJECTED, reason=reason)
 
     def extend(self, request_id: str, days: int, event_key: str, at: datetime, detail: dict[str, Any]) -> date:
         """Move the deadline by `days` once per event_key (a retried activity extends nothing twice), with the

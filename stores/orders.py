@@ -51,13 +51,39 @@ class CourtOrder(_Strict):
     document_sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
 
 
+AuthorityMethod = Literal["document_check", "verified_parental_consent", "payment_card_check", "court_order"]
+Relationship = Literal["parent", "legal_guardian", "other_with_authority"]
+# how an authority checked before intake may be described in an order (verify-authority takes AuthorityMethod only)
+_CheckedAtIntake = Literal[
+    "document_check", "verified_parental_consent", "payment_card_check", "court_order", "in_person", "other"
+]
+
+
 class Guardian(_Strict):
+    """A guardian's request. Authority verified before intake carries who checked it, how and when; an order without
+    them waits in verifying_authority for `erasure verify-authority`."""
+
     name: str = Field(min_length=1)  # personal data: sealed in the vault, never in the ledger
     contact: str = ""  # idem
-    relationship: Literal["parent", "legal_guardian", "other_with_authority"]
-    authority_check: Literal["document_check", "verified_parental_consent", "payment_card_check", "in_person", "other"]
-    verified_by: str = Field(min_length=1, description="the staff member or role who checked the authority")
-    verified_on: date
+    relationship: Relationship
+    authority_check: _CheckedAtIntake | None = None
+    verified_by: str | None = Field(
+        default=None, min_length=1, description="the staff member or role who checked the authority"
+    )
+    verified_on: date | None = None
+
+    @model_validator(mode="after")
+    def _verified_in_full_or_not_at_all(self) -> Guardian:
+        given = [self.authority_check is not None, self.verified_by is not None, self.verified_on is not None]
+        if any(given) and not all(given):
+            raise ValueError(
+                "authority_check, verified_by and verified_on go together: all three, or none to verify later"
+            )
+        return self
+
+    @property
+    def verified_at_intake(self) -> bool:
+        return self.verified_on is not None
 
 
 class SubjectIdentifiers(_Strict):
@@ -81,8 +107,9 @@ class SubjectIdentifiers(_Strict):
 class Order(_Strict):
     kind: RequestKind
     legal_basis: str = Field(min_length=1)
+    regime: Literal["gdpr", "uk_gdpr", "ccpa", "coppa"] | None = None  # whose deadline rule applies; not for courts
     received: date
-    deadline: date
+    deadline: date | None = None  # may only be earlier than the rule's; a court order's (or COPPA's) own date
     court_order: CourtOrder | None = None
     guardian: Guardian | None = None
     regulator: str = ""
@@ -91,12 +118,14 @@ class Order(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Order:
-        if self.deadline < self.received:
+        if self.deadline is not None and self.deadline < self.received:
             raise ValueError("deadline must not be before received")
         if self.kind is RequestKind.COURT_ORDER and self.court_order is None:
             raise ValueError("a court_order request needs a court_order section")
         if self.kind is RequestKind.GUARDIAN_REQUEST and self.guardian is None:
             raise ValueError("a guardian_request needs a guardian section")
+        if self.kind is not RequestKind.COURT_ORDER and self.regime is None:
+            raise ValueError(f"a {self.kind.value} needs the regime whose deadline rule applies")
         if self.kind is RequestKind.REGULATOR_DIRECTION and not self.regulator:
             raise ValueError("a regulator_direction needs the regulator's name")
         if isinstance(self.scope, list) and (not self.scope or len(set(self.scope)) != len(self.scope)):
@@ -110,6 +139,8 @@ class Order(_Strict):
             return f"{order.court}, claim {order.claim_number}, order of {order.made_on.isoformat()} ({order.party_reference})"
         if self.guardian is not None:
             g = self.guardian
+            if g.authority_check is None:
+                return f"request by a {g.relationship.replace('_', ' ')}, authority to be verified"
             return f"request by a {g.relationship.replace('_', ' ')}, authority checked by {g.authority_check.replace('_', ' ')}"
         if self.regulator:
             return f"direction of {self.regulator}"

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -23,21 +25,29 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         APPLY_REVIEW,
+        AUTHORITY_METHODS,
+        AWAIT_AUTHORITY,
         DECISIONS,
         EXTEND,
         FAIL,
         MANUAL,
         NON_RETRYABLE,
+        NOTIFY_REMINDER,
         PLAN,
         RECIPIENTS,
         RECORD_EVENT,
+        REJECT,
+        RELATIONSHIPS,
         RESOLVE,
         SEAL,
         SEND_NOTICE,
         SHRED,
+        VERIFY_AUTHORITY,
         WEBHOOK,
         Acknowledgement,
         ApplyReviewInput,
+        AuthorityVerification,
+        AuthorityWait,
         EventInput,
         ExtendInput,
         ExtendResult,
@@ -47,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
         Plan,
         Recipient,
         Recipients,
+        RejectInput,
+        ReminderInput,
         RequestInput,
         RequestResult,
         ResolveResult,
@@ -59,6 +71,8 @@ with workflow.unsafe.imports_passed_through():
         SystemInput,
         SystemPlan,
         SystemResult,
+        VerifyAuthorityInput,
+        VerifyAuthorityResult,
         notice_key,
     )
     from domain.states import Phase
@@ -85,6 +99,16 @@ NOTICE_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE,
 )
 HOLD_RELEASED_SIGNAL = "hold_released"  # `erasure hold release`: a hold that stopped some of the systems is lifted
+# workflow.patched: runs started before it neither wait for a guardian's authority nor call the reminder webhook
+AUTHORITY_PATCH = "guardian"
+REMINDER_WEBHOOK_PATCH = "guardian-reminder-webhook"
+VERIFY_AUTHORITY_UPDATE = "verify_authority"
+REJECTED = "rejected"
+# the reminder webhook: a few tries, then the failure is an event; the workflow never waits on it for long
+REMINDER_WEBHOOK: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=10), maximum_attempts=3),
+}
 
 
 @workflow.defn(name="ErasureRequest")
@@ -104,10 +128,19 @@ class ErasureRequestWorkflow:
         self._unconfirmed: set[str] = set()  # names of manual recipients whose acknowledgement is still awaited
         self._acknowledging: set[str] = set()  # acknowledgements being recorded: the certificate waits for them
         self._releases = 0  # hold releases signalled and not yet acted on
+        self._extendable = True
+        self._latest_deadline: date | None = None
+        self._first_extension_by: date | None = None
+        self._verifying = False  # an operator's verification of the guardian's authority is being recorded
+        self._verified = False
+        self._authority_limit = datetime.max.replace(tzinfo=UTC)
 
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
         self._request_id = input.request_id
+        if workflow.patched(AUTHORITY_PATCH) and not await self._authority(input.request_id):
+            self._phase = Phase.REJECTED
+            return RequestResult(outcome=REJECTED, systems=[])
         if workflow.patched(RESOLUTION_PATCH):
             await self._resolve(input.request_id)
         try:
@@ -134,6 +167,9 @@ class ErasureRequestWorkflow:
         reminders = None
         if workflow.patched(DEADLINE_REMINDERS) and plan.deadline:
             self._deadline = date.fromisoformat(plan.deadline)
+            self._extendable = plan.extendable
+            self._latest_deadline = date.fromisoformat(plan.latest_deadline) if plan.latest_deadline else None
+            self._first_extension_by = date.fromisoformat(plan.first_extension_by) if plan.first_extension_by else None
             reminders = asyncio.create_task(self._remind(plan.reminder_leads_s))
         try:
             window = asyncio.Semaphore(plan.max_concurrency)
@@ -216,6 +252,32 @@ class ErasureRequestWorkflow:
             results = [by_system.get(r.system, r) for r in results]
         return results, number
 
+    async def _authority(self, request_id: str) -> bool:
+        """Wait durably, up to the configured limit, for an operator to verify a guardian's authority; nothing is
+        located or erased meanwhile. False when the time ran out: the request is rejected, with a signed record."""
+        wait: AuthorityWait = await workflow.execute_activity(
+            AWAIT_AUTHORITY, RequestInput(request_id), result_type=AuthorityWait, **LEDGER
+        )
+        if not wait.waits:
+            return True
+        self._phase = Phase.VERIFYING_AUTHORITY
+        self._authority_limit = workflow.now() + timedelta(seconds=wait.limit_s)
+        while not self._verified:
+            left = self._authority_limit - workflow.now()
+            if self._verifying:  # a verification that began in time is recorded (or fails) first
+                await workflow.wait_condition(lambda: not self._verifying)
+            elif left <= timedelta(0):
+                reason = f"the guardian's authority was not verified within {wait.limit_s / 86400:g} days"
+                await workflow.execute_activity(
+                    REJECT, RejectInput(request_id, reason, workflow.now().isoformat()), **LEDGER
+                )
+                return False
+            else:
+                with suppress(TimeoutError):
+                    await workflow.wait_condition(lambda: self._verified or self._verifying, timeout=left)
+        self._phase = Phase.PLANNING
+        return True
+
     async def _resolve(self, request_id: str) -> None:
         """Expand the identifiers through the identity sources; wait durably for a reviewer where one must decide."""
         self._phase = Phase.RESOLVING
@@ -277,6 +339,19 @@ class ErasureRequestWorkflow:
                 detail = {"deadline": deadline.isoformat(), "lead_days": f"{lead / 86400:g}"}
                 key = f"deadline_reminder:{deadline.isoformat()}:{lead:g}"
                 await self._event(self._request_id, "deadline_reminder", key, detail)
+                if workflow.patched(REMINDER_WEBHOOK_PATCH):
+                    await self._call_webhook(deadline, detail["lead_days"])
+
+    async def _call_webhook(self, deadline: date, lead_days: str) -> None:
+        """The reminder's POST to the configured webhook; its failure, after a few tries, is an event."""
+        reminder = ReminderInput(self._request_id, deadline.isoformat(), lead_days, workflow.now().isoformat())
+        try:
+            await workflow.execute_activity(NOTIFY_REMINDER, reminder, **REMINDER_WEBHOOK)
+        except ActivityError as err:
+            reason = err.cause.message if isinstance(err.cause, ApplicationError) else "the webhook call failed"
+            detail = {"deadline": deadline.isoformat(), "lead_days": lead_days, "reason": reason}
+            key = f"reminder_webhook_failed:{deadline.isoformat()}:{lead_days}"
+            await self._event(self._request_id, "reminder_webhook_failed", key, detail)
 
     def _moved_from(self, deadline: date) -> Callable[[], bool]:
         return lambda: self._deadline != deadline
@@ -321,6 +396,46 @@ class ErasureRequestWorkflow:
         if self._deadline is None or self._phase not in (Phase.EXECUTING, Phase.ON_HOLD):
             raise ValueError(f"cannot extend while {self._phase}: only a request being executed has a deadline")
         problem = extension_problem(extension)
+        if problem:
+            raise ValueError(problem)
+        # the deadline rule's limits (stores/deadline_rules.yaml)
+        if not self._extendable:
+            raise ValueError("the deadline rule of this request allows no extension")
+        today = workflow.now().date()
+        if self._extensions == 0 and self._first_extension_by is not None and today > self._first_extension_by:
+            raise ValueError(
+                f"a first extension must be told by {self._first_extension_by.isoformat()}, got {today.isoformat()}"
+            )
+        moved = self._deadline + timedelta(days=extension.days)
+        if self._latest_deadline is not None and moved > self._latest_deadline:
+            raise ValueError(
+                f"expected a deadline on or before {self._latest_deadline.isoformat()}, got {moved.isoformat()}"
+            )
+
+    @workflow.update(name=VERIFY_AUTHORITY_UPDATE)
+    async def verify_authority(self, verification: AuthorityVerification) -> str:
+        """An operator's verification of the guardian's authority: an event and a signed record, then the request
+        proceeds; returns the deadline the rule gives from it (or "" if none)."""
+        self._verifying = True  # taken: a second verification is refused meanwhile
+        try:
+            result: VerifyAuthorityResult = await workflow.execute_activity(
+                VERIFY_AUTHORITY,
+                VerifyAuthorityInput(self._request_id, verification, workflow.now().isoformat()),
+                result_type=VerifyAuthorityResult,
+                **LEDGER,
+            )
+            self._verified = True
+        finally:
+            self._verifying = False
+        return result.deadline
+
+    @verify_authority.validator
+    def _valid_verification(self, verification: AuthorityVerification) -> None:
+        if self._phase != Phase.VERIFYING_AUTHORITY or self._verified or workflow.now() >= self._authority_limit:
+            raise ValueError(f"no authority to verify while {self._phase}")
+        if self._verifying:
+            raise ValueError("the authority is already being verified")
+        problem = verification_problem(verification)
         if problem:
             raise ValueError(problem)
 
@@ -412,6 +527,17 @@ class ErasureRequestWorkflow:
     def _only_after_certificate(self) -> None:
         if self._phase != Phase.GRACE_PERIOD:
             raise ValueError(f"cannot shred while {self._phase}: the certificate comes first")
+
+
+def verification_problem(verification: AuthorityVerification) -> str | None:
+    """What is wrong with a verification, checked by the CLI before it asks and by the workflow's validator."""
+    if verification.method not in AUTHORITY_METHODS:
+        return f"method: expected one of {', '.join(AUTHORITY_METHODS)}, got {verification.method[:40]!r}"
+    if verification.relationship not in RELATIONSHIPS:
+        return f"relationship: expected one of {', '.join(RELATIONSHIPS)}, got {verification.relationship[:40]!r}"
+    if not re.fullmatch(r"[A-Za-z0-9_.:+() -]{1,80}", verification.verifier) or "@" in verification.verifier:
+        return "verifier: expected the operator's name (letters, digits, spaces, -_.:+()), got something else"
+    return None
 
 
 def extension_problem(extension: Extension) -> str | None:
