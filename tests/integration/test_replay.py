@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.contracts import Acknowledgement, Extension, RequestResult
+from activities.contracts import Acknowledgement, AuthorityVerification, Extension, RequestResult
 from stores.codec import CodecKeys, data_converter
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
@@ -30,7 +31,13 @@ from tests.integration.test_recipients import (  # noqa: F401 (webhooks is a fix
     webhooks,
 )
 from tests.servers import skipped_to_the_end
-from workflows.request import ACK_RECIPIENT_UPDATE, EXTEND_UPDATE, STATUS_QUERY, ErasureRequestWorkflow
+from workflows.request import (
+    ACK_RECIPIENT_UPDATE,
+    EXTEND_UPDATE,
+    STATUS_QUERY,
+    VERIFY_AUTHORITY_UPDATE,
+    ErasureRequestWorkflow,
+)
 from workflows.system import SystemErasureWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -49,6 +56,8 @@ SAVED = {
     # certificate, the wait for the release, the held systems resumed, a superseding certificate
     "request_with_hold": "request",
     "system_after_hold": "request/uploads/after-hold-1",
+    # a guardian's request that waits for its authority, is verified by an operator, then runs with reminders
+    "guardian_verification": "request",
 }
 
 
@@ -136,6 +145,28 @@ async def test_record_recipients_history(
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             await skipped_to_the_end(handle)
     save("request_with_recipients", await handle.fetch_history(), skipping_harness.config.home)
+
+
+@pytest.mark.skipif(
+    os.environ.get("ERASURE_RECORD_HISTORIES") != "guardian",
+    reason="records the guardian history only when ERASURE_RECORD_HISTORIES=guardian",
+)
+async def test_record_guardian_history(skipping_harness: Harness, vendors: Vendors) -> None:
+    from tests.integration.test_deadlines import NEVER_FINISHING
+    from tests.integration.test_guardian import guardian_order
+
+    vendors.segment.outcome = "NEVER"
+    async with skipping_harness.worker():
+        submission = await skipping_harness.submit(guardian_order({"user_id": ["1"]}), NEVER_FINISHING)
+        handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        while (await handle.query(STATUS_QUERY))["phase"] != "verifying authority":
+            await asyncio.sleep(0.1)
+        await skipping_harness.env.sleep(timedelta(days=2))
+        verification = AuthorityVerification("document_check", "parent", "legal-officer-2")
+        await handle.execute_update(VERIFY_AUTHORITY_UPDATE, verification)
+        async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await skipped_to_the_end(handle)
+    save("guardian_verification", await handle.fetch_history(), skipping_harness.config.home)
 
 
 @pytest.mark.skipif(RECORDING, reason="recording")
