@@ -25,6 +25,7 @@ from evidence.dsse import Envelope, verify_envelope
 from evidence.statement import parse_statement
 from examples.estate import CHILD, NEIGHBOURS
 from tests.integration.conftest import Harness, Vendors, open_harness
+from tests.integration.estate import catalogue, plant
 from tests.integration.test_deadlines import NEVER_FINISHING
 from tests.servers import skipped_to_the_end
 from workflows.request import STATUS_QUERY
@@ -93,7 +94,9 @@ def untouched(h: Harness, vendors: Vendors, request_id: str) -> None:
 
 def logged(h: Harness, request_id: str, action: str) -> dict[str, Any]:
     """The predicate of the request's signed record of `action`, its signature checked against the log's key."""
-    entry = next(r for r in h.services.tlog.receipts(request_id) if r.action == action)
+    entries = [r for r in h.services.tlog.receipts(request_id) if r.action == action]
+    assert len(entries) == 1, f"expected one signed {action} record, got {len(entries)}"
+    entry = entries[0]
     assert entry.leaf_index < h.services.tlog.size()
     signer = h.services.tlog.signer
     payload = verify_envelope(Envelope.from_json(entry.envelope), {signer.keyid: signer.public_key})
@@ -198,3 +201,41 @@ async def test_a_guardian_request_never_verified_is_rejected_at_the_limit_with_a
         untouched(h, vendors, request_id)
         rejection = logged(h, request_id, notary.AUTHORITY)
         assert (rejection["decision"], rejection["reason"], rejection["method"]) == ("rejected", reason, "")
+
+
+async def test_an_authority_verified_before_intake_is_recorded_as_such_and_nothing_waits(
+    harness: Harness,
+    database_url: str,
+    moto_url: str,
+    schema: str,
+    s3_client: Any,
+    bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", database_url)
+    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
+    plant(database_url, schema, s3_client, bucket_name)
+    order = guardian_order({"user_id": [str(CHILD.user_id)]})
+    verified_on = datetime.now(UTC).date() - timedelta(days=1)
+    order["guardian"] |= {
+        "authority_check": "verified_parental_consent",
+        "verified_by": "trust-and-safety duty officer",
+        "verified_on": verified_on.isoformat(),
+    }
+    status = await harness.run(order, catalogue(schema, bucket_name))
+
+    assert (status["state"], status["outcome"]) == ("certified", "complete")
+    assert status["deadline"] == Period(months=1).after(verified_on).isoformat()  # the UK clock from the check
+    at_intake = {
+        "relationship": "parent",
+        "method": "verified_parental_consent",
+        "verifier": "trust-and-safety duty officer",
+        "verified_at": f"{verified_on.isoformat()}T00:00:00+00:00",
+        "at_intake": "yes",
+    }
+    request_id = status["request_id"]
+    assert [e.detail for e in harness.services.ledger.events(request_id) if e.kind == "authority_verified"] == [
+        at_intake
+    ]
+    assert logged(harness, request_id, notary.AUTHORITY)["reason"] == "verified at intake"
+    assert logged(harness, request_id, notary.CERTIFICATE)["authority"] == at_intake
