@@ -30,6 +30,9 @@ ERASE_UNLESS_HELD = "erasure.erase_unless_held"
 RESTRICT = "erasure.restrict"
 LIFT = "erasure.lift"
 
+# The request's workflow type: the intake starts it by name, so `erasure submit` loads no workflow code.
+REQUEST_WORKFLOW = "ErasureRequest"
+
 
 def vendor_task_queue(main: str, connector: str) -> str:
     """A rate-limited vendor's own task queue: the server enforces its rate across every worker."""

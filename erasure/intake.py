@@ -16,7 +16,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import RequestInput
+from activities.contracts import REQUEST_WORKFLOW, RequestInput
 from activities.hold import hold
 from domain.errors import ErasureError, InvalidInput
 from domain.states import TaskState
@@ -25,7 +25,6 @@ from stores.catalogue import Catalogue, load_catalogue
 from stores.keys import local_secret
 from stores.orders import Order, load_order
 from stores.pseudonyms import Pseudonymizer
-from workflows.request import ErasureRequestWorkflow
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ async def _start(client: Client, task_queue: str, request_id: str) -> None:
     """Start the request's workflow, once: whoever starts it first (the intake or a worker's reconciliation) wins."""
     try:
         await client.start_workflow(
-            ErasureRequestWorkflow.run,
+            REQUEST_WORKFLOW,
             RequestInput(request_id),
             id=request_id,
             task_queue=task_queue,

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         PLAN,
         RECIPIENTS,
         RECORD_EVENT,
+        REQUEST_WORKFLOW,
         RESOLVE,
         SEAL,
         SEND_NOTICE,
@@ -87,7 +88,7 @@ NOTICE_RETRY = RetryPolicy(
 HOLD_RELEASED_SIGNAL = "hold_released"  # `erasure hold release`: a hold that stopped some of the systems is lifted
 
 
-@workflow.defn(name="ErasureRequest")
+@workflow.defn(name=REQUEST_WORKFLOW)
 class ErasureRequestWorkflow:
     def __init__(self) -> None:
         self._phase = Phase.PLANNING
