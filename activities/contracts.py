@@ -18,6 +18,7 @@ LOCATE = "erasure.locate"
 ERASE = "erasure.erase"
 POLL = "erasure.poll"
 VERIFY = "erasure.verify"
+ERASE_VERIFIED = "erasure.erase_verified"  # locate, erase and verify of a synchronous store, in one activity
 RECORD_EVENT = "erasure.record_event"
 RECORD_RECEIPT = "erasure.record_receipt"
 SEAL = "erasure.seal"
@@ -238,6 +239,12 @@ class PollResult:
 class VerifyResult:
     level: str
     detail: str
+
+
+@dataclass(frozen=True)
+class ErasedAndVerified:
+    erased: EraseResult
+    verified: VerifyResult | None  # none when a legal hold stopped the erasure
 
 
 @dataclass(frozen=True)
