@@ -39,6 +39,7 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/evidence_log.py
+	$(BIN)/python bench/requests.py
 
 # Not part of `make test`: 1,000 requests through three workers that are killed and restarted, with the Temporal
 # dev server and the ledger's Postgres restarted once each; figures in bench/README.md. SOAK_ARGS=--requests 200 ...

@@ -18,6 +18,7 @@ LOCATE = "erasure.locate"
 ERASE = "erasure.erase"
 POLL = "erasure.poll"
 VERIFY = "erasure.verify"
+ERASE_VERIFIED = "erasure.erase_verified"  # locate, erase and verify of a synchronous store, in one activity
 RECORD_EVENT = "erasure.record_event"
 RECORD_RECEIPT = "erasure.record_receipt"
 SEAL = "erasure.seal"
@@ -33,6 +34,9 @@ AWAIT_AUTHORITY = "erasure.await_authority"
 VERIFY_AUTHORITY = "erasure.verify_authority"
 REJECT = "erasure.reject"
 NOTIFY_REMINDER = "erasure.notify_reminder"
+
+# The request's workflow type: the intake starts it by name, so `erasure submit` loads no workflow code.
+REQUEST_WORKFLOW = "ErasureRequest"
 
 
 def vendor_task_queue(main: str, connector: str) -> str:
@@ -292,6 +296,12 @@ class PollResult:
 class VerifyResult:
     level: str
     detail: str
+
+
+@dataclass(frozen=True)
+class ErasedAndVerified:
+    erased: EraseResult
+    verified: VerifyResult | None  # none when a legal hold stopped the erasure
 
 
 @dataclass(frozen=True)

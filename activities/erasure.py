@@ -33,6 +33,7 @@ from activities.contracts import (
     AWAIT_AUTHORITY,
     ERASE,
     ERASE_UNLESS_HELD,
+    ERASE_VERIFIED,
     EXTEND,
     FAIL,
     INVALID_DATA,
@@ -57,6 +58,7 @@ from activities.contracts import (
     VERIFY_AUTHORITY,
     ApplyReviewInput,
     AuthorityWait,
+    ErasedAndVerified,
     EraseResult,
     EventInput,
     ExtendInput,
@@ -154,6 +156,7 @@ class ErasureActivities:
             self.erase,
             self.poll,
             self.verify,
+            self.erase_verified,
             self.record_event,
             self.record_receipt,
             self.seal,
@@ -250,18 +253,18 @@ class ErasureActivities:
     @activity.defn(name=LOCATE)
     async def locate(self, input: StepInput) -> None:
         def work() -> None:
-            self._ledger.locating(input.request_id, input.system, _now())
             with self._connector(input) as (connector, subject):
-                inventory = connector.locate(subject)
-            self._ledger.located(
-                input.request_id, input.system, total=inventory.total, counts=inventory.counts, note=inventory.note
-            )
+                self._locate(input, connector, subject)
 
         await self._run(input.request_id, input.system, work)
 
     @activity.defn(name=ERASE)
     async def erase(self, input: StepInput) -> EraseResult:
-        return await self._run(input.request_id, input.system, lambda: self._erase(input))
+        def work() -> EraseResult:
+            with self._connector(input) as (connector, subject):
+                return self._erase(input, connector, subject)
+
+        return await self._run(input.request_id, input.system, work)
 
     @activity.defn(name=ERASE_UNLESS_HELD)
     async def erase_unless_held(self, input: StepInput) -> EraseResult:
@@ -269,20 +272,54 @@ class ErasureActivities:
         placed while the request runs stops every system that has not erased yet."""
 
         def work() -> EraseResult:
-            holds = self._holds_on(input)
-            if holds:
-                cases = ", ".join(sorted({h.case_reference for h in holds}))
-                return EraseResult(EvidenceLevel.BLOCKED.value, None, f"legal hold (case {cases})", held=True)
-            return self._erase(input)
+            held = self._held(input)
+            if held is not None:
+                return held
+            with self._connector(input) as (connector, subject):
+                return self._erase(input, connector, subject)
 
         return await self._run(input.request_id, input.system, work)
 
-    def _erase(self, input: StepInput) -> EraseResult:
+    @activity.defn(name=ERASE_VERIFIED)
+    async def erase_verified(self, input: StepInput) -> ErasedAndVerified:
+        """A synchronous store's locate, erase (unless held) and verify in one activity: each step is recorded in
+        the ledger as it finishes, and a retry never locates again once the baseline is recorded (after a deletion
+        it would find less than there was)."""
+
+        def work() -> ErasedAndVerified:
+            with self._connector(input) as (connector, subject):
+                if self._ledger.task(input.request_id, input.system).state in (TaskState.PLANNED, TaskState.LOCATING):
+                    self._locate(input, connector, subject)
+                held = self._held(input)
+                if held is not None:
+                    return ErasedAndVerified(held, None)
+                erased = self._erase(input, connector, subject)
+                if erased.job_id is not None:
+                    raise TerminalError(f"system {input.system} returned a vendor job: it is not a synchronous store")
+                return ErasedAndVerified(erased, self._verify(input, connector, subject))
+
+        return await self._run(input.request_id, input.system, work)
+
+    def _locate(self, input: StepInput, connector: Connector, subject: Subject) -> None:
+        self._ledger.locating(input.request_id, input.system, _now())
+        inventory = connector.locate(subject)
+        self._ledger.located(
+            input.request_id, input.system, total=inventory.total, counts=inventory.counts, note=inventory.note
+        )
+
+    def _held(self, input: StepInput) -> EraseResult | None:
+        """What erasing gives when a legal hold covers the system: nothing erased."""
+        holds = self._holds_on(input)
+        if not holds:
+            return None
+        cases = ", ".join(sorted({h.case_reference for h in holds}))
+        return EraseResult(EvidenceLevel.BLOCKED.value, None, f"legal hold (case {cases})", held=True)
+
+    def _erase(self, input: StepInput, connector: Connector, subject: Subject) -> EraseResult:
         journal = _LedgerJournal(
             self._ledger, input.request_id, input.system, self._vault.commitment_key(input.request_id)
         )
-        with self._connector(input) as (connector, subject):
-            outcome = connector.erase(subject, f"{input.request_id}/{input.system}", journal)
+        outcome = connector.erase(subject, f"{input.request_id}/{input.system}", journal)
         hold(self._hold_dir, f"erased.{input.system}")  # a test may kill the worker here
         journal.intend(outcome.deleted_keys)  # already there, unless a connector deletes without journaling
         # Counts and commitment come from the journal, which holds every attempt's deletions: a retry after a
@@ -387,18 +424,21 @@ class ErasureActivities:
     async def verify(self, input: StepInput) -> VerifyResult:
         def work() -> VerifyResult:
             with self._connector(input) as (connector, subject):
-                verification = connector.verify(subject)
-            verifiable = connector.capabilities.verifiable
-            self._ledger.verified(
-                input.request_id,
-                input.system,
-                records_after=verification.total_remaining if verifiable else None,
-                counts_after=verification.remaining if verifiable else None,
-                vendor_facts=self._keyed(input.request_id, verification.facts),
-            )
-            return VerifyResult(level=verification.level.value, detail=verification.detail)
+                return self._verify(input, connector, subject)
 
         return await self._run(input.request_id, input.system, work)
+
+    def _verify(self, input: StepInput, connector: Connector, subject: Subject) -> VerifyResult:
+        verification = connector.verify(subject)
+        verifiable = connector.capabilities.verifiable
+        self._ledger.verified(
+            input.request_id,
+            input.system,
+            records_after=verification.total_remaining if verifiable else None,
+            counts_after=verification.remaining if verifiable else None,
+            vendor_facts=self._keyed(input.request_id, verification.facts),
+        )
+        return VerifyResult(level=verification.level.value, detail=verification.detail)
 
     @activity.defn(name=RECORD_EVENT)
     async def record_event(self, input: EventInput) -> None:
@@ -729,7 +769,7 @@ class ErasureActivities:
 
 def _count_system_error(system: str | None, error: str) -> None:
     """Errors the erased systems (vendors above all) returned to a connector step, for the metrics endpoint."""
-    if system is not None and activity.info().activity_type in (LOCATE, ERASE, POLL, VERIFY):
+    if system is not None and activity.info().activity_type in (LOCATE, ERASE, POLL, VERIFY, ERASE_VERIFIED):
         counter = activity.metric_meter().create_counter(
             "erasure_system_errors", "errors returned by the systems being erased, by system and kind"
         )

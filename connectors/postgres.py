@@ -1,5 +1,8 @@
 """An application database in Postgres: the subject's rows across tables linked by foreign keys.
 
+Each system's connections come from a bounded pool shared by the worker's steps (a connection per step cost more
+than the step's queries): `close_pools` closes them when the worker stops.
+
 The mapping names a subject table (matched by identifier columns) and the tables that reference it, directly or
 through each other. Scope is computed parents first (the keys of the subject's rows, then the rows that reference
 them, and so on); deletion runs children first, in one transaction. Every value travels as a bound parameter; table
@@ -9,6 +12,7 @@ and column names come from the validated catalogue and are quoted with `psycopg.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from connectors.base import UNRECORDED, Connector, secret_from_env
 from domain.errors import TerminalError, TransientError
@@ -192,7 +197,7 @@ class PostgresConnector(Connector):
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
-        with _transaction(self._dsn, self.system, self.settings.connection) as cur:
+        with _transaction(_pool(self.system, self._dsn), self.system, self.settings.connection) as cur:
             yield cur
 
 
@@ -217,7 +222,7 @@ class PostgresIdentitySource:
         self._columns = dict(columns)
 
     def lookup(self, subject: Subject) -> Lookup:
-        with _transaction(self._dsn, self.name, self._connection, read_only=True) as cur:
+        with _transaction(_pool(self.name, self._dsn), self.name, self._connection, read_only=True) as cur:
             cur.execute(_COLUMN_TYPES, [self._schema, [self._table]])
             types = {c: _ColumnType(schema, name) for _, c, schema, name in cur.fetchall()}
             exact, exact_params, near, near_params = self._predicates(subject, types)
@@ -276,14 +281,50 @@ _NEAR_FORMS = {
 }
 
 
+# Per system: a worker runs at most a few steps of one system at once (the catalogue's max_concurrency, the
+# activity threads); a step that finds every connection taken waits, then is retried as transient.
+POOL_SIZE = 8
+POOL_WAIT_S = 30.0
+_pools: dict[tuple[str, str], ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(system: str, dsn: str) -> ConnectionPool:
+    """The system's pool, opened on first use; a catalogue that names another database gets a pool of its own."""
+    with _pools_lock:
+        pool = _pools.get((system, dsn))
+        if pool is None:
+            pool = ConnectionPool(
+                dsn,
+                min_size=1,
+                max_size=POOL_SIZE,
+                timeout=POOL_WAIT_S,
+                kwargs={"connect_timeout": 10, "application_name": f"erasure {system}"[:63]},
+                check=ConnectionPool.check_connection,  # a server restarted since: a new connection, not a failure
+                name=f"postgres {system}",
+                open=True,
+            )
+            _pools[(system, dsn)] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Close every system's connections (the worker stops)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
 @contextmanager
 def _transaction(
-    dsn: str, system: str, timeouts: PostgresConnection, *, read_only: bool = False
+    pool: ConnectionPool, system: str, timeouts: PostgresConnection, *, read_only: bool = False
 ) -> Iterator[psycopg.Cursor[Any]]:
     """One transaction with bounded lock and statement waits; errors mapped at this edge."""
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            conn.read_only = read_only
+        with pool.connection() as conn:
+            conn.read_only = read_only  # set on every use: a pooled connection keeps its last setting
             with conn.cursor() as cur:
                 cur.execute(
                     "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",

@@ -48,3 +48,10 @@ def build_identity_source(
     if not isinstance(settings, PostgresSettings):
         raise TypeError(f"identity sources read postgres systems, got {type(settings).__name__}")
     return PostgresIdentitySource(name, settings, table, columns)
+
+
+def close_connections() -> None:
+    """Close the connections that connectors keep between steps: the worker stops."""
+    from connectors.postgres import close_pools
+
+    close_pools()

@@ -124,6 +124,36 @@ def app_database_url(ledger_url: str) -> str:
     return ledger_url.replace("/postgres?", "/clipstream?", 1) if "/postgres?" in ledger_url else ledger_url
 
 
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
+def temporal_server_command(temporal_bin: str, db_file: Path, port: int, ui_port: int, codec_port: int) -> list[str]:
+    """The Temporal dev server with its state in a SQLite file, so that requests survive a restart.
+
+    In SQLite's default journal mode every workflow step waits on the file (100 requests at once: 3 a second, the
+    server's steps queued up to 10 s); a write-ahead log synced at checkpoints doubles that, and a killed server
+    loses nothing committed (only a power cut could lose the last moments).
+    """
+    return [
+        temporal_bin,
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        "warn",
+        *(arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)),
+        "--ui-codec-endpoint",
+        f"http://127.0.0.1:{codec_port}",
+    ]
+
+
 def up(config: Config, emulator_seed: Path | None = None) -> Stack:
     """`config` as read without a stack file: DATABASE_URL names an existing Postgres, else one is embedded."""
     home, ports = config.home, config.ports
@@ -146,23 +176,7 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
         stack.processes["temporal"] = _spawn(
             "temporal",
             logs,
-            [
-                temporal_bin,
-                "server",
-                "start-dev",
-                "--db-filename",
-                str(home / "temporal.db"),
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(ports.temporal),
-                "--ui-port",
-                str(ports.ui),
-                "--log-level",
-                "warn",
-                "--ui-codec-endpoint",
-                f"http://127.0.0.1:{ports.codec}",
-            ],
+            temporal_server_command(temporal_bin, home / "temporal.db", ports.temporal, ports.ui, ports.codec),
         )
         stack.temporal_address = f"127.0.0.1:{ports.temporal}"
         stack.temporal_ui = f"http://127.0.0.1:{ports.ui}"

@@ -16,7 +16,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import RequestInput
+from activities.contracts import REQUEST_WORKFLOW, RequestInput
 from activities.hold import hold
 from domain import deadlines
 from domain.errors import ErasureError, InvalidInput
@@ -27,7 +27,6 @@ from stores.deadline_rules import deadline_rules
 from stores.keys import local_secret
 from stores.orders import Order, load_order
 from stores.pseudonyms import Pseudonymizer
-from workflows.request import ErasureRequestWorkflow
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ async def _start(client: Client, task_queue: str, request_id: str) -> None:
     """Start the request's workflow, once: whoever starts it first (the intake or a worker's reconciliation) wins."""
     try:
         await client.start_workflow(
-            ErasureRequestWorkflow.run,
+            REQUEST_WORKFLOW,
             RequestInput(request_id),
             id=request_id,
             task_queue=task_queue,

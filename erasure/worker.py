@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities.contracts import vendor_task_queue
 from activities.erasure import ErasureActivities
+from connectors.registry import close_connections
 from domain.settings import KINDS
 from erasure.config import Config, code_version
 from erasure.intake import start_orphans
@@ -94,5 +95,6 @@ async def run_worker(config: Config) -> None:
                     log.warning("started the workflows of stored requests that had none", count=len(orphans))
                 await stop.wait()
         finally:
+            close_connections()
             services.close()
             log.info("worker stopped")

@@ -15,9 +15,6 @@ import json
 import os
 from typing import Any, Protocol
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
@@ -68,6 +65,8 @@ class KmsMasterKey:
     """AWS KMS wraps the data keys; the encryption context binds each to its request."""
 
     def __init__(self, key_id: str, *, endpoint_url: str | None = None, region: str | None = None) -> None:
+        import boto3  # here, not at the top: a deployment with the local master key never loads the AWS SDK
+
         self._key_id = key_id
         self._kms = boto3.client("kms", endpoint_url=endpoint_url, region_name=region)
 
@@ -76,6 +75,8 @@ class KmsMasterKey:
         return f"kms:{self._key_id}"
 
     def wrap(self, data_key: bytes, context: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             blob: bytes = self._kms.encrypt(
                 KeyId=self._key_id, Plaintext=data_key, EncryptionContext={"erasure": context}
@@ -85,6 +86,8 @@ class KmsMasterKey:
         return blob
 
     def unwrap(self, wrapped: bytes, context: str, wrapping: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             plain: bytes = self._kms.decrypt(
                 CiphertextBlob=wrapped, KeyId=wrapping.removeprefix("kms:"), EncryptionContext={"erasure": context}
@@ -96,6 +99,9 @@ class KmsMasterKey:
 
 def _kms_error(action: str, exc: Exception) -> ErasureError:
     """By the project's one AWS table (KMSInternalException and DependencyTimeoutException come as 500 and 503)."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))

@@ -170,3 +170,29 @@ async def skipped_to_the_end(handle: Any, *, long_polls: int = 20) -> Any:
             if "No completion event found" not in str(exc):
                 raise
     raise TimeoutError(f"workflow {handle.id} did not close within {long_polls} long polls")
+
+
+class TemporalDevServer:
+    """The Temporal dev server as `erasure dev up` starts it (its SQLite file and pragmas), on free ports, in a
+    process of its own that a test can kill and start again on the same file and port."""
+
+    def __init__(self, temporal_bin: str, db_file: Path) -> None:
+        from erasure.devstack import temporal_server_command
+
+        self.port = free_port()
+        self.db_file = db_file
+        self._command = temporal_server_command(temporal_bin, db_file, self.port, free_port(), free_port())
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, timeout_s=60, process=self._process)
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=30)

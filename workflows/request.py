@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         RECORD_EVENT,
         REJECT,
         RELATIONSHIPS,
+        REQUEST_WORKFLOW,
         RESOLVE,
         SEAL,
         SEND_NOTICE,
@@ -111,7 +112,7 @@ REMINDER_WEBHOOK: dict[str, Any] = {
 }
 
 
-@workflow.defn(name="ErasureRequest")
+@workflow.defn(name=REQUEST_WORKFLOW)
 class ErasureRequestWorkflow:
     def __init__(self) -> None:
         self._phase = Phase.PLANNING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,48 @@ def test_citext_and_domains_compare_as_the_database_defines(
             assert connector.verify(subject).level is EvidenceLevel.VERIFIED_ABSENT
         finally:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _sessions(conn: psycopg.Connection) -> int:
+    """Connections ever established to the database (Postgres counts them in pg_stat_database)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _open_connections(conn: psycopg.Connection, system: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [f"erasure {system}"]
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_steps_of_one_system_reuse_pooled_connections_until_the_pools_close(
+    schema: str, app_db: psycopg.Connection
+) -> None:
+    from connectors.postgres import close_pools
+
+    settings = PostgresSettings.model_validate(
+        {"connection": {"dsn_env": "APP_DATABASE_URL"}, "mapping": {"schema": schema, **APP_MAPPING}}
+    )
+    system = f"pooled_{uuid.uuid4().hex[:8]}"
+    subject = Subject.of(user_id=["1"])
+    PostgresConnector(system, settings).locate(subject)  # the system's pool opens
+    before = _sessions(app_db)
+    for _ in range(10):  # as the activities do: a connector per step
+        with PostgresConnector(system, settings) as connector:
+            connector.locate(subject)
+            connector.verify(subject)
+    assert _sessions(app_db) - before <= 1  # twenty steps, one connection (at most one more opened meanwhile)
+    assert count_rows(app_db, schema) == FULL
+    assert 1 <= _open_connections(app_db, system) <= 8
+
+    close_pools()
+    for _ in range(50):  # a closed connection's backend leaves pg_stat_activity a moment later
+        if _open_connections(app_db, system) == 0:
+            break
+        time.sleep(0.1)
+    assert _open_connections(app_db, system) == 0
+    assert PostgresConnector(system, settings).locate(subject).total == 18  # a pool opens again when needed
