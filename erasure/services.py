@@ -14,6 +14,7 @@ from temporalio.runtime import Runtime
 
 from domain.errors import InvalidInput
 from erasure.config import Config
+from stores.class_ledger import ClassLedger
 from stores.codec import CodecKeys, data_converter
 from stores.db import check_migrated, migrate, open_pool
 from stores.holds import HoldRegistry
@@ -33,6 +34,7 @@ class Services:
     tlog: TransparencyLog
     suppression: SuppressionList
     holds: HoldRegistry
+    classes: ClassLedger
 
     @classmethod
     def open(cls, config: Config) -> Services:
@@ -48,6 +50,7 @@ class Services:
             tlog=TransparencyLog(pool, signing_key(keys, config.signing_key_path), config.log_origin),
             suppression=SuppressionList(pool, list_key),
             holds=HoldRegistry(pool, list_key),
+            classes=ClassLedger(pool),
         )
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.class_order import ClassOrderActivities
 from activities.contracts import vendor_task_queue
-from activities.erasure import ErasureActivities
 from connectors.registry import close_connections
 from domain.settings import KINDS
 from erasure.config import Config, code_version
@@ -21,6 +21,7 @@ from erasure.logs import get_logger
 from erasure.metrics import metrics_runtime, publishing_ledger_gauges
 from erasure.services import Services, connect_temporal, migrate_ledger
 from evidence import notary
+from workflows.class_order import BatchErasureWorkflow, ClassOrderWorkflow
 from workflows.request import ErasureRequestWorkflow
 from workflows.system import SystemErasureWorkflow
 
@@ -29,7 +30,8 @@ log = get_logger("erasure.worker")
 
 def build_workers(client: Client, services: Services, executor: ThreadPoolExecutor) -> list[Worker]:
     config = services.config
-    activities = ErasureActivities(
+    activities = ClassOrderActivities(
+        classes=services.classes,
         ledger=services.ledger,
         vault=services.vault,
         tlog=services.tlog,
@@ -50,7 +52,7 @@ def build_workers(client: Client, services: Services, executor: ThreadPoolExecut
         Worker(
             client,
             task_queue=config.task_queue,
-            workflows=[ErasureRequestWorkflow, SystemErasureWorkflow],
+            workflows=[ErasureRequestWorkflow, SystemErasureWorkflow, ClassOrderWorkflow, BatchErasureWorkflow],
             activities=activities,
             graceful_shutdown_timeout=timedelta(seconds=config.worker_shutdown_s),
         )

@@ -85,6 +85,8 @@ class SystemSpec(BaseModel):
     retry: RetrySettings = RetrySettings()
     poll: PollSettings = PollSettings()
     recipients: list[RecipientSpec] = Field(default_factory=list)
+    # subjects per batch of a class order, at most the connector's own (a fragile system may want smaller batches)
+    batch_size: int | None = Field(default=None, ge=1)
 
     @field_validator("connector")
     @classmethod
@@ -119,6 +121,20 @@ class SystemSpec(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _batch_within_connector(self) -> SystemSpec:
+        most = self.kind.capabilities.batch_size
+        if self.batch_size is not None and self.batch_size > most:
+            raise ValueError(
+                f"batch_size: expected at most {most} (the {self.connector} connector's), got {self.batch_size}"
+            )
+        return self
+
+    @property
+    def batches_of(self) -> int:
+        """Subjects per batch of a class order on this system."""
+        return self.batch_size or self.kind.capabilities.batch_size
+
     @property
     def kind(self) -> KindSpec:
         return KINDS[self.connector]
@@ -144,11 +160,33 @@ class IdentitySourceSpec(StrictModel):
         return value
 
 
+class ClassSpec(StrictModel):
+    """A class of subjects a class order may name (`under_13`): the rows of an identity source's table whose birth
+    date makes them younger than `under_years` on the order's cutoff date, and that equal every fixed value of `where`
+    (a tenant, say). Read only, every value a bound parameter: an order gives the class's name and its cutoff date,
+    never SQL text. A birthday on the cutoff date itself is that age already: outside the class."""
+
+    name: str = Field(pattern=SYSTEM_NAME)
+    source: str = Field(description="an identity source of the catalogue: its table and identifier columns are used")
+    birth_date_column: str = Field(pattern=SQL_NAME)
+    under_years: int = Field(ge=1, le=25)
+    where: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("where")
+    @classmethod
+    def _where_columns_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for column in value:
+            if not re.fullmatch(SQL_NAME, column):
+                raise ValueError(f"not a column name: {column[:40]!r}")
+        return value
+
+
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     systems: list[SystemSpec] = Field(min_length=1)
     identity_sources: list[IdentitySourceSpec] = Field(default_factory=list)
+    classes: list[ClassSpec] = Field(default_factory=list)
     max_concurrency: int = Field(default=8, ge=1, le=100)
 
     @model_validator(mode="after")
@@ -160,6 +198,9 @@ class Catalogue(BaseModel):
         for source in self.identity_sources:
             if kinds.get(source.system) != "postgres":
                 raise ValueError(f"identity source {source.name}: system {source.system!r} is not a postgres system")
+        for declared in self.classes:
+            if declared.source not in names:
+                raise ValueError(f"class {declared.name}: no identity source named {declared.source!r}")
         return self
 
     @field_validator("systems")
@@ -170,6 +211,18 @@ class Catalogue(BaseModel):
         if duplicates:
             raise ValueError(f"system names must be unique; repeated: {', '.join(duplicates)}")
         return systems
+
+    def class_spec(self, name: str) -> ClassSpec:
+        for declared in self.classes:
+            if declared.name == name:
+                return declared
+        raise KeyError(name)
+
+    def identity_source(self, name: str) -> IdentitySourceSpec:
+        for source in self.identity_sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
 
     def system(self, name: str) -> SystemSpec:
         for spec in self.systems:

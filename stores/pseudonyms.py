@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 
+from domain.classes import canonical_subject
 from domain.model import IdentifierType, Subject
 
 
@@ -28,7 +29,17 @@ class Pseudonymizer:
         """A keyed digest of a whole document (an order): equal documents, equal digests; nothing to guess from."""
         return hmac.new(self._key, b"document\x00" + document, hashlib.sha256).hexdigest()
 
+    def keyed(self, message: bytes) -> bytes:
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
     def of_subject(self, subject: Subject) -> Iterator[tuple[IdentifierType, str]]:
         for kind in sorted(subject.kinds()):
             for value in subject.values(kind):
                 yield kind, self.pseudonym(kind, value)
+
+
+def subject_pseudonym(pseudonymizer: Pseudonymizer, subject: Subject) -> bytes:
+    """A class order's per-request pseudonym of one subject: HMAC-SHA256 under the request's ledger key (the vault's
+    `pseudonyms`) over `b"class subject v1\x00"` and the subject's canonical form (domain.classes). 32 raw bytes:
+    the leaf of the class's Merkle tree and the sort key of its batches. The only definition of it."""
+    return pseudonymizer.keyed(b"class subject v1\x00" + canonical_subject(subject))

@@ -136,6 +136,17 @@ class Vault:
                 [request_id, name, nonce, ciphertext],
             )
 
+    def seal(self, conn: Connection[Any], request_id: str, name: str, value: dict[str, Any]) -> None:
+        """Seal one more item under the request's data key inside the caller's transaction (intake, after `create`)."""
+        nonce = os.urandom(12)
+        ciphertext = AESGCM(self._data_key(conn, request_id)).encrypt(
+            nonce, json.dumps(value).encode(), _aad(request_id, name)
+        )
+        conn.execute(
+            "INSERT INTO vault_items (request_id, name, nonce, ciphertext) VALUES (%s, %s, %s, %s)",
+            [request_id, name, nonce, ciphertext],
+        )
+
     def open(self, request_id: str, name: str) -> dict[str, Any]:
         with self._pool.connection() as conn:
             row = conn.execute(

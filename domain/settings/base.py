@@ -25,6 +25,8 @@ class Capabilities:
     poll_every: timedelta = timedelta(minutes=10)
     service_time: timedelta = timedelta(days=30)  # the vendor's stated time to finish; past it we escalate
     deadline: timedelta = timedelta(days=35)  # past it a job still running is a failure, never a success
+    # subjects per batch of a class order (domain/classes.py): what one bulk call of the system takes at once
+    batch_size: int = 1
 
 
 class StrictModel(BaseModel):

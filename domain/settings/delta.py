@@ -76,7 +76,7 @@ class DeltaSettings(StrictModel):
 
 KIND = KindSpec(
     settings_model=DeltaSettings,
-    capabilities=Capabilities(asynchronous=False, verifiable=True),
+    capabilities=Capabilities(asynchronous=False, verifiable=True, batch_size=5000),  # one MERGE per batch
     identifiers=frozenset(IdentifierType),
     searched_by=lambda settings: frozenset(t.identifier for t in settings.mapping.tables),
 )

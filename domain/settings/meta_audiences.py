@@ -97,6 +97,7 @@ KIND = KindSpec(
         poll_every=timedelta(hours=4),
         service_time=timedelta(hours=48),
         deadline=timedelta(days=7),
+        batch_size=10000,  # rows per removal call
     ),
     identifiers=frozenset(IDENTIFIER_BY_KEY.values()),
     searched_by=lambda settings: _searched_by(settings),

@@ -78,7 +78,7 @@ class PostgresSettings(StrictModel):
 
 KIND = KindSpec(
     settings_model=PostgresSettings,
-    capabilities=Capabilities(asynchronous=False, verifiable=True),
+    capabilities=Capabilities(asynchronous=False, verifiable=True, batch_size=1000),  # one `= ANY` chunk
     identifiers=frozenset(IdentifierType),
     searched_by=lambda settings: frozenset(settings.mapping.subject.match),
 )

@@ -71,7 +71,7 @@ def parse_template(text: str) -> KeyTemplate:
 
 KIND = KindSpec(
     settings_model=S3Settings,
-    capabilities=Capabilities(asynchronous=False, verifiable=True),
+    capabilities=Capabilities(asynchronous=False, verifiable=True, batch_size=1000),  # DeleteObjects: 1,000 keys
     identifiers=frozenset(IdentifierType),
     searched_by=lambda settings: frozenset(
         parse_template(t).identifier for b in settings.mapping.buckets for t in b.keys

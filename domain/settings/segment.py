@@ -75,6 +75,7 @@ KIND = KindSpec(
         poll_every=timedelta(hours=12),
         service_time=timedelta(days=30),
         deadline=timedelta(days=35),
+        batch_size=5000,  # subjectIds per regulation
     ),
     identifiers=frozenset({IdentifierType.USER_ID, IdentifierType.DEVICE_ID}),
     searched_by=lambda settings: frozenset({settings.mapping.identifier}),

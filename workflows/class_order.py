@@ -1,0 +1,212 @@
+"""A class order: every (system, batch) erased by a workflow of its own, in a bounded window, then one certificate.
+
+The order's run starts the batches' workflows in plan order, at most `max_concurrency` at once. After
+`BATCHES_PER_RUN` batches (or when the server suggests it) it lets the running ones finish and continues as new with
+where it stopped, so no history grows past a few thousand events. `pause` stops starting batches (running ones
+finish), `resume` starts them again, `cancel` starts no more: the request is then cancelled without a certificate,
+its batch receipts kept. A batch's workflow id is "<request>/<system>/<batch>": started twice, it runs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.class_contracts import (
+        CLASS_PLAN,
+        ERASE_BATCH,
+        RECORD_BATCH_RECEIPT,
+        SEAL_CLASS,
+        SET_PAUSED,
+        BatchInput,
+        BatchReceiptInput,
+        BatchResult,
+        BatchStep,
+        ClassOrderInput,
+        ClassPlan,
+        ClassResult,
+        PausedInput,
+    )
+    from activities.contracts import (
+        FAIL,
+        RECORD_EVENT,
+        SHRED,
+        EventInput,
+        FailInput,
+        ReceiptResult,
+        RequestInput,
+        SystemPlan,
+        SealInput,
+        SealResult,
+        ShredInput,
+        ShredResult,
+    )
+    from domain.model import EvidenceLevel
+    from domain.states import Phase
+    from workflows.options import LEDGER, connector_options
+    from workflows.system import _describe
+
+BATCHES_PER_RUN = 100  # about 5 events each in this history: a run stays near 500 events
+PAUSE_UPDATE = "pause"
+RESUME_UPDATE = "resume"
+CANCEL_UPDATE = "cancel"
+PROGRESS_QUERY = "progress"
+
+
+@workflow.defn(name="BatchErasure")
+class BatchErasureWorkflow:
+    """One batch of one system: erase (locate, erase, verify in one activity), then its signed receipt."""
+
+    @workflow.run
+    async def run(self, input: BatchInput) -> str:
+        started = workflow.now()
+        step = BatchStep(input.request_id, input.plan.system, input.batch)
+        try:
+            result: BatchResult = await workflow.execute_activity(
+                ERASE_BATCH, step, result_type=BatchResult, **connector_options(input.plan.retry, input.plan.task_queue)
+            )
+            level, detail = result.level, result.detail
+        except ActivityError as err:
+            level, detail = EvidenceLevel.FAILED, _describe(err)
+        await workflow.execute_activity(
+            RECORD_BATCH_RECEIPT,
+            BatchReceiptInput(
+                request_id=input.request_id,
+                system=input.plan.system,
+                batch=input.batch,
+                level=level,
+                detail=detail,
+                workflow_id=workflow.info().workflow_id,
+                run_id=workflow.info().run_id,
+                started_at=started.isoformat(),
+                finished_at=workflow.now().isoformat(),
+            ),
+            result_type=ReceiptResult,
+            **LEDGER,
+        )
+        return str(level)
+
+
+@workflow.defn(name="ClassOrder")
+class ClassOrderWorkflow:
+    def __init__(self) -> None:
+        self._phase = Phase.PLANNING
+        self._paused = False
+        self._cancelled = False
+        self._next = 0
+        self._total = 0
+        self._running = 0
+
+    @workflow.run
+    async def run(self, input: ClassOrderInput) -> ClassResult | None:
+        self._paused, self._cancelled, self._next = input.paused, input.cancelled, input.next_item
+        plan = input.plan
+        if plan is None:
+            plan = await workflow.execute_activity(
+                CLASS_PLAN, RequestInput(input.request_id), result_type=ClassPlan, **LEDGER
+            )
+        items = [(s.plan, n) for s in plan.systems for n in range(s.batches)]
+        self._total = len(items)
+        self._phase = Phase.EXECUTING
+        window = asyncio.Semaphore(plan.max_concurrency)
+        running: list[asyncio.Task[None]] = []
+        started = 0
+        while self._next < len(items) and not self._cancelled:
+            if started >= BATCHES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                await asyncio.gather(*running)
+                workflow.continue_as_new(
+                    ClassOrderInput(input.request_id, plan, self._next, self._paused, self._cancelled)
+                )
+            await workflow.wait_condition(lambda: not self._paused or self._cancelled)
+            if self._cancelled:
+                break
+            await window.acquire()
+            system_plan, batch = items[self._next]
+            self._next += 1
+            started += 1
+            running.append(asyncio.create_task(self._batch(input.request_id, system_plan, batch, window)))
+        await asyncio.gather(*running)
+        if self._cancelled:
+            reason = f"cancelled by the operator after {self._next} of {self._total} batches were started"
+            await workflow.execute_activity(
+                FAIL, FailInput(input.request_id, reason, workflow.now().isoformat()), **LEDGER
+            )
+            return None
+        self._phase = Phase.SEALING
+        sealed: SealResult = await workflow.execute_activity(
+            SEAL_CLASS, SealInput(input.request_id), result_type=SealResult, **LEDGER
+        )
+        self._phase = Phase.GRACE_PERIOD
+        await workflow.sleep(timedelta(seconds=plan.grace_s))
+        await workflow.execute_activity(
+            SHRED,
+            ShredInput(input.request_id, "grace period ended", workflow.now().isoformat()),
+            result_type=ShredResult,
+            **LEDGER,
+        )
+        self._phase = Phase.CLOSED
+        return ClassResult(outcome=sealed.outcome, batches=self._total)
+
+    async def _batch(self, request_id: str, plan: SystemPlan, batch: int, window: asyncio.Semaphore) -> None:
+        try:
+            await workflow.execute_child_workflow(
+                BatchErasureWorkflow.run,
+                BatchInput(request_id, plan, batch),
+                id=f"{request_id}/{plan.system}/{batch}",
+                task_queue=workflow.info().task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # a batch runs once, whatever replays
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # a run before continue-as-new started it; its receipt is logged once whatever happens
+        finally:
+            window.release()
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> dict[str, object]:
+        return {"phase": self._phase, "started": self._next, "batches": self._total, "paused": self._paused}
+
+    @workflow.update(name=PAUSE_UPDATE)
+    async def pause(self) -> str:
+        self._paused = True
+        await self._record_paused(True)
+        return "paused: running batches finish, no new one starts"
+
+    @workflow.update(name=RESUME_UPDATE)
+    async def resume(self) -> str:
+        self._paused = False
+        await self._record_paused(False)
+        return "resumed"
+
+    @workflow.update(name=CANCEL_UPDATE)
+    async def cancel(self, reason: str) -> str:
+        self._cancelled = True
+        at = workflow.now().isoformat()
+        event = EventInput(workflow.info().workflow_id, None, "cancel_requested", "cancel_requested", at, {"reason": reason})
+        await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
+        return "cancelled: running batches finish, no new one starts"
+
+    @pause.validator
+    def _can_pause(self) -> None:
+        self._only_while_executing()
+
+    @resume.validator
+    def _can_resume(self) -> None:
+        self._only_while_executing()
+
+    @cancel.validator
+    def _can_cancel(self, reason: str) -> None:
+        self._only_while_executing()
+        if not reason.strip() or "@" in reason or len(reason) > 300:
+            raise ValueError("reason: expected one line saying why, without an address, at most 300 characters")
+
+    def _only_while_executing(self) -> None:
+        if self._phase not in (Phase.PLANNING, Phase.EXECUTING) or self._cancelled:
+            raise ValueError(f"cannot change a class order while {self._phase}")
+
+    async def _record_paused(self, paused: bool) -> None:
+        await workflow.execute_activity(SET_PAUSED, PausedInput(workflow.info().workflow_id, paused), **LEDGER)
