@@ -161,8 +161,10 @@ async def test_a_class_is_erased_in_batches_and_its_neighbours_survive(
     assert all(b.records_after == 0 and b.evidence_level == "verified_absent" for b in batches)
     receipts = [r for r in harness.services.tlog.receipts(request_id) if r.action == "erase"]
     assert sorted(r.system for r in receipts) == sorted(tlog_name(b.system, b.batch) for b in batches)
-    first = json.loads(Envelope.from_json(receipts[0].envelope).payload)
-    assert first["subject"][0]["digest"]["rfc9162_sha256"] == batches[0].batch_root.hex()
+    by_name = {r.system: r.envelope for r in receipts}
+    for b in batches[:3]:
+        statement = json.loads(Envelope.from_json(by_name[tlog_name(b.system, b.batch)]).payload)
+        assert statement["subject"][0]["digest"]["rfc9162_sha256"] == b.batch_root.hex()
 
     history = await harness.client.get_workflow_handle(request_id).fetch_history()
     assert len(history.events) < 1000  # the run continued as new; its last history is small
