@@ -27,7 +27,6 @@ from activities.class_contracts import (
     BatchResult,
     BatchStep,
     ClassPlan,
-    ClassResult,
     ClassSystem,
     PausedInput,
 )
@@ -191,9 +190,7 @@ class ClassOrderActivities(ErasureActivities):
             logged = self._tlog.notarise(
                 input.request_id, tlog_name(input.system, input.batch), notary.ERASE, statement
             )
-            self._classes.done(
-                input.request_id, input.system, input.batch, input.level, input.detail, _now()
-            )
+            self._classes.done(input.request_id, input.system, input.batch, input.level, input.detail, _now())
             return ReceiptResult(hashlib.sha256(logged.envelope).hexdigest(), logged.leaf_index)
 
         return await self._run(input.request_id, input.system, work)
@@ -263,8 +260,12 @@ class ClassOrderActivities(ErasureActivities):
                 system.system,
                 evidence_level=system.evidence_level,
                 detail=f"{len([b for b in batches if b.system == system.system])} batches",
-                started_at=min((b.started_at for b in batches if b.system == system.system and b.started_at), default=issued_at),
-                finished_at=max((b.finished_at for b in batches if b.system == system.system and b.finished_at), default=issued_at),
+                started_at=min(
+                    (b.started_at for b in batches if b.system == system.system and b.started_at), default=issued_at
+                ),
+                finished_at=max(
+                    (b.finished_at for b in batches if b.system == system.system and b.finished_at), default=issued_at
+                ),
             )
         outcome = outcome_for(s.evidence_level for s in finished)
         self._ledger.certified(request_id, outcome)
@@ -277,4 +278,3 @@ def _root(pseudonyms: list[bytes]) -> bytes:
     for pseudonym in pseudonyms:
         tree.append(pseudonym)
     return tree.root()
-

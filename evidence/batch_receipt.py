@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evidence._json import canonical
 from evidence.statement import (
     CERTIFICATE_PREDICATE_TYPE,
     EVIDENCE_LEVELS,
     STATEMENT_TYPE,
     CertificateFacts,
 )
-from evidence._json import canonical
 
 BATCH_RECEIPT_PREDICATE_TYPE = "https://erasure-orchestrator.dev/batch-receipt/v1"
 MERKLE_DIGEST = "rfc9162_sha256"  # the subject digest's algorithm: a Merkle tree head, not a file's hash
@@ -90,5 +90,10 @@ def class_certificate_statement(
     ]
     predicate = {**dataclasses.asdict(facts), "class": dict(class_facts)}
     return canonical(
-        {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": CERTIFICATE_PREDICATE_TYPE, "predicate": predicate}
+        {
+            "_type": STATEMENT_TYPE,
+            "subject": subjects,
+            "predicateType": CERTIFICATE_PREDICATE_TYPE,
+            "predicate": predicate,
+        }
     )

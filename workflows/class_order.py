@@ -40,11 +40,11 @@ with workflow.unsafe.imports_passed_through():
         FailInput,
         ReceiptResult,
         RequestInput,
-        SystemPlan,
         SealInput,
         SealResult,
         ShredInput,
         ShredResult,
+        SystemPlan,
     )
     from domain.model import EvidenceLevel
     from domain.states import Phase
@@ -186,7 +186,9 @@ class ClassOrderWorkflow:
     async def cancel(self, reason: str) -> str:
         self._cancelled = True
         at = workflow.now().isoformat()
-        event = EventInput(workflow.info().workflow_id, None, "cancel_requested", "cancel_requested", at, {"reason": reason})
+        event = EventInput(
+            workflow.info().workflow_id, None, "cancel_requested", "cancel_requested", at, {"reason": reason}
+        )
         await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
         return "cancelled: running batches finish, no new one starts"
 

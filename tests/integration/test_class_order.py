@@ -198,6 +198,8 @@ async def test_a_bad_subject_file_stores_nothing(harness: Harness, tmp_path: Pat
     from domain.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as raised:
-        validate_class(harness.write_yaml("class-order.yaml", data), harness.write_yaml("systems.yaml", catalogue(app_schema, 10)))
+        validate_class(
+            harness.write_yaml("class-order.yaml", data), harness.write_yaml("systems.yaml", catalogue(app_schema, 10))
+        )
     assert raised.value.field == "row 3, column email"
     assert harness.services.ledger.requests() == []
