@@ -254,17 +254,17 @@ class ClassOrderActivities(ErasureActivities):
         statement = class_certificate_statement(facts, receipts, class_facts)
         certified = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, lambda: statement)
         self._suppression.add(merged((s for _, s in self._sealed(request_id)), set(IdentifierType)))
-        for system in finished:
+        for line in finished:
             self._ledger.done(
                 request_id,
-                system.system,
-                evidence_level=system.evidence_level,
-                detail=f"{len([b for b in batches if b.system == system.system])} batches",
+                line.system,
+                evidence_level=line.evidence_level,
+                detail=f"{len([b for b in batches if b.system == line.system])} batches",
                 started_at=min(
-                    (b.started_at for b in batches if b.system == system.system and b.started_at), default=issued_at
+                    (b.started_at for b in batches if b.system == line.system and b.started_at), default=issued_at
                 ),
                 finished_at=max(
-                    (b.finished_at for b in batches if b.system == system.system and b.finished_at), default=issued_at
+                    (b.finished_at for b in batches if b.system == line.system and b.finished_at), default=issued_at
                 ),
             )
         outcome = outcome_for(s.evidence_level for s in finished)
