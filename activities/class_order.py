@@ -36,29 +36,33 @@ from activities.hold import hold
 from connectors.registry import build_connector
 from domain.classes import batch_count, batch_slice, merged, subject_from_canonical
 from domain.errors import TerminalError
-from domain.model import EvidenceLevel, IdentifierType, Subject
+from domain.model import IdentifierType, Subject
 from domain.states import TaskState
 from evidence import notary
-from evidence.batch_receipt import BatchFacts, batch_path, batch_receipt_statement, class_certificate_statement
+from evidence.batch_receipt import (
+    BatchFacts,
+    batch_path,
+    batch_receipt_statement,
+    class_certificate_statement,
+    weakest_level,
+)
 from evidence.merkle import MemoryTree
 from evidence.statement import outcome_for
 from stores.class_ledger import ClassLedger
 from stores.pseudonyms import subject_pseudonym
 
 SEALED_CLASS = "class_subjects"  # the vault item: the class's subjects in pseudonym order, canonical forms
-# the weakest level first: a system's line in the certificate is its weakest batch's
-_WEAKEST_FIRST = [
-    EvidenceLevel.FAILED,
-    EvidenceLevel.BLOCKED,
-    EvidenceLevel.ACCEPTED,
-    EvidenceLevel.VENDOR_ATTESTED,
-    EvidenceLevel.VERIFIED_ABSENT,
-]
 
 
 def tlog_name(system: str, batch: int) -> str:
     """How the transparency log's receipts table names a batch's receipt."""
     return f"{system}#{batch:06d}"
+
+
+def batch_of(name: str) -> tuple[str, int] | None:
+    """The (system, batch) a receipt's name in the log stands for, or None for a system's own receipt."""
+    system, sep, batch = name.rpartition("#")
+    return (system, int(batch)) if sep and batch.isdigit() else None
 
 
 class ClassOrderActivities(ErasureActivities):
@@ -223,7 +227,7 @@ class ClassOrderActivities(ErasureActivities):
                 notary.FinishedSystem(
                     system=system,
                     category=tasks[system].category,
-                    evidence_level=next(str(lv) for lv in _WEAKEST_FIRST if lv in levels),
+                    evidence_level=weakest_level(str(lv) for lv in levels),
                     records_before=sum(b.records_before or 0 for b in mine),
                     records_after=sum(b.records_after or 0 for b in mine),
                 )

@@ -147,7 +147,11 @@ def submit(
     order was submitted before)."""
     from erasure.intake import submit as do_submit
     from erasure.intake import validate
+    from stores.class_orders import is_class_order
 
+    if is_class_order(order):
+        _submit_class(order, catalogue, wait=wait, timeout=timeout, as_json=as_json)
+        return
     with _errors():
         # bad input stops here: nothing stored, nothing started
         parsed, systems = validate(order, catalogue, allow_past_deadline=allow_past_deadline)
@@ -164,6 +168,35 @@ def submit(
         submission = _run(go())
         if submission.existing:
             err.print("[yellow]this order's request is still open: that is its id (--force-new starts another)")
+        if not wait:
+            if as_json:
+                out.print_json(json.dumps(submission.__dict__))
+            else:
+                out.print(submission.request_id)
+            _exit_now(0)
+        _show_status(config, submission.request_id, wait=True, timeout=timeout, as_json=as_json)
+    _exit_now(0)
+
+
+def _submit_class(order: Path, catalogue: Path, *, wait: bool, timeout: float, as_json: bool) -> None:
+    """A class order: its subjects resolved once (a file, or a declared class at a snapshot) and sealed, then its
+    workflow started (erasure/class_intake.py)."""
+    from erasure.class_intake import resolve_class, submit_class, validate_class
+
+    with _errors():
+        parsed, systems = validate_class(order, catalogue)  # a bad order or subject file stops here
+        config = _config("cli")
+
+        async def go() -> Any:
+            client = await _client(config)
+            services = _services(config)
+            try:
+                resolved = resolve_class(order, parsed, systems)
+                return await submit_class(services, client, parsed, systems, resolved)
+            finally:
+                services.close()
+
+        submission = _run(go())
         if not wait:
             if as_json:
                 out.print_json(json.dumps(submission.__dict__))
@@ -206,11 +239,14 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
-        while wait and not report.state.stopped and report.state != "awaiting_review":
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-            report = request_status(services.ledger, request_id)
+        with _progress_bar(wait and not as_json and bool(report.progress)) as show:
+            while wait and not report.state.stopped and report.state != "awaiting_review":
+                show(report)
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+                report = request_status(services.ledger, request_id)
+            show(report)
     finally:
         services.close()
     if as_json:
@@ -226,6 +262,28 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     if wait and not report.state.stopped:
         err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
+
+
+@contextmanager
+def _progress_bar(live: bool) -> Iterator[Any]:
+    """A class order's progress on standard error, a bar per system; a function that shows a status report."""
+    if not live:
+        yield lambda report: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bars: dict[str, Any] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[eta]}"))
+    with Progress(*columns, console=err, transient=False) as progress:
+
+        def show(report: Any) -> None:
+            for p in report.progress:
+                eta = "" if p.seconds_left is None else f"{p.subjects_per_s:g} subjects/s, {p.seconds_left:.0f} s left"
+                if p.system not in bars:
+                    bars[p.system] = progress.add_task(p.system, total=p.subjects, eta=eta)
+                progress.update(bars[p.system], completed=p.subjects_done, eta=eta)
+
+        yield show
 
 
 def _check_uuid(value: str) -> None:

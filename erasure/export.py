@@ -6,9 +6,11 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from activities.class_order import batch_of
 from domain.errors import ErasureError, InvalidInput
 from erasure.services import Services
 from evidence import notary
+from evidence.batch_receipt import batch_path
 from evidence.bundle import CERTIFICATE as CERTIFICATE_PATH
 from evidence.bundle import SHRED as SHRED_PATH
 from evidence.bundle import Bundle, InclusionProof, receipt_path
@@ -39,11 +41,11 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
         s["name"]: s["digest"]["sha256"] for s in parse_statement(Envelope.from_json(certificate).payload)["subject"]
     }
     receipts = {  # the receipts the certificate names: a held system's hold receipt, or its erasure's
-        receipt_path(system): entry
+        _bundle_path(system): entry
         for (system, action), entry in logged.items()
         if action in (notary.ERASE, notary.HOLD)
         and system != notary.REQUEST_SYSTEM
-        and named.get(receipt_path(system)) == hashlib.sha256(entry[0]).hexdigest()
+        and named.get(_bundle_path(system)) == hashlib.sha256(entry[0]).hexdigest()
     }
     tlog = services.tlog
     checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it
@@ -73,6 +75,12 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
     except OSError as exc:
         raise ErasureError(f"cannot write the bundle to {path}: {exc.strerror or type(exc).__name__}") from None
     return bundle
+
+
+def _bundle_path(name: str) -> str:
+    """A receipt's path in the bundle: a system's, or one batch's of a class order (log name `<system>#<batch>`)."""
+    batch = batch_of(name)
+    return receipt_path(name) if batch is None else batch_path(*batch)
 
 
 def _held_size(services: Services, note: str, current_size: int) -> int:

@@ -13,6 +13,7 @@ from rich.table import Table
 from domain.deadlines import days_overdue
 from domain.errors import ErasureError
 from domain.states import RequestState, TaskState
+from stores.class_ledger import ClassLedger, SystemProgress
 from stores.ledger import EventRecord, Ledger, StateChange, TaskRecord
 
 
@@ -52,6 +53,32 @@ class EventStatus:
 
 
 @dataclass(frozen=True)
+class ClassProgress:
+    """A class order's progress on one system: subjects done, the rate so far and the time it gives for the rest."""
+
+    system: str
+    batches: int
+    batches_done: int
+    subjects: int
+    subjects_done: int
+    subjects_per_s: float | None
+    seconds_left: float | None
+
+    @classmethod
+    def of(cls, progress: SystemProgress) -> ClassProgress:
+        rate = progress.rate
+        return cls(
+            progress.system,
+            progress.batches,
+            progress.batches_done,
+            progress.subjects,
+            progress.subjects_done,
+            None if rate is None else round(rate, 1),
+            None if rate is None else round(progress.seconds_left() or 0.0, 1),
+        )
+
+
+@dataclass(frozen=True)
 class StatusReport:
     request_id: str
     kind: str
@@ -65,6 +92,7 @@ class StatusReport:
     systems: list[SystemStatus]
     events: list[EventStatus]
     timeline: list[StateChange]  # every state the request entered, with the actor, the time and the reason
+    progress: list[ClassProgress]  # a class order's, per system; empty for a single request
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data: enums as their values, dates and times as ISO strings."""
@@ -94,6 +122,7 @@ def request_status(ledger: Ledger, request_id: str) -> StatusReport:
         systems=[SystemStatus.of(t) for t in ledger.tasks(request_id)],
         events=[EventStatus.of(e) for e in ledger.events(request_id)],
         timeline=ledger.timeline(request_id),
+        progress=[ClassProgress.of(p) for p in ClassLedger(ledger.pool).progress(request_id)],
     )
 
 
@@ -133,9 +162,26 @@ def print_status(out: Console, report: StatusReport) -> None:
     for step in report.timeline:
         why = f": {step.reason}" if step.reason else ""
         out.print(f"  {step.at.isoformat()}  {step.state} by {step.actor}{why}", highlight=False, markup=False)
+    if report.progress:
+        out.print(_progress_table(report.progress))
     for event in report.events:
         reason = f": {event.detail['reason']}" if "reason" in event.detail else ""
         out.print(f"  event: {event.kind} {event.system or ''} {event.at.isoformat()}{reason}", highlight=False)
+
+
+def _progress_table(progress: list[ClassProgress]) -> Table:
+    table = Table(title="class order progress")
+    for column in ("system", "batches done", "subjects done", "subjects/s", "time left"):
+        table.add_column(column)
+    for p in progress:
+        table.add_row(
+            p.system,
+            f"{p.batches_done} of {p.batches}",
+            f"{p.subjects_done} of {p.subjects}",
+            "-" if p.subjects_per_s is None else f"{p.subjects_per_s:g}",
+            "-" if p.seconds_left is None else f"{p.seconds_left:.0f} s",
+        )
+    return table
 
 
 def _count(value: int | None) -> str:

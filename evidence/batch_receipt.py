@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,18 @@ class BatchFacts:
             raise ValueError(f"invalid evidence_level: {self.evidence_level!r}")
         if self.batch < 0 or self.subjects < 1 or len(self.batch_root) != 64:
             raise ValueError("invalid batch: expected an index from 0, a size from 1 and a 32-byte root")
+
+
+# the weakest level first: a system's line in a class certificate is its weakest batch's
+WEAKEST_FIRST = ("failed", "blocked", "accepted", "vendor_attested", "verified_absent")
+
+
+def weakest_level(levels: Iterable[str]) -> str:
+    seen = set(levels)
+    unknown = seen - set(WEAKEST_FIRST)
+    if not seen or unknown:
+        raise ValueError(f"expected evidence levels, got {sorted(unknown) or 'none'}")
+    return next(level for level in WEAKEST_FIRST if level in seen)
 
 
 def batch_path(system: str, batch: int) -> str:

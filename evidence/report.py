@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from evidence.batch_receipt import BATCH_RECEIPT_PREDICATE_TYPE
 from evidence.bundle import MAX_ENTRIES
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE
 from evidence.manifest import MANIFEST_PREDICATE_TYPE
@@ -99,6 +100,7 @@ def verify_instructions(keyids: Sequence[str], origin: str) -> str:
         manifest_type=MANIFEST_PREDICATE_TYPE,
         certificate_type=CERTIFICATE_PREDICATE_TYPE,
         receipt_type=RECEIPT_PREDICATE_TYPE,
+        batch_receipt_type=BATCH_RECEIPT_PREDICATE_TYPE,
     )
 
 
@@ -254,7 +256,8 @@ TRUSTED_KEYID=<the 64 lower-case hex characters the operator gave you>
 export LC_ALL=C
 fail() {{ echo "FAILED: $*"; return 1; }}
 [[ ${{TRUSTED_KEYID:-}} =~ ^[0-9a-f]{{64}}$ ]] || fail "TRUSTED_KEYID is not 64 lower-case hex characters"
-layout='^(manifest\\.dsse\\.json|certificate\\.dsse\\.json|shred\\.dsse\\.json|receipts/[A-Za-z0-9][A-Za-z0-9._-]*\\.dsse\\.json'
+layout='^(manifest\\.dsse\\.json|certificate\\.dsse\\.json|shred\\.dsse\\.json'
+layout+='|receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{{6}})?\\.dsse\\.json'
 layout+='|log/(checkpoint\\.txt|proofs\\.json|consistency\\.json)|keys/[0-9a-f]{{64}}\\.pem|report\\.html|VERIFY\\.txt)$'
 unzip -Zv bundle.zip > zipinfo.txt
 if grep -Eq 'length of extra field: +[1-9]' zipinfo.txt; then fail "an entry has an extra field"; fi
@@ -333,20 +336,22 @@ else fail "the checkpoint is not signed by the trusted key"; fi
 ```
 
 5. Check the certificate, every receipt it lists and the shredding receipt if there is one: each signed by the
-   trusted key, for the certificate's request; the receipts exactly the certificate's subjects, byte for byte.
-   Then read what the certificate says.
+   trusted key, for the certificate's request; the receipts exactly the certificate's subjects, byte for byte
+   (a class order's certificate, whose predicate holds "class", lists one receipt per system and batch, at
+   receipts/<system>/batch-NNNNNN.dsse.json). Then read what the certificate says.
 
 ```sh
 check_envelope certificate.dsse.json certificate.json
 [ "$(jq -r .predicateType certificate.json)" = "{certificate_type}" ] || fail "not a certificate"
 [ "$(jq -r .predicate.log_origin certificate.json)" = "$origin" ] || fail "the certificate names another log"
 request=$(jq -r .predicate.request_id certificate.json)
+receipt_type=$(jq -r 'if .predicate.class then "{batch_receipt_type}" else "{receipt_type}" end' certificate.json)
 subjects certificate.json > certified.txt
 diff certified.txt <(grep '^receipts/' files.txt) || fail "the receipts are not exactly the certificate's subjects"
 digests_match certificate.json
 while IFS= read -r receipt; do
   check_envelope "$receipt" receipt.json
-  [ "$(jq -r .predicateType receipt.json)" = "{receipt_type}" ] || fail "$receipt: not a receipt"
+  [ "$(jq -r .predicateType receipt.json)" = "$receipt_type" ] || fail "$receipt: not a receipt"
   [ "$(jq -r .predicate.request_id receipt.json)" = "$request" ] || fail "$receipt: for another request"
 done < certified.txt
 if [ -f bundle/shred.dsse.json ]; then
@@ -368,7 +373,8 @@ import base64, hashlib, json, os
 _, size, root = open("log/checkpoint.txt", encoding="utf-8").read().split("\\n")[:3]
 size, root = int(size), base64.b64decode(root)
 h = lambda *parts: hashlib.sha256(b"".join(parts)).digest()
-envelopes = {{"certificate.dsse.json", *("receipts/" + name for name in os.listdir("receipts"))}}
+receipts = [os.path.join(folder, name) for folder, _, names in os.walk("receipts") for name in names]
+envelopes = {{"certificate.dsse.json", *receipts}}
 envelopes |= {{"shred.dsse.json"}} if os.path.exists("shred.dsse.json") else set()
 proofs = json.load(open("log/proofs.json"))
 if set(proofs) != envelopes:

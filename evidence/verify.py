@@ -15,14 +15,17 @@ The plan; each block of `verify_bundle` is tagged with its number, and docs/evid
  (4) The checkpoint is a C2SP signed note, signed by a trusted key under a key name equal to its origin.
  (5) The certificate envelope likewise: an in-toto Statement v1 with the certificate predicate type, naming this
      checkpoint's log.
- (6) Each receipt envelope likewise, with the receipt predicate type and the certificate's request id.
+ (6) Each receipt envelope likewise, with the receipt predicate type and the certificate's request id; a class
+     order's certificate (its predicate holds `class`) has batch receipts instead (evidence/batch_receipt.py).
  (7) The shredding receipt, if the bundle holds one: likewise, for the certificate's request, with action shred.
  (8) The receipts are exactly the certificate's subjects, each with the SHA-256 of its bytes, and every system
-     of the certificate points at one of them.
+     of the certificate points at one of them; for a class order, at the folder of its batch receipts, which hold
+     batches 0..n-1 (n the certificate's count for the system), each at its own path, of the class's subjects in all.
  (9) The certificate, every receipt and the shredding receipt have an inclusion proof at the checkpoint's tree
      size that leads from the leaf hash of their exact bytes to the checkpoint's root (RFC 9162 section
      2.1.3.2), and no other path has one.
-(10) The certificate claims no more than its receipts: each system's evidence level is its receipt's, and the
+(10) The certificate claims no more than its receipts: each system's evidence level is its receipt's (for a class
+     order, its weakest batch's), and the
      outcome is the one the receipts' levels and residual copies give (a certificate re-signed with the trusted key
      that says `complete` over a `failed` receipt fails).
 (11) With a previous checkpoint: it is signed by a trusted key for the same log; it is not larger than this one
@@ -41,6 +44,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence._json import typed
+from evidence.batch_receipt import BATCH_RECEIPT_PREDICATE_TYPE, batch_path, weakest_level
 from evidence.bundle import CERTIFICATE, CHECKPOINT, MANIFEST, SHRED, Bundle
 from evidence.checkpoint import Checkpoint, open_checkpoint
 from evidence.dsse import Envelope, verify_envelope
@@ -109,21 +113,28 @@ def verify_bundle(
         raise VerificationError(
             f"certificate names another log: expected {checkpoint.origin!r}, got {predicate.get('log_origin')!r}"
         )
+    class_facts = predicate.get("class")  # a class order's certificate: its receipts are batch receipts
+    receipt_type = RECEIPT_PREDICATE_TYPE if class_facts is None else BATCH_RECEIPT_PREDICATE_TYPE
     checks.append("certificate is an in-toto statement signed by a trusted key, naming this log")
 
     # (6)
-    receipts = {name: _open_receipt(name, data, trusted, request_id) for name, data in sorted(bundle.receipts.items())}
+    receipts = {
+        name: _open_receipt(name, data, trusted, request_id, receipt_type)
+        for name, data in sorted(bundle.receipts.items())
+    }
     checks.append(f"{len(bundle.receipts)} receipts are in-toto statements signed by a trusted key, for this request")
 
     # (7)
     if bundle.shred_receipt is not None:
-        shred = _open_receipt(SHRED, bundle.shred_receipt, trusted, request_id)
+        shred = _open_receipt(SHRED, bundle.shred_receipt, trusted, request_id, RECEIPT_PREDICATE_TYPE)
         if shred.get("action") != "shred":
             raise VerificationError(f"{SHRED}: receipt has wrong action: expected 'shred', got {shred.get('action')!r}")
         checks.append("shredding receipt is signed by a trusted key: this request's data key was destroyed")
 
     # (8)
     _check_subjects(certificate, bundle.receipts)
+    if class_facts is not None:
+        _check_batches(predicate, class_facts, receipts)
     checks.append("receipts are exactly the certificate's subjects, byte for byte (sha256)")
 
     # (9)
@@ -205,8 +216,10 @@ def _open_statement(
     return statement
 
 
-def _open_receipt(name: str, data: bytes, trusted: Mapping[str, Ed25519PublicKey], request_id: str) -> dict[str, Any]:
-    receipt: dict[str, Any] = _open_statement(name, data, trusted, RECEIPT_PREDICATE_TYPE)["predicate"]
+def _open_receipt(
+    name: str, data: bytes, trusted: Mapping[str, Ed25519PublicKey], request_id: str, predicate_type: str
+) -> dict[str, Any]:
+    receipt: dict[str, Any] = _open_statement(name, data, trusted, predicate_type)["predicate"]
     if receipt.get("request_id") != request_id:
         raise VerificationError(
             f"{name}: receipt is for another request: expected {request_id}, got {receipt.get('request_id')}"
@@ -235,16 +248,49 @@ def _check_subjects(certificate: Mapping[str, Any], receipts: Mapping[str, bytes
                 f"{subject['name']}: receipt digest does not match the certificate: "
                 f"expected {subject['digest'].get('sha256')}, got {actual}"
             )
+    if "class" in certificate["predicate"]:
+        return  # a class order's systems name folders of batch receipts: _check_batches
     for system in certificate["predicate"].get("systems", []):
         if not isinstance(system, dict) or system.get("receipt") not in names:
             raise VerificationError("certificate has a system whose receipt is not among its subjects")
+
+
+def _check_batches(certificate: Mapping[str, Any], class_facts: Any, receipts: Mapping[str, Mapping[str, Any]]) -> None:
+    """(8) for a class order: each system's folder holds its batches 0..n-1, each at its own path, and each
+    system's batches together hold the class's subjects."""
+    if not isinstance(class_facts, dict):
+        raise VerificationError("certificate's class is malformed: expected an object")
+    counts = typed(class_facts, "batches", dict, "certificate class")
+    subject_count = typed(class_facts, "subject_count", int, "certificate class")
+    claimed: set[str] = set()
+    for system in certificate.get("systems", []):
+        name = system.get("system") if isinstance(system, dict) else None
+        if not isinstance(name, str) or system.get("receipt") != f"receipts/{name}/":
+            raise VerificationError("certificate has a system whose receipt is not the folder of its batches")
+        mine = {path: r for path, r in receipts.items() if path.startswith(f"receipts/{name}/")}
+        count = counts.get(name)
+        expected = {batch_path(name, n) for n in range(count)} if isinstance(count, int) else set()
+        if not expected or set(mine) != expected:
+            raise VerificationError(f"{name}: expected batch receipts 0 to {count} - 1, got {len(mine)} receipts")
+        for path, receipt in mine.items():
+            batch = receipt.get("batch")
+            if not isinstance(batch, int) or batch_path(str(receipt.get("system")), batch) != path:
+                raise VerificationError(f"{path}: receipt is of another batch")
+        subjects = sum(r.get("subjects", 0) if isinstance(r.get("subjects"), int) else 0 for r in mine.values())
+        if subjects != subject_count:
+            raise VerificationError(
+                f"{name}: batches hold another number of subjects: expected {subject_count}, got {subjects}"
+            )
+        claimed.update(mine)
+    if claimed != set(receipts):
+        raise VerificationError(f"batch receipts of no system of the certificate: {sorted(set(receipts) - claimed)}")
 
 
 def _check_outcome(certificate: Mapping[str, Any], receipts: Mapping[str, Mapping[str, Any]]) -> None:
     """(10) Re-derive the outcome from the receipts, which (8) proved are exactly the certificate's subjects."""
     levels = {name: receipt.get("evidence_level") for name, receipt in receipts.items()}
     for system in certificate.get("systems", []):
-        claimed, actual = system.get("evidence_level"), levels[system["receipt"]]
+        claimed, actual = system.get("evidence_level"), _level_of(system["receipt"], levels)
         if claimed != actual:
             raise VerificationError(
                 f"certificate claims more than {system['receipt']}: expected level {actual!r}, got {claimed!r}"
@@ -259,6 +305,16 @@ def _check_outcome(certificate: Mapping[str, Any], receipts: Mapping[str, Mappin
             f"certificate claims more than its receipts: expected outcome {expected!r}, "
             f"got {certificate.get('outcome')!r}"
         )
+
+
+def _level_of(receipt: str, levels: Mapping[str, Any]) -> str:
+    """A system's evidence level: its receipt's, or for a folder of batch receipts, the weakest batch's."""
+    if not receipt.endswith("/"):
+        return str(levels[receipt])
+    try:
+        return weakest_level(str(level) for name, level in levels.items() if name.startswith(receipt))
+    except ValueError as exc:
+        raise VerificationError(f"{receipt}: {exc}") from None
 
 
 def _check_inclusion(bundle: Bundle, checkpoint: Checkpoint) -> None:

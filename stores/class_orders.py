@@ -81,8 +81,11 @@ class ClassOrder(_Strict):
 
 
 def is_class_order(path: Path) -> bool:
-    """Whether an order file asks for a class order (its `kind`), read before choosing the model to validate by."""
-    data = read_yaml(path, allow_aliases=False)
+    """Whether the order file says `kind: class_order` (a file that cannot be read is left to the loaders)."""
+    try:
+        data = read_yaml(path, allow_aliases=False)
+    except InvalidInput:
+        return False
     return isinstance(data, dict) and data.get("kind") == "class_order"
 
 

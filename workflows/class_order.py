@@ -122,10 +122,11 @@ class ClassOrderWorkflow:
                 workflow.continue_as_new(
                     ClassOrderInput(input.request_id, plan, self._next, self._paused, self._cancelled)
                 )
-            await workflow.wait_condition(lambda: not self._paused or self._cancelled)
-            if self._cancelled:
-                break
             await window.acquire()
+            await workflow.wait_condition(lambda: not self._paused or self._cancelled)  # a pause while waiting holds
+            if self._cancelled:
+                window.release()
+                break
             system_plan, batch = items[self._next]
             self._next += 1
             started += 1

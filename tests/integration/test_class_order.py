@@ -13,13 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from temporalio.client import WorkflowHandle
 
 from activities.class_order import tlog_name
 from domain.classes import batch_count
 from erasure.class_intake import resolve_class, submit_class, validate_class
 from evidence.dsse import Envelope
 from tests.integration.conftest import Harness
-from workflows.class_order import BATCHES_PER_RUN, PAUSE_UPDATE, RESUME_UPDATE
+from workflows.class_order import BATCHES_PER_RUN, PAUSE_UPDATE, PROGRESS_QUERY, RESUME_UPDATE
 
 CUTOFF = date(2026, 11, 1)
 CHILDREN = 1200  # under 13 on the cutoff, tenant "uk"
@@ -134,6 +135,16 @@ async def submit(harness: Harness, schema: str, batch_size: int) -> tuple[str, i
     return submission.request_id, submission.subjects
 
 
+async def settled(harness: Harness, handle: WorkflowHandle[Any, Any], request_id: str) -> int:
+    """How many batches the order has started, once each of them is done."""
+    while True:
+        progress = await handle.query(PROGRESS_QUERY)
+        done = sum(1 for b in harness.services.classes.batches(request_id) if b.state == "done")
+        if progress["phase"] == "executing" and done == progress["started"]:
+            return done
+        await asyncio.sleep(0.2)
+
+
 @pytest.fixture
 def app_schema(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("APP_DATABASE_URL", database_url)
@@ -180,12 +191,10 @@ async def test_a_paused_class_order_starts_no_batch_until_resumed(
         request_id, _ = await submit(harness, app_schema, 100)
         handle = harness.client.get_workflow_handle(request_id)
         await handle.execute_update(PAUSE_UPDATE)
-        await asyncio.sleep(3)
-        done = [b for b in harness.services.classes.batches(request_id) if b.state == "done"]
-        paused_at = len(done)
+        started = await settled(harness, handle, request_id)  # the batches started before the pause have finished
         await asyncio.sleep(2)
-        assert len([b for b in harness.services.classes.batches(request_id) if b.state == "done"]) == paused_at
-        assert paused_at < 12  # the window may have finished the batches it had started, no more
+        assert await settled(harness, handle, request_id) == started  # and no other batch started since
+        assert started < batch_count(CHILDREN, 100)
         await handle.execute_update(RESUME_UPDATE)
         status = await harness.wait_certified(request_id, timeout_s=120)
     assert status["outcome"] == "complete"
