@@ -104,7 +104,9 @@ class ClassOrderWorkflow:
 
     @workflow.run
     async def run(self, input: ClassOrderInput) -> ClassResult | None:
-        self._paused, self._cancelled, self._next = input.paused, input.cancelled, input.next_item
+        # an update may arrive with the first task, before this runs: keep what it set
+        self._paused, self._cancelled = self._paused or input.paused, self._cancelled or input.cancelled
+        self._next = input.next_item
         plan = input.plan
         if plan is None:
             plan = await workflow.execute_activity(

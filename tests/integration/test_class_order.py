@@ -137,12 +137,13 @@ async def submit(harness: Harness, schema: str, batch_size: int) -> tuple[str, i
 
 async def settled(harness: Harness, handle: WorkflowHandle[Any, Any], request_id: str) -> int:
     """How many batches the order has started, once each of them is done."""
-    while True:
+    for _ in range(600):
         progress = await handle.query(PROGRESS_QUERY)
         done = sum(1 for b in harness.services.classes.batches(request_id) if b.state == "done")
         if progress["phase"] == "executing" and done == progress["started"]:
             return done
         await asyncio.sleep(0.2)
+    raise AssertionError(f"the started batches never finished: {progress}, {done} done")
 
 
 @pytest.fixture
