@@ -12,6 +12,7 @@ ERASE_BATCH = "erasure.erase_batch"
 RECORD_BATCH_RECEIPT = "erasure.record_batch_receipt"
 SEAL_CLASS = "erasure.seal_class"
 SET_PAUSED = "erasure.set_paused"
+CANCEL_CLASS = "erasure.cancel_class"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ClassOrderInput:
     plan: ClassPlan | None = None
     next_item: int = 0  # the next (system, batch) to start, counting over the plan's systems in order
     paused: bool = False
-    cancelled: bool = False
+    cancel_reason: str | None = None  # the operator cancelled the order, saying why
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,13 @@ class BatchReceiptInput:
     run_id: str
     started_at: str
     finished_at: str
+
+
+@dataclass(frozen=True)
+class CancelInput:
+    request_id: str
+    reason: str  # the operator's, checked to hold no address
+    at: str  # the workflow's time
 
 
 @dataclass(frozen=True)

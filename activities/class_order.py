@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from temporalio import activity
 
 from activities.class_contracts import (
+    CANCEL_CLASS,
     CLASS_PLAN,
     ERASE_BATCH,
     RECORD_BATCH_RECEIPT,
@@ -26,6 +27,7 @@ from activities.class_contracts import (
     BatchReceiptInput,
     BatchResult,
     BatchStep,
+    CancelInput,
     ClassPlan,
     ClassSystem,
     PausedInput,
@@ -40,9 +42,11 @@ from domain.model import IdentifierType, Subject
 from domain.states import TaskState
 from evidence import notary
 from evidence.batch_receipt import (
+    CANCELLATION,
     BatchFacts,
     batch_path,
     batch_receipt_statement,
+    class_cancellation_statement,
     class_certificate_statement,
     weakest_level,
 )
@@ -79,6 +83,7 @@ class ClassOrderActivities(ErasureActivities):
             self.record_batch_receipt,
             self.seal_class,
             self.set_paused,
+            self.cancel_class,
         ]
 
     def _load_sealed(self, request_id: str) -> list[tuple[bytes, Subject]]:
@@ -202,6 +207,37 @@ class ClassOrderActivities(ErasureActivities):
     @activity.defn(name=SET_PAUSED)
     async def set_paused(self, input: PausedInput) -> None:
         await self._run(input.request_id, None, lambda: self._classes.set_paused(input.request_id, input.paused))
+
+    @activity.defn(name=CANCEL_CLASS)
+    async def cancel_class(self, input: CancelInput) -> None:
+        await self._run(input.request_id, None, lambda: self._cancel_class(input))
+
+    def _cancel_class(self, input: CancelInput) -> None:
+        """End a cancelled class order: a signed statement over the batch receipts logged so far, then the request
+        `cancelled` with the reason and that count. A batch counts as done when its receipt is in the log."""
+        logged = {r.system: r.envelope for r in self._tlog.receipts(input.request_id) if r.action == notary.ERASE}
+        batches = self._classes.batches(input.request_id)
+        receipts = {
+            batch_path(b.system, b.batch): logged[tlog_name(b.system, b.batch)]
+            for b in batches
+            if tlog_name(b.system, b.batch) in logged
+        }
+        facts = {
+            "batches_done": len(receipts),
+            "batches": len(batches),
+            "log_origin": self._tlog.origin,
+            "code_version": self._code_version,
+            "cancelled_at": input.at,
+        }
+        statement = class_cancellation_statement(input.request_id, input.reason, receipts, facts)
+        self._tlog.notarise(input.request_id, notary.REQUEST_SYSTEM, CANCELLATION, lambda: statement)
+        self._ledger.cancelled(
+            input.request_id,
+            input.reason,
+            datetime.fromisoformat(input.at),
+            batches_done=len(receipts),
+            batches=len(batches),
+        )
 
     @activity.defn(name=SEAL_CLASS)
     async def seal_class(self, input: SealInput) -> SealResult:

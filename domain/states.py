@@ -30,7 +30,7 @@ class RequestState(StrEnum):
     CLOSED = "closed"  # the request's data key is destroyed
     EXTENDED = "extended"  # the deadline was extended, with its reason
     REJECTED = "rejected"  # with its reason, e.g. a guardian's authority never verified
-    CANCELLED = "cancelled"  # before anything was erased
+    CANCELLED = "cancelled"  # by the operator, with the reason; a class order's done batches keep their receipts
     PARTIALLY_REFUSED = "partially_refused"  # with the Art. 17(3) exception that applies
     FAILED = "failed"  # the workflow ended without a certificate: a person must act
 

@@ -240,7 +240,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
         with _progress_bar(wait and not as_json and bool(report.progress)) as show:
-            while wait and not report.state.stopped and report.state != "awaiting_review":
+            while wait and not (report.state.stopped or report.state.ended) and report.state != "awaiting_review":
                 show(report)
                 if time.monotonic() > deadline:
                     break
@@ -258,6 +258,9 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
         raise typer.Exit(1)
     if wait and report.state == "failed":
         err.print("[red]failed without a certificate: see the request's failed event[/red]")
+        raise typer.Exit(1)
+    if wait and report.state == "cancelled":
+        err.print("[yellow]cancelled: see the request's cancelled event[/yellow]")
         raise typer.Exit(1)
     if wait and not report.state.stopped:
         err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")

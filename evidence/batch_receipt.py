@@ -23,6 +23,8 @@ from evidence.statement import (
 )
 
 BATCH_RECEIPT_PREDICATE_TYPE = "https://erasure-orchestrator.dev/batch-receipt/v1"
+CANCELLATION_PREDICATE_TYPE = "https://erasure-orchestrator.dev/class-cancellation/v1"
+CANCELLATION = "cancellation"  # the log's action of a cancelled class order's statement
 MERKLE_DIGEST = "rfc9162_sha256"  # the subject digest's algorithm: a Merkle tree head, not a file's hash
 
 
@@ -87,6 +89,28 @@ def batch_receipt_statement(facts: BatchFacts) -> bytes:
             "predicate": predicate,
         }
     )
+
+
+def class_cancellation_statement(
+    request_id: str, reason: str, receipts: Mapping[str, bytes], facts: Mapping[str, Any]
+) -> bytes:
+    """A cancelled class order's statement: one subject per batch receipt logged before it stopped (path -> envelope),
+    the operator's reason, and `facts` (batches done and planned, log origin, code version, time)."""
+    subjects = [
+        {"name": path, "digest": {"sha256": hashlib.sha256(receipts[path]).hexdigest()}} for path in sorted(receipts)
+    ]
+    predicate = {"request_id": request_id, "reason": reason, **facts}
+    return canonical(
+        {
+            "_type": STATEMENT_TYPE,
+            "subject": subjects or [{"name": f"erasure-request/{request_id}", "digest": {"sha256": _NOTHING}}],
+            "predicateType": CANCELLATION_PREDICATE_TYPE,
+            "predicate": predicate,
+        }
+    )
+
+
+_NOTHING = hashlib.sha256(b"").hexdigest()  # the subject of a cancellation before any batch was done
 
 
 def class_certificate_statement(

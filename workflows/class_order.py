@@ -3,8 +3,9 @@
 The order's run starts the batches' workflows in plan order, at most `max_concurrency` at once. After
 `BATCHES_PER_RUN` batches (or when the server suggests it) it lets the running ones finish and continues as new with
 where it stopped, so no history grows past a few thousand events. `pause` stops starting batches (running ones
-finish), `resume` starts them again, `cancel` starts no more: the request is then cancelled without a certificate,
-its batch receipts kept. A batch's workflow id is "<request>/<system>/<batch>": started twice, it runs once.
+finish), `resume` starts them again, `cancel` starts no more: once the running ones finish, the request is
+cancelled with the operator's reason and the count of batches done, in a signed statement over their receipts (no
+certificate: the class is not erased). A batch's workflow id is "<request>/<system>/<batch>": started twice, it runs once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.class_contracts import (
+        CANCEL_CLASS,
         CLASS_PLAN,
         ERASE_BATCH,
         RECORD_BATCH_RECEIPT,
@@ -27,17 +29,16 @@ with workflow.unsafe.imports_passed_through():
         BatchReceiptInput,
         BatchResult,
         BatchStep,
+        CancelInput,
         ClassOrderInput,
         ClassPlan,
         ClassResult,
         PausedInput,
     )
     from activities.contracts import (
-        FAIL,
         RECORD_EVENT,
         SHRED,
         EventInput,
-        FailInput,
         ReceiptResult,
         RequestInput,
         SealInput,
@@ -97,7 +98,7 @@ class ClassOrderWorkflow:
     def __init__(self) -> None:
         self._phase = Phase.PLANNING
         self._paused = False
-        self._cancelled = False
+        self._cancel_reason: str | None = None
         self._next = 0
         self._total = 0
         self._running = 0
@@ -105,7 +106,7 @@ class ClassOrderWorkflow:
     @workflow.run
     async def run(self, input: ClassOrderInput) -> ClassResult | None:
         # an update may arrive with the first task, before this runs: keep what it set
-        self._paused, self._cancelled = self._paused or input.paused, self._cancelled or input.cancelled
+        self._paused, self._cancel_reason = self._paused or input.paused, self._cancel_reason or input.cancel_reason
         self._next = input.next_item
         plan = input.plan
         if plan is None:
@@ -118,15 +119,15 @@ class ClassOrderWorkflow:
         window = asyncio.Semaphore(plan.max_concurrency)
         running: list[asyncio.Task[None]] = []
         started = 0
-        while self._next < len(items) and not self._cancelled:
+        while self._next < len(items) and self._cancel_reason is None:
             if started >= BATCHES_PER_RUN or workflow.info().is_continue_as_new_suggested():
                 await asyncio.gather(*running)
                 workflow.continue_as_new(
-                    ClassOrderInput(input.request_id, plan, self._next, self._paused, self._cancelled)
+                    ClassOrderInput(input.request_id, plan, self._next, self._paused, self._cancel_reason)
                 )
             await window.acquire()
-            await workflow.wait_condition(lambda: not self._paused or self._cancelled)  # a pause while waiting holds
-            if self._cancelled:
+            await workflow.wait_condition(lambda: not self._paused or self._cancel_reason is not None)
+            if self._cancel_reason is not None:
                 window.release()
                 break
             system_plan, batch = items[self._next]
@@ -134,11 +135,10 @@ class ClassOrderWorkflow:
             started += 1
             running.append(asyncio.create_task(self._batch(input.request_id, system_plan, batch, window)))
         await asyncio.gather(*running)
-        if self._cancelled:
-            reason = f"cancelled by the operator after {self._next} of {self._total} batches were started"
-            await workflow.execute_activity(
-                FAIL, FailInput(input.request_id, reason, workflow.now().isoformat()), **LEDGER
-            )
+        if self._cancel_reason is not None:
+            cancel = CancelInput(input.request_id, self._cancel_reason, workflow.now().isoformat())
+            await workflow.execute_activity(CANCEL_CLASS, cancel, **LEDGER)
+            self._phase = Phase.CLOSED
             return None
         self._phase = Phase.SEALING
         sealed: SealResult = await workflow.execute_activity(
@@ -187,7 +187,7 @@ class ClassOrderWorkflow:
 
     @workflow.update(name=CANCEL_UPDATE)
     async def cancel(self, reason: str) -> str:
-        self._cancelled = True
+        self._cancel_reason = reason.strip()
         at = workflow.now().isoformat()
         event = EventInput(
             workflow.info().workflow_id, None, "cancel_requested", "cancel_requested", at, {"reason": reason}
@@ -210,7 +210,7 @@ class ClassOrderWorkflow:
             raise ValueError("reason: expected one line saying why, without an address, at most 300 characters")
 
     def _only_while_executing(self) -> None:
-        if self._phase not in (Phase.PLANNING, Phase.EXECUTING) or self._cancelled:
+        if self._phase not in (Phase.PLANNING, Phase.EXECUTING) or self._cancel_reason is not None:
             raise ValueError(f"cannot change a class order while {self._phase}")
 
     async def _record_paused(self, paused: bool) -> None:

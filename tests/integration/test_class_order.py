@@ -18,9 +18,11 @@ from temporalio.client import WorkflowHandle
 from activities.class_order import tlog_name
 from domain.classes import batch_count
 from erasure.class_intake import resolve_class, submit_class, validate_class
+from erasure.status import request_status
+from evidence.batch_receipt import batch_path
 from evidence.dsse import Envelope
 from tests.integration.conftest import Harness
-from workflows.class_order import BATCHES_PER_RUN, PAUSE_UPDATE, PROGRESS_QUERY, RESUME_UPDATE
+from workflows.class_order import BATCHES_PER_RUN, CANCEL_UPDATE, PAUSE_UPDATE, PROGRESS_QUERY, RESUME_UPDATE
 
 CUTOFF = date(2026, 11, 1)
 CHILDREN = 1200  # under 13 on the cutoff, tenant "uk"
@@ -200,6 +202,39 @@ async def test_a_paused_class_order_starts_no_batch_until_resumed(
         status = await harness.wait_certified(request_id, timeout_s=120)
     assert status["outcome"] == "complete"
     assert remaining(database_url, app_schema, groups["child"]) == 0
+
+
+async def test_a_cancelled_class_order_ends_cancelled_with_its_done_batches_evidenced(
+    harness: Harness, database_url: str, app_schema: str
+) -> None:
+    groups = plant(database_url, app_schema)
+    async with harness.worker():
+        request_id, _ = await submit(harness, app_schema, 10)
+        handle = harness.client.get_workflow_handle(request_id)
+        await handle.execute_update(PAUSE_UPDATE)  # so the cancel lands mid-way, whatever the machine's speed
+        await settled(harness, handle, request_id)
+        await handle.execute_update(RESUME_UPDATE)
+        while sum(1 for b in harness.services.classes.batches(request_id) if b.state == "done") < 3:
+            await asyncio.sleep(0.1)
+        await handle.execute_update(CANCEL_UPDATE, "the court stayed the order pending appeal")
+        assert await handle.result() is None  # no certificate, no result
+    status = request_status(harness.services.ledger, request_id)
+    assert status.state == "cancelled" and status.outcome is None
+    cancelled = [e for e in status.events if e.kind == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0].detail["reason"] == "the court stayed the order pending appeal"
+    erased = [r for r in harness.services.tlog.receipts(request_id) if r.action == "erase"]
+    done = [b for b in harness.services.classes.batches(request_id) if b.state == "done"]
+    assert 3 <= cancelled[0].detail["batches_done"] == len(erased) == len(done) < batch_count(CHILDREN, 10)
+    assert cancelled[0].detail["batches"] == batch_count(CHILDREN, 10)
+    logged = {(r.system, r.action): r.envelope for r in harness.services.tlog.receipts(request_id)}
+    assert ("*", "certificate") not in logged
+    statement = json.loads(Envelope.from_json(logged[("*", "cancellation")]).payload)
+    assert sorted(s["name"] for s in statement["subject"]) == sorted(batch_path(b.system, b.batch) for b in done)
+    assert statement["predicate"]["batches_done"] == len(done)
+    left = remaining(database_url, app_schema, groups["child"])
+    assert left == CHILDREN - 10 * len(done)  # the done batches' children are gone, the others untouched
+    for neighbours in ("birthday_on_cutoff", "other_tenant", "older"):
+        assert remaining(database_url, app_schema, groups[neighbours]) == 20, neighbours
 
 
 async def test_a_bad_subject_file_stores_nothing(harness: Harness, tmp_path: Path, app_schema: str) -> None:
