@@ -11,6 +11,7 @@ from domain.errors import InvalidInput
 from domain.model import IdentifierType, Subject
 from stores.class_orders import read_subjects
 from stores.pseudonyms import Pseudonymizer, subject_pseudonym
+from tests.test_cli_input import GOOD_CATALOGUE, run_submit
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -68,3 +69,21 @@ def test_the_pseudonym_is_keyed_and_independent_of_value_order() -> None:
     assert subject_pseudonym(key, one) == subject_pseudonym(key, same)
     assert subject_pseudonym(key, one) != subject_pseudonym(other, one)
     assert len(subject_pseudonym(key, one)) == 32
+
+
+def test_submit_refuses_a_class_order_with_a_bad_subject_file_with_exit_2_and_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "children.csv").write_text("email,user_id\nchild@example.org,1\nnot-an-address,2\n")
+    order = {
+        "kind": "class_order",
+        "legal_basis": "Consent decree; COPPA 312.10",
+        "received": "2026-11-01",
+        "deadline": "2026-12-31",
+        "regulator": "Federal Trade Commission",
+        "subjects": {"file": "children.csv"},
+    }
+    result = run_submit(tmp_path, order, GOOD_CATALOGUE, monkeypatch)
+    assert result.exit_code == 2
+    assert "children.csv" in result.output and "row 3, column email" in result.output
+    assert "not-an-address" not in result.output and "Traceback" not in result.output
