@@ -4,6 +4,7 @@ neighbours untouched, batches per system with one receipt each, continue-as-new,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -18,9 +19,13 @@ from temporalio.client import WorkflowHandle
 from activities.class_order import tlog_name
 from domain.classes import batch_count
 from erasure.class_intake import resolve_class, submit_class, validate_class
+from erasure.export import export_bundle
 from erasure.status import request_status
+from evidence._json import canonical
 from evidence.batch_receipt import batch_path
-from evidence.dsse import Envelope
+from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
+from evidence.errors import VerificationError
+from evidence.verify import verify_bundle
 from tests.integration.conftest import Harness
 from workflows.class_order import BATCHES_PER_RUN, CANCEL_UPDATE, PAUSE_UPDATE, PROGRESS_QUERY, RESUME_UPDATE
 
@@ -155,7 +160,7 @@ def app_schema(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 async def test_a_class_is_erased_in_batches_and_its_neighbours_survive(
-    harness: Harness, database_url: str, app_schema: str
+    harness: Harness, database_url: str, app_schema: str, tmp_path: Path
 ) -> None:
     groups = plant(database_url, app_schema)
     batch_size = 10  # 120 batches: more than one run of the order's workflow
@@ -179,6 +184,31 @@ async def test_a_class_is_erased_in_batches_and_its_neighbours_survive(
     for b in batches[:3]:
         statement = json.loads(Envelope.from_json(by_name[tlog_name(b.system, b.batch)]).payload)
         assert statement["subject"][0]["digest"]["rfc9162_sha256"] == b.batch_root.hex()
+
+    progress = request_status(harness.services.ledger, request_id).progress
+    assert [(p.system, p.batches_done, p.subjects_done) for p in progress] == [("app_db", len(batches), CHILDREN)]
+    assert progress[0].subjects_per_s and progress[0].seconds_left == 0
+
+    signer = harness.services.tlog.signer
+    bundle = export_bundle(harness.services, request_id, tmp_path / "bundle.zip")
+    assert sorted(bundle.receipts) == sorted(batch_path(b.system, b.batch) for b in batches)
+    verified = verify_bundle(tmp_path / "bundle.zip", trusted_keys=[signer.public_key])
+    assert verified.outcome == "complete"
+    # the operator's own key re-signs a certificate without the last batch: the class's count gives it away
+    statement = json.loads(Envelope.from_json(bundle.certificate).payload)
+    last = batch_path("app_db", len(batches) - 1)
+    statement["subject"] = [s for s in statement["subject"] if s["name"] != last]
+    statement["predicate"]["class"]["batches"]["app_db"] -= 1
+    forged = dataclasses.replace(
+        bundle,
+        certificate=sign_envelope(canonical(statement), IN_TOTO_PAYLOAD_TYPE, signer).to_json(),
+        receipts={path: r for path, r in bundle.receipts.items() if path != last},
+        proofs={path: p for path, p in bundle.proofs.items() if path != last},
+    )
+    forged.sign(signer)
+    forged.write(tmp_path / "forged.zip")
+    with pytest.raises(VerificationError, match="batches hold another number of subjects"):
+        verify_bundle(tmp_path / "forged.zip", trusted_keys=[signer.public_key])
 
     history = await harness.client.get_workflow_handle(request_id).fetch_history()
     assert len(history.events) < 1000  # the run continued as new; its last history is small
