@@ -168,6 +168,7 @@ def test_transitions_take_a_request_to_certified_and_the_report_keeps_its_json_s
         "events": [
             {"system": "segment", "kind": "escalation", "detail": {"after_days": "30"}, "at": LATER.isoformat()}
         ],
+        "progress": [],  # a class order's progress per system; a single request has none
     }
     task = ledger.task(request_id, "app_db")
     assert (task.counts_before, task.counts_after) == ({"users": 1, "videos": 4}, {"users": 0, "videos": 0})
