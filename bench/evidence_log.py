@@ -36,6 +36,7 @@ from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from evidence.keys import Signer
 from evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
 from evidence.verify import verify_bundle
+from stores.tlog import Notarisation
 
 VERSION = code_version()
 # (system, category, connector, locations, vendor job?) as in examples/systems.yaml
@@ -61,6 +62,11 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=2_000, help="receipts appended through append_once")
     parser.add_argument("--batched", type=int, default=10_000, help="entries appended N per transaction (comparison)")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--notarised", type=int, default=20_000, help="receipts signed and logged by notarise_many")
+    parser.add_argument("--notarise-batch", type=int, default=1_000, help="receipts per notarise_many call")
+    parser.add_argument(
+        "--grow-to", type=int, default=1_000_000, help="grow the log to this size, then time inclusion proofs"
+    )
     args = parser.parse_args()
     began = time.perf_counter()
 
@@ -219,12 +225,20 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
         batch = args.batch_size
         t0 = time.perf_counter()
         for start in range(0, args.batched, batch):
-            append_batch(services, [spare[start + j] + b" " for j in range(batch)])  # distinct from the above
+            tlog.append_entries([spare[start + j] + b" " for j in range(batch)])  # distinct from the above
         elapsed = time.perf_counter() - t0
         print(
-            f"\nfor comparison, {batch} entries per transaction (TransparencyLog._append in one transaction, "
-            f"not a public API), {args.batched:,} entries: {args.batched / elapsed:.0f} appends/s"
+            f"\nfor comparison, {batch} bare entries per transaction (append_entries), {args.batched:,} entries: "
+            f"{args.batched / elapsed:.0f} appends/s"
         )
+
+    # -- batches: notarise_many signs and appends many receipts in one transaction -------------------------------------
+    if args.notarised:
+        notarise_in_batches(services, args.notarised, args.notarise_batch)
+
+    # -- inclusion proofs in a log of a million entries --------------------------------------------------------------
+    if args.grow_to > tlog.size():
+        proofs_at_size(services, args.grow_to, args.samples)
 
     with services.pool.connection() as conn:
         row = conn.execute(
@@ -236,6 +250,55 @@ def run(services: Services, args: argparse.Namespace, tmp: Path) -> None:
         f"\nstorage at {tlog.size():,} entries: tlog_leaves {row[0] / 2**20:.0f} MiB, tlog_nodes {row[1] / 2**20:.0f}"
         f" MiB ({row[2]:,} perfect-subtree hashes)"
     )
+
+
+def notarise_in_batches(services: Services, count: int, batch: int) -> None:
+    """Batch receipts as a class order logs them: built beforehand, then signed and appended by notarise_many."""
+    tlog = services.tlog
+    ids = [create_request(services) for _ in range(count // batch + 1)]
+    t0 = time.perf_counter()
+    statements = [
+        Notarisation(ids[k // batch], f"app_db/batch/{k % batch}", notary.ERASE, receipt_statement(k))
+        for k in range(count)
+    ]
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for start in range(0, count, batch):
+        tlog.notarise_many(statements[start : start + batch])
+    elapsed = time.perf_counter() - t0
+    print(
+        f"\nnotarise_many (sign + leaf + nodes + receipt row, {batch:,} per transaction), {count:,} receipts: "
+        f"{count / elapsed:,.0f} receipts/s ({elapsed * 1e6 / count:.0f} µs each); building the statements "
+        f"beforehand: {built * 1e6 / count:.0f} µs each"
+    )
+    t0 = time.perf_counter()
+    tlog.notarise_many(statements[:batch])
+    print(f"  a retried batch of {batch:,} already logged: {(time.perf_counter() - t0) * 1e3:.1f} ms")
+
+
+def proofs_at_size(services: Services, size: int, samples: int) -> None:
+    """Grow the log with small bare entries, 10,000 per transaction, then time inclusion proofs at that size."""
+    tlog = services.tlog
+    t0, start = time.perf_counter(), tlog.size()
+    while (current := tlog.size()) < size:
+        tlog.append_entries([b"filler entry %d" % i for i in range(current, min(size, current + 10_000))])
+    grown = time.perf_counter() - t0
+    print(f"\ngrew the log from {start:,} to {size:,} entries (bare, 10,000 per transaction) in {grown:.0f} s")
+    with services.pool.connection() as conn:
+        conn.execute("ANALYZE tlog_nodes")
+    root = tlog.root(size)
+    leaves = random.Random(11).sample(range(size), samples)
+    entries = leaf_entries(services, leaves)
+    times = timed_each(
+        leaves,
+        lambda i: tlog.inclusion_proof(i, size),
+        check=lambda i, proof: verify_inclusion(leaf_hash(entries[i]), i, size, proof, root),
+    )
+    print(
+        f"  inclusion proof at size {size:,}: {ms(times)} ({len(tlog.inclusion_proof(leaves[0], size))} hashes, "
+        f"read in one query; each proof verified)"
+    )
+    print(f"  root at size {size:,}: {ms(timed_each(range(20), lambda _: tlog.root(size)))}")
 
 
 # -- pieces ------------------------------------------------------------------------------------------------------------
@@ -288,7 +351,12 @@ def drop_schema(database_url: str, schema: str) -> None:
 
 
 def receipt_envelope(signer: Signer, i: int) -> bytes:
-    """A receipt as record_receipt writes it, with realistic values (ids, digests, times, per-location counts)."""
+    """A receipt as record_receipt writes it, signed."""
+    return sign_envelope(receipt_statement(i), IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+
+
+def receipt_statement(i: int) -> bytes:
+    """A receipt as record_receipt states it, with realistic values (ids, digests, times, per-location counts)."""
     system, category, connector, locations, vendor = SYSTEMS[i % len(SYSTEMS)]
     request_id = str(uuid.UUID(int=(i // len(SYSTEMS) + 1) * 0x9E3779B97F4A7C15F39CC0605CEDC835 % 2**128, version=4))
     started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i * 37)
@@ -313,8 +381,7 @@ def receipt_envelope(signer: Signer, i: int) -> bytes:
         f"{request_id}/{system}", str(uuid.uuid4()), str(5 + i % 3), VERSION, started.isoformat(), finished
     )
     level = "vendor_attested" if vendor else "verified_absent"
-    statement = notary.erase_receipt(request_id, task, level=level, detail="", notes=(), run=run)
-    return sign_envelope(statement, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+    return notary.erase_receipt(request_id, task, level=level, detail="", notes=(), run=run)
 
 
 def create_request(services: Services) -> str:
@@ -406,20 +473,12 @@ class Task:
     vendor_job_id: str | None
     vendor_status: str | None
     vendor_facts: dict[str, str | int]
+    residual: tuple[str, ...] = ()
 
 
 def constant(data: bytes) -> Callable[[], bytes]:
     """What append_once and notarise call to make their bytes, for bytes made already."""
     return lambda: data
-
-
-def append_batch(services: Services, entries: list[bytes]) -> None:
-    tlog = services.tlog
-    with services.pool.connection() as conn, conn.transaction():
-        row = conn.execute("SELECT size FROM tlog_head FOR UPDATE").fetchone()
-        assert row is not None
-        for k, entry in enumerate(entries):
-            tlog._append(conn, int(row[0]) + k, entry)
 
 
 def leaf_entries(services: Services, indexes: list[int]) -> dict[int, bytes]:

@@ -3,15 +3,18 @@
 It owns the `receipts` table: which statement was logged for which (request, system, action), and where.
 
 Only the hashes of complete perfect subtrees are stored (about two per leaf), so roots and proofs for a log of a
-million entries need a few dozen indexed lookups, never a rehash of the leaves. One head row, locked for update,
-serialises appends: concurrent workers queue on it and the tree never forks.
+million entries read a few dozen of them, in one query, never a rehash of the leaves. One head row, locked for
+update, serialises appends: concurrent workers queue on it and the tree never forks. Many entries append in one
+transaction (`notarise_many`, `append_entries`): their leaves, nodes and receipt rows are written with COPY, and the
+tree is the same as if they had been appended one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
@@ -19,7 +22,9 @@ from psycopg_pool import ConnectionPool
 from evidence.checkpoint import Checkpoint, sign_checkpoint
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from evidence.keys import Signer
-from evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, new_nodes, root
+from evidence.merkle import NodeSource, consistency_proof, inclusion_proof, leaf_hash, new_nodes, root
+
+T = TypeVar("T")
 
 
 class _Nodes:
@@ -28,6 +33,23 @@ class _Nodes:
     def __init__(self, conn: Connection[Any]) -> None:
         self._conn = conn
         self._cache: dict[tuple[int, int], bytes] = {}
+
+    def remember(self, level: int, index: int, value: bytes) -> None:
+        """A node this transaction is about to write: later appends of the same batch read it from here."""
+        self._cache[(level, index)] = value
+
+    def preload(self, keys: Iterable[tuple[int, int]]) -> None:
+        """Read these nodes in one query (a proof's O(log n) nodes: one round trip instead of one each)."""
+        wanted = [key for key in set(keys) if key not in self._cache]
+        if not wanted:
+            return
+        rows = self._conn.execute(
+            "SELECT n.level, n.node_index, n.hash FROM tlog_nodes n "
+            "JOIN unnest(%s::integer[], %s::bigint[]) AS w(level, node_index) USING (level, node_index)",
+            [[level for level, _ in wanted], [index for _, index in wanted]],
+        ).fetchall()
+        for level, index, value in rows:
+            self._cache[(int(level), int(index))] = bytes(value)
 
     def node(self, level: int, index: int) -> bytes:
         key = (level, index)
@@ -45,6 +67,16 @@ class _Nodes:
 class Logged:
     envelope: bytes
     leaf_index: int
+
+
+@dataclass(frozen=True)
+class Notarisation:
+    """One statement to sign and log for (request, system, action)."""
+
+    request_id: str
+    system: str
+    action: str
+    statement: bytes
 
 
 @dataclass(frozen=True)
@@ -70,6 +102,35 @@ class TransparencyLog:
             lambda: sign_envelope(make_statement(), IN_TOTO_PAYLOAD_TYPE, self.signer).to_json(),
         )
 
+    def notarise_many(self, statements: Sequence[Notarisation]) -> list[Logged]:
+        """Sign and append many statements in one transaction, each once for its (request, system, action).
+
+        Statements already logged (a retried batch) are returned as logged and not signed again; the rest are
+        signed before the head row is locked, so concurrent writers wait only for the writes.
+        """
+        keys = [(s.request_id, s.system, s.action) for s in statements]
+        with self._pool.connection() as conn:
+            logged = self._receipts_for(conn, keys)
+        envelopes = {
+            (s.request_id, s.system, s.action): sign_envelope(s.statement, IN_TOTO_PAYLOAD_TYPE, self.signer).to_json()
+            for s in statements
+            if (s.request_id, s.system, s.action) not in logged
+        }
+        with self._pool.connection() as conn, conn.transaction():
+            size = conn.execute("SELECT size FROM tlog_head FOR UPDATE").fetchone()[0]  # type: ignore[index]
+            logged |= self._receipts_for(conn, list(envelopes))  # another attempt may have won the lock
+            fresh = [(key, envelope) for key, envelope in envelopes.items() if key not in logged]
+            self._append(conn, size, [envelope for _, envelope in fresh])
+            with (
+                conn.cursor() as cur,
+                cur.copy("COPY receipts (request_id, system, action, envelope, sha256, leaf_index) FROM STDIN") as copy,
+            ):
+                for offset, ((request_id, system, action), envelope) in enumerate(fresh):
+                    index = size + offset
+                    copy.write_row((request_id, system, action, envelope, hashlib.sha256(envelope).hexdigest(), index))
+                    logged[(request_id, system, action)] = Logged(envelope, index)
+        return [logged[key] for key in keys]
+
     def append_once(self, request_id: str, system: str, action: str, make_envelope: Callable[[], bytes]) -> Logged:
         """Sign and append the statement for (request, system, action) unless it is already logged.
 
@@ -84,7 +145,7 @@ class TransparencyLog:
             if existing is not None:
                 return existing
             envelope = make_envelope()
-            self._append(conn, size, envelope)
+            self._append(conn, size, [envelope])
             conn.execute(
                 "INSERT INTO receipts (request_id, system, action, envelope, sha256, leaf_index) "
                 "VALUES (%s, %s, %s, %s, encode(sha256(%s), 'hex'), %s)",
@@ -94,20 +155,36 @@ class TransparencyLog:
 
     def append_entry(self, entry: bytes) -> int:
         """Append a bare entry (benchmarks and tests); returns its leaf index."""
+        return self.append_entries([entry])
+
+    def append_entries(self, entries: Sequence[bytes]) -> int:
+        """Append bare entries in one transaction (benchmarks and tests); returns the first one's leaf index."""
         with self._pool.connection() as conn, conn.transaction():
             size: int = conn.execute("SELECT size FROM tlog_head FOR UPDATE").fetchone()[0]  # type: ignore[index]
-            self._append(conn, size, entry)
+            self._append(conn, size, entries)
             return size
 
-    def _append(self, conn: Connection[Any], index: int, entry: bytes) -> None:
-        leaf = leaf_hash(entry)
-        conn.execute("INSERT INTO tlog_leaves (leaf_index, leaf_hash, entry) VALUES (%s, %s, %s)", [index, leaf, entry])
+    def _append(self, conn: Connection[Any], first: int, entries: Sequence[bytes]) -> None:
+        """Write entries as leaves first..first+len-1 with the perfect nodes they complete, and move the head."""
+        if not entries:
+            return
+        nodes = _Nodes(conn)
+        leaves: list[tuple[int, bytes, bytes]] = []
+        completed: list[tuple[int, int, bytes]] = []
+        for index, entry in enumerate(entries, start=first):  # before the COPY: the connection reads nothing during it
+            leaf = leaf_hash(entry)
+            leaves.append((index, leaf, entry))
+            for level, node_index, value in new_nodes(index, leaf, nodes):
+                nodes.remember(level, node_index, value)
+                completed.append((level, node_index, value))
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO tlog_nodes (level, node_index, hash) VALUES (%s, %s, %s)",
-                new_nodes(index, leaf, _Nodes(conn)),
-            )
-        conn.execute("UPDATE tlog_head SET size = %s", [index + 1])
+            with cur.copy("COPY tlog_leaves (leaf_index, leaf_hash, entry) FROM STDIN") as copy:
+                for leaf_row in leaves:
+                    copy.write_row(leaf_row)
+            with cur.copy("COPY tlog_nodes (level, node_index, hash) FROM STDIN") as copy:
+                for node_row in completed:
+                    copy.write_row(node_row)
+        conn.execute("UPDATE tlog_head SET size = %s", [first + len(entries)])
 
     def _receipt(self, conn: Connection[Any], request_id: str, system: str, action: str) -> Logged | None:
         row = conn.execute(
@@ -115,6 +192,19 @@ class TransparencyLog:
             [request_id, system, action],
         ).fetchone()
         return Logged(bytes(row[0]), int(row[1])) if row else None
+
+    def _receipts_for(
+        self, conn: Connection[Any], keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Logged]:
+        if not keys:
+            return {}
+        rows = conn.execute(
+            "SELECT r.request_id::text, r.system, r.action, r.envelope, r.leaf_index FROM receipts r "
+            "JOIN unnest(%s::uuid[], %s::text[], %s::text[]) AS k(request_id, system, action) "
+            "USING (request_id, system, action)",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
+        ).fetchall()
+        return {(str(r), str(s), str(a)): Logged(bytes(e), int(i)) for r, s, a, e, i in rows}
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -133,22 +223,22 @@ class TransparencyLog:
 
     def root(self, size: int) -> bytes:
         with self._pool.connection() as conn:
-            return root(size, _Nodes(conn))
+            return _in_one_query(conn, lambda nodes: root(size, nodes))
 
     def inclusion_proof(self, leaf_index: int, size: int) -> list[bytes]:
         with self._pool.connection() as conn:
-            return inclusion_proof(leaf_index, size, _Nodes(conn))
+            return _in_one_query(conn, lambda nodes: inclusion_proof(leaf_index, size, nodes))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._pool.connection() as conn:
-            return consistency_proof(old_size, new_size, _Nodes(conn))
+            return _in_one_query(conn, lambda nodes: consistency_proof(old_size, new_size, nodes))
 
     def checkpoint(self) -> tuple[Checkpoint, str]:
         """Sign (once per size) and return the checkpoint of the log as it stands."""
         with self._pool.connection() as conn:
             size = int(conn.execute("SELECT size FROM tlog_head").fetchone()[0])  # type: ignore[index]
             row = conn.execute("SELECT note FROM tlog_checkpoints WHERE tree_size = %s", [size]).fetchone()
-            checkpoint = Checkpoint(self.origin, size, root(size, _Nodes(conn)))
+            checkpoint = Checkpoint(self.origin, size, _in_one_query(conn, lambda nodes: root(size, nodes)))
             if row is not None:
                 return checkpoint, str(row[0])
             note = sign_checkpoint(checkpoint, self.signer, self.origin)
@@ -168,3 +258,23 @@ class TransparencyLog:
                 [before, limit],
             ).fetchall()
         return [int(r[0]) for r in rows]
+
+
+class _Wanted:
+    """Records which nodes a computation reads: which nodes a root or proof needs does not depend on their hashes."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+
+    def node(self, level: int, index: int) -> bytes:
+        self.keys.append((level, index))
+        return bytes(32)
+
+
+def _in_one_query(conn: Connection[Any], compute: Callable[[NodeSource], T]) -> T:
+    """Run `compute` once to learn the nodes it reads, fetch them all in one query, and run it on them."""
+    wanted = _Wanted()
+    compute(wanted)
+    nodes = _Nodes(conn)
+    nodes.preload(wanted.keys)
+    return compute(nodes)

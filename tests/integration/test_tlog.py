@@ -22,11 +22,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from evidence.checkpoint import Checkpoint, open_checkpoint
-from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
+from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope, verify_envelope
 from evidence.keys import Ed25519Signer
 from evidence.merkle import MemoryTree, leaf_hash, verify_consistency, verify_inclusion
 from stores.db import migrate, open_pool
-from stores.tlog import Logged, TransparencyLog
+from stores.tlog import Logged, Notarisation, TransparencyLog
 
 ORIGIN = "erasure.test/log"
 PROCESSES, THREADS, APPENDS = 4, 4, 50  # appends per process and per thread
@@ -219,14 +219,7 @@ def test_concurrent_appends_from_threads_and_processes_make_one_consistent_log(
 def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
     tlog: TransparencyLog, database_url: str, ledger: str, signer: Ed25519Signer, spawned: list[Any]
 ) -> None:
-    request_id = str(uuid.uuid4())
-    with psycopg.connect(database_url, autocommit=True, options=f"-c search_path={ledger}") as conn:
-        conn.execute(
-            "INSERT INTO requests (request_id, kind, legal_basis, reference, requester, received_on, deadline, "
-            "scope, catalogue, catalogue_sha256, state) VALUES (%s, 'court_order', 'test', 'test', %s, "
-            "'2026-11-20', '2026-12-18', %s, %s, %s, 'executing')",
-            [request_id, Jsonb({}), Jsonb("all"), Jsonb({}), hashlib.sha256(b"{}").hexdigest()],
-        )
+    request_id = _create_request(database_url, ledger)
     for i in range(3):  # the log already holds other entries
         tlog.append_entry(entry("earlier", i))
     systems = ["app_db", "uploads", "segment"]
@@ -261,3 +254,102 @@ def test_append_once_racing_for_the_same_receipt_appends_exactly_one_leaf(
         assert leaves[int(index)] == bytes(envelope)  # the receipt row and its leaf hold the same bytes
         assert sum(made for s, _, made in attempts if s == system) == 1  # only the winner signed
     assert len(attempts) == len(systems) * (4 + 2)
+
+
+def _create_request(database_url: str, ledger: str) -> str:
+    request_id = str(uuid.uuid4())
+    with psycopg.connect(database_url, autocommit=True, options=f"-c search_path={ledger}") as conn:
+        conn.execute(
+            "INSERT INTO requests (request_id, kind, legal_basis, reference, requester, received_on, deadline, "
+            "scope, catalogue, catalogue_sha256, state) VALUES (%s, 'court_order', 'test', 'test', %s, "
+            "'2026-11-20', '2026-12-18', %s, %s, %s, 'executing')",
+            [request_id, Jsonb({}), Jsonb("all"), Jsonb({}), hashlib.sha256(b"{}").hexdigest()],
+        )
+    return request_id
+
+
+@pytest.fixture
+def second_log(database_url: str, signer: Ed25519Signer) -> Iterator[TransparencyLog]:
+    name = f"tlog_{uuid.uuid4().hex[:12]}"
+    migrate(database_url, name)
+    pool = open_pool(database_url, name, max_size=2)
+    yield TransparencyLog(pool, signer, ORIGIN)
+    pool.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def _stored_tree(tlog: TransparencyLog) -> tuple[list[Any], list[Any]]:
+    with tlog._pool.connection() as conn:
+        leaves = conn.execute("SELECT leaf_index, leaf_hash, entry FROM tlog_leaves ORDER BY leaf_index").fetchall()
+        nodes = conn.execute("SELECT level, node_index, hash FROM tlog_nodes ORDER BY level, node_index").fetchall()
+    return leaves, nodes
+
+
+def test_batch_appends_store_the_same_tree_and_proofs_as_one_by_one_appends(
+    tlog: TransparencyLog, second_log: TransparencyLog
+) -> None:
+    batches = [1, 2, 3, 7, 16, 33, 64, 1, 100, 29]  # across and onto perfect-subtree borders
+    entries = [entry("batch", i) for i in range(sum(batches))]
+    for e in entries:
+        tlog.append_entry(e)
+    start, sizes = 0, []
+    for count in batches:
+        assert second_log.append_entries(entries[start : start + count]) == start
+        start += count
+        sizes.append(start)
+
+    assert _stored_tree(second_log) == _stored_tree(tlog)  # every leaf and perfect node, byte for byte
+    total = len(entries)
+    for size in sizes:
+        assert second_log.root(size) == tlog.root(size)
+    for index in range(total):
+        assert second_log.inclusion_proof(index, total) == tlog.inclusion_proof(index, total)
+    for old in sizes:
+        assert second_log.consistency_proof(old, total) == tlog.consistency_proof(old, total)
+    memory = MemoryTree()
+    for e in entries:
+        memory.append(e)
+    assert second_log.root(total) == memory.root()
+    for index in (0, 1, total // 2, total - 1):
+        verify_inclusion(
+            leaf_hash(entries[index]), index, total, second_log.inclusion_proof(index, total), memory.root()
+        )
+
+
+def test_notarise_many_logs_each_receipt_once_and_a_retry_returns_the_same(
+    tlog: TransparencyLog, database_url: str, ledger: str, signer: Ed25519Signer
+) -> None:
+    first, second = _create_request(database_url, ledger), _create_request(database_url, ledger)
+    tlog.append_entry(entry("earlier", 0))
+    single = tlog.notarise(first, "app_db/batch/0", "erase", lambda: b'{"batch":0}')
+
+    def statement(request_id: str, n: int) -> Notarisation:
+        return Notarisation(request_id, f"app_db/batch/{n}", "erase", b'{"batch":%d}' % n)
+
+    wanted = [statement(first, n) for n in range(4)] + [statement(second, n) for n in range(3)]
+    logged = tlog.notarise_many(wanted)
+
+    assert logged[0] == single  # already logged one by one: returned, not appended again
+    assert [item.leaf_index for item in logged[1:]] == list(range(2, 8))
+    assert tlog.size() == 8
+    for item, asked in zip(logged, wanted, strict=True):
+        payload = Envelope.from_json(item.envelope)
+        assert verify_envelope(payload, {signer.keyid: signer.public_key}) == asked.statement
+
+    again = tlog.notarise_many([*reversed(wanted), statement(second, 3)])  # a retried batch, one more receipt
+    assert again[:-1] == list(reversed(logged))
+    assert again[-1].leaf_index == 8 and tlog.size() == 9
+    rows = {(r.system, r.envelope, r.leaf_index) for r in tlog.receipts(second)}
+    assert rows == {
+        (f"app_db/batch/{n}", item.envelope, item.leaf_index) for n, item in enumerate([*logged[4:], again[-1]])
+    }
+
+    leaves, _ = _stored_tree(tlog)
+    total = tlog.size()
+    root = tlog.root(total)
+    for item in [*logged, again[-1]]:
+        assert bytes(leaves[item.leaf_index][2]) == item.envelope
+        verify_inclusion(
+            leaf_hash(item.envelope), item.leaf_index, total, tlog.inclusion_proof(item.leaf_index, total), root
+        )
