@@ -76,11 +76,18 @@ def batch_path(system: str, batch: int) -> str:
     return f"receipts/{system}/batch-{batch:06d}.dsse.json"
 
 
+def batch_subject_name(request_id: str, system: str, batch: int) -> str:
+    """The in-toto subject name of a batch receipt (its digest is the batch's Merkle root)."""
+    return f"erasure-request/{request_id}/{system}/batch/{batch}"
+
+
 def batch_receipt_statement(facts: BatchFacts) -> bytes:
     predicate = {field.name: getattr(facts, field.name) for field in dataclasses.fields(facts)}
     predicate["locations"] = {name: {"before": b, "after": a} for name, (b, a) in facts.locations.items()}
-    name = f"erasure-request/{facts.request_id}/{facts.system}/batch/{facts.batch}"
-    subject = {"name": name, "digest": {MERKLE_DIGEST: facts.batch_root}}
+    subject = {
+        "name": batch_subject_name(facts.request_id, facts.system, facts.batch),
+        "digest": {MERKLE_DIGEST: facts.batch_root},
+    }
     return canonical(
         {
             "_type": STATEMENT_TYPE,
