@@ -807,6 +807,36 @@ def evidence_verify(
             )
 
 
+@evidence_app.command("verify-proof")
+def evidence_verify_proof(
+    proof: Annotated[Path, typer.Argument(help="A child's proof (JSON), one system's.")],
+    trusted_key: Annotated[
+        list[Path], typer.Option(help="The operator's public key (PEM), obtained separately; repeatable.")
+    ],
+    pseudonym: Annotated[
+        str | None, typer.Option(help="The child's pseudonym (64 hex) the operator gave: the proof must be about it.")
+    ] = None,
+) -> None:
+    """Check one child's proof of a class order offline; exit 0 only if every step passes."""
+    import re
+
+    from evidence.child_proof import verify_child_proof
+    from evidence.keys import load_public_key_pem
+
+    with _errors():
+        keys = [load_public_key_pem(_read(p)) for p in trusted_key]
+        if pseudonym is not None and not re.fullmatch(r"[0-9a-f]{64}", pseudonym):
+            raise InvalidInput("arguments", "--pseudonym", "is not a pseudonym (64 lower-case hex characters)")
+        child = bytes.fromhex(pseudonym) if pseudonym is not None else None
+        report = verify_child_proof(_read(proof), keys, pseudonym=child)
+        for line in report.checks:
+            out.print(f"[green]ok[/green] {line}", highlight=False)
+        out.print(
+            f"proof verified: request {report.request_id}, system {report.system}, batch {report.batch} of "
+            f"{report.batch_subjects} subjects, evidence level {report.evidence_level}, log size {report.tree_size}"
+        )
+
+
 def _checked_keyid(value: str) -> str:
     import re
 

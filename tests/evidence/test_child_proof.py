@@ -11,15 +11,18 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from erasure.cli import app
 from evidence.batch_receipt import BatchFacts, batch_receipt_statement
 from evidence.checkpoint import Checkpoint, sign_checkpoint
 from evidence.child_proof import CHILD_PROOF_TYPE, LogInclusion, child_proof, verify_child_proof
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
 from evidence.errors import VerificationError
-from evidence.keys import Ed25519Signer
+from evidence.keys import Ed25519Signer, public_key_pem
 from evidence.merkle import MemoryTree, inclusion_proof
 
 ORIGIN = "erasure-orchestrator.test/log"
@@ -262,3 +265,29 @@ def test_the_builder_refuses_a_pseudonym_outside_the_batch(class_log: ClassLog) 
             LogInclusion(index, 1, ()),
             "",
         )
+
+
+def test_the_cli_verifies_a_proof_and_rejects_a_tampered_one(
+    class_log: ClassLog, signer: Ed25519Signer, tmp_path: Path
+) -> None:
+    key = tmp_path / "operator.pem"
+    key.write_bytes(public_key_pem(signer.public_key))
+    good, forged = tmp_path / "proof.json", tmp_path / "forged.json"
+    good.write_bytes(prove(class_log, 3))
+    forged.write_bytes(swap_pseudonym(class_log))
+    child = class_log.pseudonyms[3].hex()
+
+    verified = CliRunner().invoke(
+        app, ["evidence", "verify-proof", str(good), "--trusted-key", str(key), "--pseudonym", child]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert "proof verified: request " + REQUEST_ID + ", system app_db, batch 0 of 7 subjects" in verified.output
+
+    rejected = CliRunner().invoke(app, ["evidence", "verify-proof", str(forged), "--trusted-key", str(key)])
+    assert rejected.exit_code == 1
+    assert "verification failed" in rejected.output and "batch path" in rejected.output
+
+    bad = CliRunner().invoke(
+        app, ["evidence", "verify-proof", str(good), "--trusted-key", str(key), "--pseudonym", "not hex"]
+    )
+    assert bad.exit_code == 2 and "--pseudonym" in bad.output
