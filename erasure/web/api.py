@@ -37,9 +37,11 @@ def bearer_operator(request: Request) -> Operator:
     if wait:
         raise HTTPException(429, "too many failed sign-ins: try again later", headers={"Retry-After": f"{wait:.0f}"})
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    operator = stack_of(request).operators.by_token(token.strip()) if scheme.lower() == "bearer" and token else None
+    presented = token.strip() if scheme.lower() == "bearer" else ""
+    operator = stack_of(request).operators.by_token(presented) if presented else None
     if operator is None:
-        failures.failed(address)
+        if presented:  # a wrong token is a guess; no token at all is not
+            failures.failed(address)
         raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     return operator
 

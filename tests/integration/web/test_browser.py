@@ -14,7 +14,7 @@ from playwright.async_api import BrowserContext, Page, Playwright, async_playwri
 
 from erasure.demo import dated_copy
 from examples.estate import CHILD
-from tests.web.conftest import REPO, Served
+from tests.integration.web.conftest import REPO, Served
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"

@@ -19,7 +19,7 @@ from tests.integration.conftest import Harness
 from tests.integration.estate import catalogue, plant
 from tests.servers import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import yaml
 
 from examples.estate import CHILD
 from tests.integration.conftest import court_order
-from tests.web.conftest import Served
+from tests.integration.web.conftest import Served
 
 PROBLEM = "application/problem+json"
 
@@ -85,7 +85,7 @@ async def test_bad_bodies_are_422_naming_the_field_and_store_nothing(served: Ser
     unknown_system = court_order({"user_id": ["1"]}, scope=["app_db", "nowhere"])
     cases: list[tuple[str, str, str]] = [
         ("application/json", json.dumps(no_deadline), "deadline"),
-        ("application/json", json.dumps(bad_email), "subject.email.0"),
+        ("application/json", json.dumps(bad_email), "subject.email[0]"),
         ("application/json", json.dumps(past), "deadline"),
         ("application/json", json.dumps(unknown_system), "scope"),
         ("application/yaml", yaml.safe_dump(good) + "subject: {user_id: ['2']}\n", "line"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from erasure.config import Config
 from erasure.web.app import create_app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCUMENT = REPO / "docs" / "openapi.json"
 
 
@@ -18,7 +18,7 @@ def current_document(tmp: Path) -> dict[str, object]:
 
 
 def test_the_committed_openapi_document_is_current(tmp_path: Path) -> None:
-    # to refresh it: python -m tests.web.test_openapi
+    # to refresh it: python -m tests.integration.web.test_openapi
     assert json.loads(DOCUMENT.read_text()) == current_document(tmp_path)
 
 
