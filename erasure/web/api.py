@@ -120,11 +120,18 @@ class SigningKey(BaseModel):
     public_key_pem: str
 
 
+def _order_schemas() -> dict[str, Any]:
+    """The order's JSON schema and its nested models, as OpenAPI components (merged in by the app)."""
+    schema = Order.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "Order": schema}
+
+
+ORDER_SCHEMAS = _order_schemas()
 _ORDER_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": Order.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {"schema": {"$ref": "#/components/schemas/Order"}},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -51,6 +53,15 @@ def create_app(config: Config, catalogue_path: Path, *, secure_cookies: bool = T
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handlers(app)
     app.add_middleware(Edge)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            document["components"]["schemas"].update(api.ORDER_SCHEMAS)  # the order body's own models
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -98,6 +109,13 @@ def _handlers(app: FastAPI) -> None:
 
 
 def _title(status: int) -> str:
-    return {401: "unauthorised", 403: "forbidden", 404: "not found", 405: "method not allowed", 429: "slow down"}.get(
-        status, "error"
-    )
+    titles = {
+        400: "malformed body",
+        401: "unauthorised",
+        403: "forbidden",
+        404: "not found",
+        405: "method not allowed",
+        415: "unsupported media type",
+        429: "slow down",
+    }
+    return titles.get(status, "error")

@@ -46,11 +46,13 @@ def problem(status: int, title: str, detail: str, field: str | None = None, **he
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}, "description": text}
     for code, text in (
+        (400, "the body cannot be parsed (a form or a multipart upload)"),
         (401, "no valid token or session"),
         (403, "the operator's roles do not allow this"),
         (404, "no such request"),
         (409, "the request's state refuses this now"),
         (413, "the body is larger than allowed"),
+        (415, "the body is of another media type than documented"),
         (422, "bad input: names the field"),
         (429, "too many failed sign-ins from this address"),
     )
