@@ -34,7 +34,7 @@ def assert_nothing_stored(served: Served) -> None:
         assert conn.execute("SELECT count(*) FROM vault_items").fetchone() == (0,)
 
 
-async def test_each_role_is_refused_where_it_must_be_and_nothing_changes(served: Served) -> None:
+async def test_each_role_and_a_forged_form_are_refused_and_nothing_changes(served: Served) -> None:
     async with served.client() as anonymous:
         health = await anonymous.get("/api/health")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -62,6 +62,18 @@ async def test_each_role_is_refused_where_it_must_be_and_nothing_changes(served:
         missing = await auditor.get(f"/api/requests/{someone}")
         assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
         assert (await auditor.get("/api/requests/not-a-uuid")).status_code == 404
+    assert_nothing_stored(served)
+
+    # the dashboard: an HTTP-only, same-site session cookie; a form without its CSRF token changes nothing
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as browser:
+        signed_in = await browser.post("/sign-in", data={"token": served.tokens["sam"]})
+        assert signed_in.status_code == 303
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        forged = await browser.post("/requests/new", data={"order": order_json(), "csrf": "forged"})
+        assert forged.status_code == 403
+        page = await browser.get("/requests/new")
+        assert page.status_code == 200 and 'name="csrf"' in page.text
     assert_nothing_stored(served)
 
     # guessing tokens: after ten failures the address must wait, whatever it presents next
