@@ -83,10 +83,17 @@ def deadline_of(order: Order, order_path: Path | str = "order") -> Deadline:
 
 
 async def submit(
-    services: Services, client: Client, order: Order, catalogue: Catalogue, *, force_new: bool = False
+    services: Services,
+    client: Client,
+    order: Order,
+    catalogue: Catalogue,
+    *,
+    force_new: bool = False,
+    actor: str | None = None,
 ) -> Submission:
     """Store the request and start its workflow. The same order again, while its request is open, gives that
-    request (a retried `erasure submit` must not erase twice) unless `force_new`."""
+    request (a retried `erasure submit` must not erase twice) unless `force_new`. `actor` is who submits (an API
+    operator); the CLI's is the configured operator."""
     request_id = str(uuid.uuid4())
     subject = order.subject.to_subject()
     in_scope = [s for s in catalogue.systems if order.scope == "all" or s.name in order.scope]
@@ -114,7 +121,7 @@ async def submit(
                 "order_digest": digest,
             },
             catalogue.snapshot(),
-            actor=services.config.operator or "intake",
+            actor=actor or services.config.operator or "intake",
         )
         services.vault.create(
             conn,

@@ -1,7 +1,7 @@
 """What the API and the dashboard do, once: each action on the same stores and Temporal client as the CLI.
 
-Every action names its operator: a submission records a `submitted` event, a review decision its reviewer, an
-extension its actor; these reach the certificate and the receipts as the CLI's do.
+Every action names its operator: a submission is the actor of the request's first state in its timeline, a review
+decision names its reviewer, an extension its actor; these reach the certificate and the receipts as the CLI's do.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import tempfile
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from activities.contracts import Extension, ReviewDecision
+from activities.contracts import Acknowledgement, Extension, ReviewDecision
 from domain.deadlines import days_overdue
 from domain.errors import ErasureError, InvalidInput
 from domain.states import RequestState
@@ -31,7 +30,7 @@ from stores.catalogue import Catalogue
 from stores.ledger import to_json
 from stores.operators import Operator, Operators
 from stores.orders import RequestKind, parse_order
-from workflows.request import EXTEND_UPDATE, REVIEW_QUERY, REVIEW_UPDATE, extension_problem
+from workflows.request import ACK_RECIPIENT_UPDATE, EXTEND_UPDATE, REVIEW_QUERY, REVIEW_UPDATE, extension_problem
 
 ORDER_SOURCE = "request body"
 DECISIONS = ("include", "exclude", "confirm_nothing_found")
@@ -75,12 +74,7 @@ async def submit_order(
 ) -> Submission:
     order = parse_order(body, ORDER_SOURCE)
     check_order(order, stack.catalogue, ORDER_SOURCE, allow_past_deadline=allow_past_deadline)
-    submission = await submit(stack.services, stack.client, order, stack.catalogue, force_new=force_new)
-    if not submission.existing:
-        stack.services.ledger.record_event(
-            submission.request_id, None, "submitted", "submitted", datetime.now(UTC), {"operator": operator.name}
-        )
-    return submission
+    return await submit(stack.services, stack.client, order, stack.catalogue, force_new=force_new, actor=operator.name)
 
 
 def list_requests(stack: Stack, state: str | None, kind: str | None, overdue: bool) -> list[dict[str, Any]]:
@@ -162,6 +156,19 @@ async def extend(stack: Stack, request_id: str, days: int, reason: str, operator
     except RPCError as exc:
         raise Refused(f"the request's workflow does not answer ({exc.status.name.lower()})") from None
     return deadline
+
+
+async def acknowledge(stack: Stack, request_id: str, recipient: str, operator: Operator) -> str:
+    """A manual recipient acknowledged the erasure (Art. 19); the operator is recorded with it."""
+    status(stack, request_id)
+    ack = Acknowledgement(recipient=recipient, actor=operator.name)
+    try:
+        answer: str = await stack.client.get_workflow_handle(request_id).execute_update(ACK_RECIPIENT_UPDATE, ack)
+    except WorkflowUpdateFailedError as exc:
+        raise Refused(f"acknowledgement refused: {exc.cause}") from None
+    except RPCError as exc:
+        raise Refused(f"the request's workflow does not answer ({exc.status.name.lower()})") from None
+    return answer
 
 
 def bundle(stack: Stack, request_id: str) -> bytes:

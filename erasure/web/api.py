@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -209,6 +209,17 @@ async def extend(request: Request, request_id: str, extension: ExtensionIn, oper
     """Move the deadline, with the reason; the extension's event names the operator."""
     deadline = await actions.extend(stack_of(request), request_id, extension.days, extension.reason, operator)
     return Deadline(deadline=deadline)
+
+
+@router.post("/requests/{request_id}/recipients/{recipient}/ack", response_model=Answer)
+async def acknowledge(
+    request: Request,
+    operator: Approver,
+    request_id: str,
+    recipient: Annotated[str, Path(max_length=64)],
+) -> Answer:
+    """Record that a manual recipient of the data acknowledged the erasure (GDPR Art. 19)."""
+    return Answer(result=await actions.acknowledge(stack_of(request), request_id, recipient, operator))
 
 
 @router.get(

@@ -57,6 +57,7 @@ async def test_each_role_and_a_forged_form_are_refused_and_nothing_changes(serve
         assert (await submitter.post(f"/api/requests/{someone}/review", json=decision)).status_code == 403
         assert (await submitter.get(f"/api/requests/{someone}/review")).status_code == 403
         assert (await reviewer.get(f"/api/requests/{someone}/bundle")).status_code == 403
+        assert (await submitter.post(f"/api/requests/{someone}/recipients/partner/ack")).status_code == 403
         files = {"bundle": ("b.zip", b"x"), "trusted_key": ("k.pem", b"x")}
         assert (await submitter.post("/api/verify", files=files)).status_code == 403
         missing = await auditor.get(f"/api/requests/{someone}")
@@ -143,13 +144,14 @@ async def test_an_order_through_the_api_reaches_its_certificate_and_its_bundle_v
         assert (status["state"], status["outcome"]) == ("certified", "complete")
         levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
         assert levels == {"app_db": "verified_absent", "uploads": "verified_absent"}
-        events = {e["kind"]: e["detail"] for e in status["events"]}
-        assert events["submitted"] == {"operator": "sam"}  # the action is attributed to its operator
+        assert status["timeline"][0]["actor"] == "sam"  # the submission is attributed to its operator
 
         listed = (await auditor.get("/api/requests", params={"kind": "court_order"})).json()
         assert [row["request_id"] for row in listed] == [request_id]
         late = await approver.post(f"/api/requests/{request_id}/extend", json={"days": 5, "reason": "vendor delay"})
         assert late.status_code == 409  # a certified request is not extended
+        unknown = await approver.post(f"/api/requests/{request_id}/recipients/nobody/ack")
+        assert unknown.status_code == 409 and unknown.headers["content-type"] == PROBLEM
 
         bundle = await auditor.get(f"/api/requests/{request_id}/bundle")
         assert bundle.status_code == 200 and bundle.headers["content-type"] == "application/zip"
