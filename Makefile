@@ -59,19 +59,7 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # The Dockerfile, the compose file and the rendered Kubernetes overlays, validated offline (no container engine here).
-deploy-# The dashboard's browser tests drive Debian's chromium through Playwright (which cannot download its own browsers
-# here). As root it is installed when missing; otherwise the tests fail saying how to install it.
-browser:
-	@if ! command -v chromium > /dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing chromium from Debian's packages, for the dashboard's browser tests"; \
-			apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
-		else \
-			echo "chromium is missing: the browser tests will fail; install it with: sudo apt-get install chromium"; \
-		fi; \
-	fi
-
-check: $(STAMP)
+deploy-check: $(STAMP)
 	$(BIN)/python deploy/manifests.py check
 
 clean:
