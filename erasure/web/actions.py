@@ -94,7 +94,8 @@ def list_requests(stack: Stack, state: str | None, kind: str | None, overdue: bo
                 "state": row["state"],
                 "outcome": row["outcome"],
                 "deadline": row["deadline"],
-                "days_left": (record.deadline - today()).days if not state_now.ended else None,
+                # none once ended, or while the deadline's clock waits for a guardian's authority
+                "days_left": (record.deadline - today()).days if record.deadline and not state_now.ended else None,
                 "days_overdue": days_overdue(record.deadline, state_now, today()),
                 "created_at": row["created_at"],
             }

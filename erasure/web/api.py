@@ -77,8 +77,8 @@ class RequestRow(BaseModel):
     kind: str
     state: str
     outcome: str | None
-    deadline: str
-    days_left: int | None = Field(description="days until the deadline; none once the request has ended")
+    deadline: str | None = Field(description="none while the deadline's clock waits for a guardian's authority")
+    days_left: int | None = Field(description="days until the deadline; none once ended or without a deadline")
     days_overdue: int
     created_at: str
 
