@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check install bench soak deploy-check clean audit-tools
+.PHONY: demo test check install bench soak deploy-check clean audit-tools browser
 
 # constraints.txt pins the versions the suite was last run with, so a new release elsewhere cannot break a clone.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/erasure demo
 
-test: $(STAMP) audit-tools
+test: $(STAMP) audit-tools browser
 	$(BIN)/pytest
 
 # Tests run each bundle's VERIFY.txt as an auditor would, with the system's unzip, jq and openssl (bash, coreutils
@@ -29,6 +29,18 @@ audit-tools:
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian's packages, for the tests of VERIFY.txt"; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (which cannot download its own browsers
+# here). As root it is installed when missing; otherwise the tests fail saying how to install it.
+browser:
+	@if ! command -v chromium > /dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium from Debian's packages, for the dashboard's browser tests"; \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+		else \
+			echo "chromium is missing: the browser tests will fail; install it with: sudo apt-get install chromium"; \
+		fi; \
 	fi
 
 check: $(STAMP)

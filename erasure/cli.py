@@ -34,6 +34,7 @@ codec_app = typer.Typer(no_args_is_help=True, help="Keys of the Temporal payload
 db_app = typer.Typer(no_args_is_help=True, help="The ledger's database.")
 recipients_app = typer.Typer(no_args_is_help=True, help="Recipients of the data, told of an erasure (Art. 19).")
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds: erasure stops where one is placed, until released.")
+operator_app = typer.Typer(no_args_is_help=True, help="Operators of the HTTP API and the dashboard.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(suppression_app, name="suppression")
@@ -41,6 +42,7 @@ app.add_typer(codec_app, name="codec")
 app.add_typer(db_app, name="db")
 app.add_typer(recipients_app, name="recipients")
 app.add_typer(hold_app, name="hold")
+app.add_typer(operator_app, name="operator")
 
 # Off a terminal (CI, a pipe) rich would fold tables at 80 columns: give them room instead.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -636,6 +638,49 @@ def codec_server(
         )
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 7243,
+    catalogue: Annotated[Path, typer.Option(help="The catalogue of systems orders are checked against.")] = (
+        DEFAULT_CATALOGUE
+    ),
+    insecure_cookies: Annotated[
+        bool, typer.Option(help="Session cookies without Secure, for plain HTTP on loopback only.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (/api, OpenAPI at /openapi.json) and the dashboard, on the CLI's stores and Temporal."""
+    import uvicorn
+
+    from erasure.web.app import create_app
+
+    with _errors():
+        if insecure_cookies and host not in ("127.0.0.1", "localhost", "::1"):
+            raise InvalidInput("arguments", "--insecure-cookies", "is for loopback only: serve HTTPS elsewhere")
+        application = create_app(_config("serve"), catalogue, secure_cookies=not insecure_cookies)
+        # no access log: the operator's own log line per action is enough, and a URL is nobody's business
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+@operator_app.command("add")
+def operator_add(
+    name: Annotated[str, typer.Argument(help="A short name for the operator (a role or handle, not an email).")],
+    role: Annotated[list[str], typer.Option(help="submitter, approver, reviewer, auditor or admin; repeatable.")],
+) -> None:
+    """Add an operator and print their token, once: only its hash is stored."""
+    from stores.operators import Operators, Role
+
+    with _errors():
+        roles = [_choice(Role, r, "--role") for r in role]
+        services = _services(_config("cli"))
+        try:
+            operator, token = Operators(services.pool).add(name, roles)
+        finally:
+            services.close()
+        err.print(f"operator {operator.name} ({', '.join(sorted(roles))}): the token below is shown once")
+        out.print(token, highlight=False, soft_wrap=True)
+
+
 @codec_app.command("rotate")
 def codec_rotate() -> None:
     """Make a new current codec key; older keys stay to decrypt older payloads. Restart workers afterwards."""
@@ -709,6 +754,7 @@ def _print_stack(report: dict[str, Any], *, as_json: bool) -> None:
         "s3_endpoint",
         "emulators_url",
         "codec_server",
+        "dashboard",
     ):
         table.add_row(key, str(report.get(key) or "-"))
     for name, state in report.get("parts", {}).items():

@@ -45,6 +45,7 @@ class Ports:
     s3: int = 7240
     emulators: int = 7241
     codec: int = 7242
+    api: int = 7243  # erasure serve: the HTTP API and the dashboard
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Ports:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import zipfile
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from evidence.statement import parse_statement
 from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people, upload_keys
 from stores.catalogue import Catalogue
+from stores.operators import Operators, Role
 from stores.orders import Order
 from workflows.request import HOLD_RELEASED_SIGNAL, REVIEW_QUERY, REVIEW_UPDATE
 
@@ -105,6 +107,7 @@ def run_demo(config: Config, console: Console) -> bool:
         config = Config.from_env(stack.process_env())
         services = Services.open(config)  # `up` migrated the ledger
         try:
+            _demo_operators(services, stack, console)
             results = []
             for name, (order, catalogue) in zip(ORDERS, orders, strict=True):
                 console.print(f"Temporal UI at {stack.temporal_ui}; planting the Clipstream estate for {name} ...")
@@ -122,6 +125,21 @@ def run_demo(config: Config, console: Console) -> bool:
         f"result: {demo_dir / 'result.json'}: [{'green' if passed else 'red'}]{'passed' if passed else 'FAILED'}[/]"
     )
     return passed
+
+
+# The demo's operators: one who submits, one who approves and reviews; both may export and verify evidence.
+DEMO_OPERATORS = {
+    "submitter": [Role.SUBMITTER, Role.AUDITOR],
+    "approver": [Role.APPROVER, Role.REVIEWER, Role.AUDITOR],
+}
+
+
+def _demo_operators(services: Services, stack: devstack.Stack, console: Console) -> None:
+    """Operators for the dashboard, with fresh names: a token is shown only when it is made."""
+    console.print(f"dashboard at [bold]{stack.dashboard}[/bold]; sign in with a token:")
+    for label, roles in DEMO_OPERATORS.items():
+        operator, token = Operators(services.pool).add(f"demo-{label}-{secrets.token_hex(2)}", roles)
+        console.print(f"  {operator.name} ({', '.join(roles)}): {token}", highlight=False, soft_wrap=True)
 
 
 def dated_copy(source: Path, target: Path, today: date) -> Path:

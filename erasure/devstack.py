@@ -49,6 +49,7 @@ _PORT_LABELS = {
     "s3": "S3 (moto)",
     "emulators": "vendor emulators",
     "codec": "codec server",
+    "api": "API and dashboard",
 }
 
 
@@ -61,6 +62,7 @@ class Stack:
     s3_endpoint: str = ""
     emulators_url: str = ""
     codec_server: str = ""
+    dashboard: str = ""
     embedded_pgdata: str = ""
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
@@ -115,6 +117,7 @@ class Stack:
             "s3_endpoint": self.s3_endpoint,
             "emulators_url": self.emulators_url,
             "codec_server": self.codec_server,
+            "dashboard": self.dashboard,
             "parts": {name: "running" if ok else "stopped" for name, ok in parts.items()},
         }
 
@@ -222,6 +225,16 @@ def up(config: Config, emulator_seed: Path | None = None) -> Stack:
         stack.processes["worker"] = _spawn("worker", logs, [sys.executable, "-m", "erasure.cli", "worker"], env)
         stack.save()
         _wait_for_log(logs / "worker.jsonl", "worker started", stack.processes["worker"], logs / "worker.log")
+        # plain HTTP on loopback: the session cookie cannot be Secure here
+        stack.processes["api"] = _spawn(
+            "api",
+            logs,
+            [sys.executable, "-m", "erasure.cli", "serve", "--port", str(ports.api), "--insecure-cookies"],
+            stack.process_env(),
+        )
+        stack.dashboard = f"http://127.0.0.1:{ports.api}"
+        stack.save()
+        _wait_for_port("api", ports.api, stack.processes["api"], logs)
     except BaseException:
         down(home)
         raise
@@ -234,7 +247,7 @@ def down(home: Path) -> list[str]:
     if stack is None:
         return []
     stopped = []
-    for name in ("worker", "codec_server", "emulators", "s3", "temporal"):
+    for name in ("api", "worker", "codec_server", "emulators", "s3", "temporal"):
         record = stack.processes.get(name)
         if record and record.stop():  # only the very process `up` started, never a later one with its pid
             stopped.append(name)

@@ -49,10 +49,16 @@ def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: boo
     """Everything that can be wrong with the input is found here, before anything is stored or started."""
     order = load_order(order_path)
     catalogue = load_catalogue(catalogue_path)
-    due = deadline_of(order, order_path).due
+    check_order(order, catalogue, str(order_path), allow_past_deadline=allow_past_deadline)
+    return order, catalogue
+
+
+def check_order(order: Order, catalogue: Catalogue, source: str, *, allow_past_deadline: bool = False) -> None:
+    """What a valid order may still get wrong against today and the catalogue; `source` names where it came from."""
+    due = deadline_of(order, source).due
     if due is not None and due < _today() and not allow_past_deadline:
         raise InvalidInput(
-            str(order_path),
+            source,
             "deadline",
             f"{due.isoformat()} has already passed: submit with --allow-past-deadline to accept it anyway",
         )
@@ -60,8 +66,7 @@ def validate(order_path: Path, catalogue_path: Path, *, allow_past_deadline: boo
         known = {s.name for s in catalogue.systems}
         for name in order.scope:
             if name not in known:
-                raise InvalidInput(str(order_path), "scope", f"no system named {name!r} in {catalogue_path}")
-    return order, catalogue
+                raise InvalidInput(source, "scope", f"no system named {name!r} in the catalogue")
 
 
 def deadline_of(order: Order, order_path: Path | str = "order") -> Deadline:
@@ -78,10 +83,17 @@ def deadline_of(order: Order, order_path: Path | str = "order") -> Deadline:
 
 
 async def submit(
-    services: Services, client: Client, order: Order, catalogue: Catalogue, *, force_new: bool = False
+    services: Services,
+    client: Client,
+    order: Order,
+    catalogue: Catalogue,
+    *,
+    force_new: bool = False,
+    actor: str | None = None,
 ) -> Submission:
     """Store the request and start its workflow. The same order again, while its request is open, gives that
-    request (a retried `erasure submit` must not erase twice) unless `force_new`."""
+    request (a retried `erasure submit` must not erase twice) unless `force_new`. `actor` is who submits (an API
+    operator); the CLI's is the configured operator."""
     request_id = str(uuid.uuid4())
     subject = order.subject.to_subject()
     in_scope = [s for s in catalogue.systems if order.scope == "all" or s.name in order.scope]
@@ -109,7 +121,7 @@ async def submit(
                 "order_digest": digest,
             },
             catalogue.snapshot(),
-            actor=services.config.operator or "intake",
+            actor=actor or services.config.operator or "intake",
         )
         services.vault.create(
             conn,

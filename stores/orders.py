@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from domain.errors import InvalidInput
 from domain.identifiers import problem as identifier_problem
 from domain.model import IdentifierType, Subject
-from stores.validation import describe, read_yaml
+from stores.validation import describe, parse_yaml, read_yaml
 
 
 class RequestKind(StrEnum):
@@ -167,3 +167,12 @@ def load_order(path: Path) -> Order:
         return Order.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(str(path), *describe(exc, data)) from None
+
+
+def parse_order(raw: bytes, source: str) -> Order:
+    """An order from bytes (an HTTP body, YAML or JSON), refused as a file would be, naming `source`."""
+    data = parse_yaml(raw, source, allow_aliases=False)
+    try:
+        return Order.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(source, *describe(exc, data)) from None

@@ -61,27 +61,33 @@ class _AliasLoader(_StrictLoader):
 
 def read_yaml(path: Path, *, allow_aliases: bool) -> Any:
     """The file's one YAML document, refusing what a careless or hostile writer could slip past a reader."""
-    raw = _read_bytes(path)
+    return parse_yaml(_read_bytes(path), str(path), allow_aliases=allow_aliases)
+
+
+def parse_yaml(raw: bytes, source: str, *, allow_aliases: bool) -> Any:
+    """One YAML (or JSON) document from `source` (a file's path, an HTTP body), refused as `read_yaml` refuses."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInput(source, "(file)", f"is too large: expected at most {MAX_FILE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise InvalidInput(str(path), f"line {line}", "is not UTF-8 text") from None
+        raise InvalidInput(source, f"line {line}", "is not UTF-8 text") from None
     control = _CONTROL_IN_FILE.search(text)
     if control:
         line = text.count("\n", 0, control.start()) + 1
-        raise InvalidInput(str(path), f"line {line}", f"holds a control character (U+{ord(control[0]):04X})")
+        raise InvalidInput(source, f"line {line}", f"holds a control character (U+{ord(control[0]):04X})")
     try:
         data = yaml.load(text, Loader=_AliasLoader if allow_aliases else _StrictLoader)
     except _Refused as exc:
-        raise InvalidInput(str(path), f"line {exc.line}", exc.problem) from None
+        raise InvalidInput(source, f"line {exc.line}", exc.problem) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        raise InvalidInput(str(path), where, "is not valid YAML") from None
+        raise InvalidInput(source, where, "is not valid YAML") from None
     for field, value in _strings(data, ""):
         if _CONTROL_IN_VALUE.search(value):
-            raise InvalidInput(str(path), field or "(top level)", "must not contain control characters")
+            raise InvalidInput(source, field or "(top level)", "must not contain control characters")
     return data
 
 

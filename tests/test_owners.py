@@ -25,6 +25,7 @@ OWNERS = {
     "holds": "stores/holds.py",
     "hold_subjects": "stores/holds.py",
     "hold_restrictions": "stores/holds.py",
+    "operators": "stores/operators.py",
 }
 
 

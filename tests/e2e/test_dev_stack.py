@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def stack_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERASURE_")}
     env["ERASURE_HOME"] = str(home)
-    for part in ("TEMPORAL", "UI", "S3", "EMULATORS", "CODEC"):
+    for part in ("TEMPORAL", "UI", "S3", "EMULATORS", "CODEC", "API"):
         env[f"ERASURE_{part}_PORT"] = str(free_port())
     env.update(extra)
     return env
@@ -44,10 +44,11 @@ def test_dev_up_status_and_down(tmp_path: Path, database_url: str) -> None:
         assert status["temporal_ui"] == f"http://127.0.0.1:{env['ERASURE_UI_PORT']}"
         assert status["database_url"] == database_url
         assert set(status["parts"].values()) == {"running"}
-        assert set(status["parts"]) == {"temporal", "s3", "emulators", "codec_server", "worker"}
+        assert set(status["parts"]) == {"temporal", "s3", "emulators", "codec_server", "worker", "api"}
         assert httpx.get(status["temporal_ui"], timeout=30).status_code == 200
         codec = httpx.post(f"http://127.0.0.1:{env['ERASURE_CODEC_PORT']}/decode", json={"payloads": []}, timeout=10)
         assert codec.status_code == 401  # the UI's codec endpoint answers only with the bearer token
+        assert httpx.get(f"{status['dashboard']}/api/health", timeout=10).json() == {"status": "ok"}
         again = erasure(env, "dev", "up")
         assert again.returncode == 1 and "already running" in again.stderr
         # an object keyed by a child's id goes through moto, which logs every request line: no log keeps it

@@ -1,0 +1,120 @@
+"""The dashboard in a real Chromium (Debian's, driven by Playwright): sign in, submit the demo's court order through
+the form, watch it reach its certificate, download the bundle, verify it on the auditor's page as a second operator
+in a browser of their own; then scan the server's logs, the ledger and both browsers' profile folders for the child.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page, Playwright, async_playwright, expect
+
+from erasure.demo import dated_copy
+from examples.estate import CHILD
+from tests.integration.web.conftest import REPO, Served
+
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    assert found, "chromium is missing: `make test` installs it as root, else run `apt-get install chromium`"
+    return found
+
+
+async def browser_of(playwright: Playwright, profile: Path) -> BrowserContext:
+    """A persistent profile on disk, so the leak scan reads what the browser kept: history, cache, form data."""
+    return await playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=chromium(),
+        headless=True,
+        args=["--no-sandbox"],  # the tests run as root, where Chromium's sandbox cannot start
+        viewport={"width": 1280, "height": 900},
+        accept_downloads=True,
+    )
+
+
+async def sign_in(page: Page, url: str, token: str) -> None:
+    await page.goto(f"{url}/sign-in")
+    await page.get_by_label("Operator token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Requests")).to_be_visible()
+
+
+async def test_submit_watch_download_and_verify_in_chromium(served: Served, tmp_path: Path) -> None:
+    order_text = dated_copy(REPO / "examples" / "court-order.yaml", tmp_path / "order.yaml", datetime.now(UTC).date())
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    profiles = [tmp_path / "profile-submitter", tmp_path / "profile-auditor"]
+    async with served.harness.worker(), async_playwright() as playwright:
+        submitter = await browser_of(playwright, profiles[0])
+        page = await submitter.new_page()
+        await sign_in(page, served.url, served.tokens["sam"])
+        await page.get_by_role("link", name="Submit an order").click()
+        await page.get_by_label("The order").fill(order_text.read_text())
+        await page.get_by_role("button", name="Submit").click()
+        await expect(page.locator("#state")).to_have_text("certified", timeout=120_000)
+        await expect(page.locator("#outcome")).to_have_text("complete")
+        assert "/requests/" in page.url
+        await page.screenshot(path=SCREENSHOTS / "request.png", full_page=True)
+        async with page.expect_download() as bundle_download:
+            await page.locator("#bundle").click()
+        bundle = tmp_path / "bundle.zip"
+        await (await bundle_download.value).save_as(bundle)
+        async with page.expect_download() as key_download:
+            await page.get_by_role("link", name="the signing public key").click()
+        key = tmp_path / "signing-key.pem"
+        await (await key_download.value).save_as(key)
+        await page.get_by_role("link", name="Requests").click()
+        await expect(page.get_by_role("cell", name="certified")).to_be_visible()
+        await page.screenshot(path=SCREENSHOTS / "requests.png", full_page=True)
+        await submitter.close()
+
+        auditor = await browser_of(playwright, profiles[1])
+        page = await auditor.new_page()
+        await sign_in(page, served.url, served.tokens["aud"])
+        await page.get_by_role("link", name="Verify a bundle").click()
+        await page.get_by_label("Bundle (.zip)").set_input_files(bundle)
+        await page.get_by_label("Trusted public key (PEM)").set_input_files(key)
+        await page.get_by_role("button", name="Verify").click()
+        await expect(page.locator("#verdict")).to_contain_text("Verified")
+        await expect(page.locator("#verdict")).to_contain_text("outcome complete")
+        assert await page.locator("ol.steps li").count() >= 8
+        await page.screenshot(path=SCREENSHOTS / "verify.png", full_page=True)
+        await auditor.close()
+
+    found = leaks(served, profiles)
+    assert found == [], found
+
+
+def leaks(served: Served, profiles: list[Path]) -> list[str]:
+    """Where the child's email or phone appears, as written or in the forms a URL or a store would hold them."""
+    needles = _forms(CHILD.email or "") + _forms(CHILD.phone or "")
+    places: dict[str, bytes] = {"serve output": served.log.read_bytes()}
+    for path in [*served.harness.config.logs_dir.glob("*"), *(p for d in profiles for p in d.rglob("*"))]:
+        if path.is_file():
+            places[str(path)] = path.read_bytes()
+    places["ledger"] = _ledger_text(served).encode()
+    return [f"{where}: {needle!r}" for where, data in places.items() for needle in needles if needle in data]
+
+
+def _forms(value: str) -> list[bytes]:
+    from urllib.parse import quote, quote_plus
+
+    forms = {value, value.lower(), quote(value), quote_plus(value), quote(value.lower())}
+    return sorted({f.encode() for f in forms} | {f.encode("utf-16-le") for f in forms})
+
+
+def _ledger_text(served: Served) -> str:
+    schema: Any = served.harness.config.ledger_schema
+    rows: list[str] = []
+    with served.harness.services.pool.connection() as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema]
+        ).fetchall()
+        for (table,) in tables:
+            rows += [repr(row) for row in conn.execute(f'SELECT * FROM "{table}"').fetchall()]
+    return "\n".join(rows)
