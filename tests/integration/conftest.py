@@ -29,6 +29,7 @@ from erasure.services import Services, migrate_ledger
 from erasure.status import request_status
 from erasure.worker import build_workers
 from stores.codec import CodecKeys, data_converter
+from tests.integration.approval import SUBMITTER, approve
 
 
 def tool(name: str) -> str:
@@ -134,9 +135,12 @@ class Harness:
         return await submit(self.services, self.client, parsed, systems)
 
     async def run(self, order: dict[str, Any], catalogue: dict[str, Any]) -> dict[str, Any]:
-        """Submit, run the worker until the request is certified, and return its status."""
+        """Submit, approve it as a second operator where it must be, run the worker until the request is certified,
+        and return its status."""
         async with self.worker():
             submission = await self.submit(order, catalogue)
+            if order["kind"] == "court_order":
+                await approve(self.client, submission.request_id)
             return await self.wait_certified(submission.request_id)
 
     async def wait_certified(self, request_id: str, timeout_s: float = 60) -> dict[str, Any]:
@@ -168,6 +172,7 @@ def config(
         task_queue=task_queue,
         ledger_schema=ledger_schema,
         grace_days=30,
+        operator=SUBMITTER,
     )
 
 
