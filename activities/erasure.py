@@ -889,7 +889,7 @@ class ErasureActivities:
 
 def _count_system_error(system: str | None, error: str) -> None:
     """Errors the erased systems (vendors above all) returned to a connector step, for the metrics endpoint."""
-    if system is not None and activity.info().activity_type in (LOCATE, ERASE, POLL, VERIFY, ERASE_VERIFIED):
+    if system is not None and activity.info().activity_type in (PREVIEW, LOCATE, ERASE, POLL, VERIFY, ERASE_VERIFIED):
         counter = activity.metric_meter().create_counter(
             "erasure_system_errors", "errors returned by the systems being erased, by system and kind"
         )

@@ -206,7 +206,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     try:
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
-        while wait and not report.state.stopped and report.state != "awaiting_review":
+        while wait and not report.state.stopped and report.state not in _PERSON_MUST_ACT:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -220,12 +220,24 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
     if wait and report.state == "awaiting_review":
         err.print(f"[yellow]awaiting review: a person must decide, see `erasure review {request_id}`[/yellow]")
         raise typer.Exit(1)
+    if wait and report.state == "awaiting_approval":
+        err.print(
+            f"[yellow]awaiting approval by a second operator: see `erasure preview {request_id}`, then "
+            f"`erasure approve {request_id}` (or reject, or cancel)[/yellow]"
+        )
+        raise typer.Exit(1)
+    if wait and report.state.ended and not report.state.settled:
+        err.print(f"[yellow]{report.state}: nothing was erased, see the request's {report.state} event[/yellow]")
+        raise typer.Exit(1)
     if wait and report.state == "failed":
         err.print("[red]failed without a certificate: see the request's failed event[/red]")
         raise typer.Exit(1)
     if wait and not report.state.stopped:
         err.print(f"[yellow]still {report.state} after {timeout:g} s[/yellow]")
         raise typer.Exit(1)
+
+
+_PERSON_MUST_ACT = ("awaiting_review", "awaiting_approval", "rejected", "cancelled")
 
 
 def _check_uuid(value: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -124,6 +125,18 @@ class Harness:
         )
         stdout, stderr = await process.communicate(stdin.encode())
         return subprocess.CompletedProcess(list(args), process.returncode or 0, stdout.decode(), stderr.decode())
+
+    async def cli_run(
+        self, env: dict[str, str], order: str, systems: str, *, timeout: str = "120"
+    ) -> subprocess.CompletedProcess[str]:
+        """A court order's whole run through the CLI: `erasure submit`, a second operator's approval, then
+        `erasure status --wait --json` (what `submit --wait` printed before approval existed)."""
+        submitted = await self.cli(env, "submit", order, "--catalogue", systems, "--json")
+        if submitted.returncode != 0:
+            return submitted
+        request_id = json.loads(submitted.stdout)["request_id"]
+        await approve(self.client, request_id)
+        return await self.cli(env, "status", request_id, "--wait", "--timeout", timeout, "--json")
 
     def write_yaml(self, name: str, data: Any) -> Path:
         path = self.tmp / name

@@ -11,6 +11,7 @@ import pytest
 from erasure.export import export_bundle
 from evidence.verify import verify_bundle
 from stores.vault import Vault, VaultSealed
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, plant
 
@@ -28,6 +29,7 @@ async def test_shred_now_destroys_the_key_and_the_bundle_still_verifies(
     async with harness.worker():
         submission = await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))
         request_id = submission.request_id
+        await approve(harness.client, request_id)
         await harness.wait_certified(request_id)
         before = tmp_path / "before.zip"
         export_bundle(harness.services, request_id, before)

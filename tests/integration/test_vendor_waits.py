@@ -18,6 +18,7 @@ from erasure.export import export_bundle
 from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS
 from stores.vault import Vault, VaultSealed
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.servers import skipped_to_the_end
 
@@ -45,6 +46,7 @@ async def run_to_the_end(harness: Harness, order: dict[str, Any], catalogue: dic
     """Submit and await the request workflow's result: the server skips every timer and retry interval."""
     async with harness.worker():
         submission = await harness.submit(order, catalogue)
+        await approve(harness.client, submission.request_id)
         handle = harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
         async with harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             result = await skipped_to_the_end(handle)

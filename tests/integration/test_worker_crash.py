@@ -19,6 +19,7 @@ import psycopg
 
 from evidence.dsse import Envelope
 from examples.estate import count_rows
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 
@@ -78,6 +79,7 @@ async def test_sigkill_after_the_deletion_and_during_signing_gives_one_deletion_
     workers = [harness.start_worker(env)]
     try:
         request_id = (await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))).request_id
+        await approve(harness.client, request_id)
 
         # (1) app_db's rows are deleted and committed; nothing has recorded the deletion yet
         await kill_at(workers[-1], holds, "erased.app_db")
