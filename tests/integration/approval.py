@@ -14,7 +14,7 @@ from workflows.request import APPROVE_UPDATE, STATUS_QUERY
 SUBMITTER = "submitter-one"  # the harness's operator: Config.operator of its intake
 
 
-async def awaiting_approval(client: Client, request_id: str, timeout_s: float = 60) -> None:
+async def awaiting_approval(client: Client, request_id: str, timeout_s: float = 120) -> None:
     """Wait until the request's workflow has previewed and awaits a decision."""
     handle = client.get_workflow_handle(request_id)
     for _ in range(int(timeout_s * 10)):

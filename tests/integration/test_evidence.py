@@ -420,7 +420,7 @@ DEFECTS: dict[str, tuple[str, Defect, str]] = {
         "a",
         _proof_tree_size_wrong,
         r"^receipts/app_db\.dsse\.json: inclusion proof is for another tree size: "
-        r"expected 3, got 4",
+        r"expected 4, got 5",
     ),
     "checkpoint_signature_bad": (
         "a",
