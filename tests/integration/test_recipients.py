@@ -170,7 +170,7 @@ async def test_recipients_are_told_by_webhook_or_acknowledged_by_hand_and_the_ce
     # the timeline: every state with its actor and reason, in the ledger, the certificate, the report and status
     timeline = [(s.state, s.actor) for s in ledger.timeline(request_id)]
     assert timeline == [
-        ("received", "intake"),
+        ("received", "submitter-one"),
         ("awaiting_approval", "orchestrator"),
         ("scoped", "approver-two"),
         ("executing", "orchestrator"),
