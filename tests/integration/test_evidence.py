@@ -742,7 +742,7 @@ def test_export_refuses_a_checkpoint_from_another_log(
     sealed: Sealed, forked_checkpoint: Callable[[int], str], tmp_path: Path
 ) -> None:
     with pytest.raises(ErasureError, match="does not match this log's root"):
-        export_bundle(sealed.harness.services, sealed.a, tmp_path / "x.zip", since=[forked_checkpoint(3)])
+        export_bundle(sealed.harness.services, sealed.a, tmp_path / "x.zip", since=[forked_checkpoint(4)])
 
 
 @pytest.mark.parametrize("defect", ["fork", "rollback"])
@@ -750,7 +750,7 @@ def test_cli_rejects_inconsistent_previous_checkpoint(
     sealed: Sealed, forked_checkpoint: Callable[[int], str], tmp_path: Path, defect: str
 ) -> None:
     bundle, note = (
-        (sealed.bundle_b, forked_checkpoint(3)) if defect == "fork" else (sealed.bundle_a, sealed.checkpoint("b"))
+        (sealed.bundle_b, forked_checkpoint(4)) if defect == "fork" else (sealed.bundle_a, sealed.checkpoint("b"))
     )
     previous = tmp_path / "previous.txt"
     previous.write_text(note)

@@ -117,11 +117,11 @@ async def test_sigkill_after_the_deletion_and_during_signing_gives_one_deletion_
     assert receipt["key_commitment"] is not None
     task = ledger.task(request_id, "app_db")
     assert (task.deleted, task.key_count, task.key_commitment) == (CHILD_ROWS, CHILD_ROWS, receipt["key_commitment"])
-    # nothing recorded twice: one receipt per system and one certificate, each one leaf of the log
+    # nothing recorded twice: the approval, one receipt per system and one certificate, each one leaf of the log
     with harness.services.pool.connection() as conn:
         receipts = conn.execute(
             "SELECT system, action FROM receipts WHERE request_id = %s ORDER BY system", [request_id]
         ).fetchall()
         leaves = conn.execute("SELECT count(*) FROM tlog_leaves").fetchone()
-    assert receipts == [("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
-    assert leaves == (3,)
+    assert sorted(receipts) == [("*", "approval"), ("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
+    assert leaves == (4,)
