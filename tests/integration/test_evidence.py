@@ -673,14 +673,14 @@ def test_cli_verifies_against_previous_checkpoint(sealed: Sealed, tmp_path: Path
 
 
 def test_forked_log_is_rejected(sealed: Sealed, forked_checkpoint: Callable[[int], str]) -> None:
-    fork = forked_checkpoint(
-        4
-    )  # A's approval record and first two receipts, then another entry where its certificate is
+    # A's approval record and first two receipts, then another entry where its certificate is; at a size that is a
+    # power of two the old root is a node of the new tree, so the proof shows the fork in the new root
+    fork = forked_checkpoint(4)
 
     with pytest.raises(
         VerificationError,
         match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
-        r"consistency proof leads to wrong old root",
+        r"consistency proof leads to wrong new root",
     ):
         verify(sealed, sealed.bundle_b, previous=fork)
 
