@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 RESOLVE = "erasure.resolve"
 APPLY_REVIEW = "erasure.apply_review"
 PLAN = "erasure.plan"
+SCOPE = "erasure.scope"
+PREVIEW = "erasure.preview"
+PREVIEWED = "erasure.previewed"
+DECIDE = "erasure.decide"
 LOCATE = "erasure.locate"
 ERASE = "erasure.erase"
 POLL = "erasure.poll"
@@ -181,6 +185,48 @@ class Plan:
     extendable: bool = True
     latest_deadline: str = ""
     first_extension_by: str = ""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The systems a request would run, before anything runs: previewed, then approved where the policy asks."""
+
+    plan: Plan
+    approval_required: bool
+    submitted_by: str  # the operator who submitted it: an approver must be someone else
+
+
+@dataclass(frozen=True)
+class PreviewedInput:
+    request_id: str
+    awaiting_approval: bool
+    at: str  # the workflow's time of the preview
+
+
+# What an operator decides on a previewed request (the update's name says which): approve, reject or cancel.
+APPROVED = "approved"
+REJECTED = "rejected"
+CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class OperatorDecision:
+    actor: str  # the operator, from the configuration or the OS user
+    reason: str = ""  # required to reject or cancel; never an identifier
+
+
+@dataclass(frozen=True)
+class DecideInput:
+    request_id: str
+    decision: str  # APPROVED, REJECTED or CANCELLED
+    actor: str
+    reason: str
+    at: str  # the workflow's time of the decision
+
+
+@dataclass(frozen=True)
+class DecideResult:
+    record_sha256: str  # the signed record of the decision, in the transparency log
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities import authority, recipients, resolution
 from activities.contracts import (
     APPLY_REVIEW,
+    APPROVED,
     AWAIT_AUTHORITY,
+    DECIDE,
     ERASE,
     ERASE_UNLESS_HELD,
     ERASE_VERIFIED,
@@ -43,12 +45,16 @@ from activities.contracts import (
     NOTIFY_REMINDER,
     PLAN,
     POLL,
+    PREVIEW,
+    PREVIEWED,
     RECIPIENTS,
     RECORD_EVENT,
     RECORD_RECEIPT,
     REJECT,
+    REJECTED,
     RESOLVE,
     RESTRICT,
+    SCOPE,
     SEAL,
     SEND_NOTICE,
     SHRED,
@@ -58,6 +64,8 @@ from activities.contracts import (
     VERIFY_AUTHORITY,
     ApplyReviewInput,
     AuthorityWait,
+    DecideInput,
+    DecideResult,
     ErasedAndVerified,
     EraseResult,
     EventInput,
@@ -68,6 +76,7 @@ from activities.contracts import (
     Plan,
     PollInput,
     PollResult,
+    PreviewedInput,
     ReceiptInput,
     ReceiptResult,
     Recipients,
@@ -77,6 +86,7 @@ from activities.contracts import (
     ResolveResult,
     RestrictResult,
     RetrySpec,
+    Scope,
     SealInput,
     SealResult,
     ShredInput,
@@ -152,6 +162,10 @@ class ErasureActivities:
             self.resolve,
             self.apply_review,
             self.plan,
+            self.scope,
+            self.preview,
+            self.previewed,
+            self.decide,
             self.locate,
             self.erase,
             self.poll,
@@ -200,17 +214,26 @@ class ErasureActivities:
     async def plan(self, input: RequestInput) -> Plan:
         return await self._run(input.request_id, None, lambda: self._plan(input.request_id))
 
-    def _plan(self, request_id: str) -> Plan:
+    @activity.defn(name=SCOPE)
+    async def scope(self, input: RequestInput) -> Scope:
+        def work() -> Scope:
+            request = self._request(input.request_id)
+            policy = self._catalogue(input.request_id).approval
+            plan = self._plan(input.request_id, executing=False)
+            return Scope(plan, policy.requires_approval(request.kind), request.submitted_by)
+
+        return await self._run(input.request_id, None, work)
+
+    def _plan(self, request_id: str, *, executing: bool = True) -> Plan:
         catalogue = self._catalogue(request_id)
         systems = [
             self._system_plan(catalogue.system(task.system))
             for task in self._ledger.tasks(request_id)
             if task.state != TaskState.NOT_APPLICABLE
         ]
-        self._ledger.executing(request_id)
-        request = self._ledger.request(request_id)
-        if request is None:
-            raise TerminalError(f"request {request_id} is not in the ledger")
+        if executing:
+            self._ledger.executing(request_id)
+        request = self._request(request_id)
         rule = deadline_rules().find(request.regime, request.kind)
         allowed = extensions(rule, request.clock_started_on) if rule is not None else None
         return Plan(
@@ -247,6 +270,89 @@ class ErasureActivities:
             service_time_s=(spec.poll.service_time or caps.service_time).total_seconds(),
             deadline_s=(spec.poll.deadline or caps.deadline).total_seconds(),
         )
+
+    def _request(self, request_id: str) -> RequestRecord:
+        request = self._ledger.request(request_id)
+        if request is None:
+            raise TerminalError(f"request {request_id} is not in the ledger")
+        return request
+
+    # -- preview and decision ---------------------------------------------------------------------------------
+
+    @activity.defn(name=PREVIEW)
+    async def preview(self, input: StepInput) -> None:
+        """Locate only: what the system holds of the subject, counted per location; nothing is erased."""
+
+        def work() -> None:
+            with self._connector(input) as (connector, subject):
+                inventory = connector.locate(subject)
+            self._ledger.previewed(
+                input.request_id, input.system, total=inventory.total, counts=inventory.counts, note=inventory.note
+            )
+
+        await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=PREVIEWED)
+    async def previewed(self, input: PreviewedInput) -> None:
+        def work() -> None:
+            located = {t.system: t.records_before for t in self._ledger.tasks(input.request_id)}
+            detail = {"located": located, "awaiting_approval": input.awaiting_approval}
+            at = datetime.fromisoformat(input.at)
+            self._ledger.record_event(input.request_id, None, "previewed", "previewed", at, detail)
+            if input.awaiting_approval:
+                self._ledger.awaiting_approval(input.request_id)
+
+        await self._run(input.request_id, None, work)
+
+    @activity.defn(name=DECIDE)
+    async def decide(self, input: DecideInput) -> DecideResult:
+        """An operator's decision: a signed record in the log, an event with the actor and the time, the state."""
+
+        def work() -> DecideResult:
+            tasks = self._ledger.tasks(input.request_id)
+            submitted_by = self._request(input.request_id).submitted_by
+            info = activity.info()
+            run = notary.Run(
+                workflow_id=info.workflow_id or "",
+                run_id=info.workflow_run_id or "",
+                activity_id=info.activity_id,
+                code_version=self._code_version,
+                started_at=input.at,
+                finished_at=input.at,
+            )
+            logged = self._tlog.notarise(
+                input.request_id,
+                notary.REQUEST_SYSTEM,
+                notary.DECISION_ACTIONS[input.decision],
+                lambda: notary.decision_record(
+                    input.request_id,
+                    input.decision,
+                    actor=input.actor,
+                    submitted_by=submitted_by,
+                    reason=input.reason,
+                    at=datetime.fromisoformat(input.at).astimezone(UTC).isoformat(),
+                    located={t.system: t.records_before for t in tasks if t.state != TaskState.NOT_APPLICABLE},
+                    run=run,
+                ),
+            )
+            sha256 = hashlib.sha256(logged.envelope).hexdigest()
+            detail = {
+                "actor": input.actor,
+                "submitted_by": submitted_by,
+                "reason": input.reason,
+                "record_sha256": sha256,
+            }
+            at = datetime.fromisoformat(input.at)
+            self._ledger.record_event(input.request_id, None, input.decision, input.decision, at, detail)
+            if input.decision == APPROVED:
+                self._ledger.scoped(input.request_id, input.actor)
+            elif input.decision == REJECTED:
+                self._ledger.rejected_at_approval(input.request_id, input.actor, input.reason)
+            else:
+                self._ledger.cancelled(input.request_id, input.actor, input.reason)
+            return DecideResult(sha256)
+
+        return await self._run(input.request_id, None, work)
 
     # -- one system -------------------------------------------------------------------------------------------
 
@@ -625,6 +731,19 @@ class ErasureActivities:
         events = self._ledger.events(request_id)
         identity, reviews = resolution.identity_record(events)
         timeline = [notary.StateStep(s.state, s.actor, s.reason, s.at) for s in self._ledger.timeline(request_id)]
+        approval = next(
+            (
+                {
+                    "submitted_by": str(e.detail["submitted_by"]),
+                    "approved_by": str(e.detail["actor"]),
+                    "approved_at": e.at.astimezone(UTC).isoformat(),
+                    "record_sha256": str(e.detail["record_sha256"]),
+                }
+                for e in events
+                if e.kind == APPROVED
+            ),
+            {},
+        )
         statement = notary.certificate(
             _notary_request(request),
             finished,
@@ -635,6 +754,7 @@ class ErasureActivities:
             recipients=recipients.notices(self._catalogue(request_id), events),
             timeline=timeline,
             authority=authority.certificate_line(events),
+            approval=approval,
             log_origin=self._tlog.origin,
             code_version=self._code_version,
             issued_at=issued_at.isoformat(),
@@ -769,7 +889,7 @@ class ErasureActivities:
 
 def _count_system_error(system: str | None, error: str) -> None:
     """Errors the erased systems (vendors above all) returned to a connector step, for the metrics endpoint."""
-    if system is not None and activity.info().activity_type in (LOCATE, ERASE, POLL, VERIFY, ERASE_VERIFIED):
+    if system is not None and activity.info().activity_type in (PREVIEW, LOCATE, ERASE, POLL, VERIFY, ERASE_VERIFIED):
         counter = activity.metric_meter().create_counter(
             "erasure_system_errors", "errors returned by the systems being erased, by system and kind"
         )

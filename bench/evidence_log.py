@@ -400,6 +400,7 @@ def create_request(services: Services) -> str:
                 "scope": "all",
                 "catalogue_sha256": "0" * 64,
                 "order_digest": request_id,
+                "submitted_by": "submitter-one",
             },
             {"systems": []},
         )

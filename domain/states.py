@@ -1,14 +1,17 @@
 """The states a request, a system's task and a request's workflow go through, as the ledger and status show them.
 
-request   received -> [awaiting_review ->] executing -> certified -> closed (the data key destroyed), or
-          executing -> failed (no certificate could be issued; the reason is the request's `failed` event)
+request   received -> [awaiting_review ->] [awaiting_approval ->] scoped -> executing -> certified -> closed (the data
+          key destroyed), or
+          executing -> failed (no certificate could be issued; the reason is the request's `failed` event), or
+          awaiting_approval -> rejected, or (any state before executing) -> cancelled
           legal.md's target adds: verifying_authority, awaiting_approval, scoped, on_hold, verifying,
           notifying_recipients; side states extended, rejected, cancelled, partially_refused
           executing -> on_hold (a legal hold stopped some systems: a partial certificate) -> executing once released
 task      planned -> locating -> erasing -> [waiting_vendor] -> verifying -> done, or not_applicable from the start;
           erasing -> on_hold (a legal hold: restricted instead) -> planned when released
-workflow  [verifying authority -> (rejected)] [resolving -> awaiting review ->] planning -> executing ->
-          [on hold -> executing ->] [notifying recipients ->] sealing -> grace period -> closed
+workflow  [verifying authority -> (rejected)] [resolving -> awaiting review ->] [previewing -> [awaiting approval ->]]
+          planning -> executing -> [on hold -> executing ->] [notifying recipients ->] sealing -> grace period -> closed,
+          or awaiting approval -> rejected | cancelled
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class Phase(StrEnum):
     RESOLVING = "resolving"
     AWAITING_REVIEW = "awaiting review"
     PLANNING = "planning"
+    PREVIEWING = "previewing"  # locating only: counts per system and location, nothing erased
+    AWAITING_APPROVAL = "awaiting approval"  # a second operator approves, rejects or cancels
+    CANCELLED = "cancelled"
     EXECUTING = "executing"
     NOTIFYING_RECIPIENTS = "notifying recipients"
     ON_HOLD = "on hold"  # a partial certificate is issued; the held systems wait for the hold's release

@@ -242,7 +242,7 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
         deadline = time.monotonic() + timeout
         report = request_status(services.ledger, request_id)
         with _progress_bar(wait and not as_json and bool(report.progress)) as show:
-            while wait and not (report.state.stopped or report.state.ended) and report.state != "awaiting_review":
+            while wait and not (report.state.stopped or report.state.ended) and report.state not in _PERSON_MUST_ACT:
                 show(report)
                 if time.monotonic() > deadline:
                     break
@@ -257,6 +257,15 @@ def _show_status(config: Config, request_id: str, *, wait: bool, timeout: float,
         print_status(out, report)
     if wait and report.state == "awaiting_review":
         err.print(f"[yellow]awaiting review: a person must decide, see `erasure review {request_id}`[/yellow]")
+        raise typer.Exit(1)
+    if wait and report.state == "awaiting_approval":
+        err.print(
+            f"[yellow]awaiting approval by a second operator: see `erasure preview {request_id}`, then "
+            f"`erasure approve {request_id}` (or reject, or cancel)[/yellow]"
+        )
+        raise typer.Exit(1)
+    if wait and report.state.ended and not report.state.settled:
+        err.print(f"[yellow]{report.state}: nothing was erased, see the request's {report.state} event[/yellow]")
         raise typer.Exit(1)
     if wait and report.state == "failed":
         err.print("[red]failed without a certificate: see the request's failed event[/red]")
@@ -289,6 +298,9 @@ def _progress_bar(live: bool) -> Iterator[Any]:
                 progress.update(bars[p.system], completed=p.subjects_done, eta=eta)
 
         yield show
+
+
+_PERSON_MUST_ACT = ("awaiting_review", "awaiting_approval", "rejected", "cancelled")
 
 
 def _check_uuid(value: str) -> None:
@@ -594,6 +606,94 @@ def verify_authority(
 
         deadline = _run(go())
         out.print(f"authority verified by {escape(config.operator)}; deadline {deadline or '-'}")
+    _exit_now(0)
+
+
+@app.command()
+def preview(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What a request located before anything is erased: records per system and location, and the near-matches
+    identity resolution found; who submitted it (its approver must be someone else)."""
+    from erasure.preview import print_preview, request_preview
+
+    with _errors():
+        _check_uuid(request_id)
+        services = _reader(_config("cli"))
+        try:
+            shown = request_preview(services.ledger, request_id)
+        finally:
+            services.close()
+        if as_json:
+            out.print_json(json.dumps(shown.to_json()))
+        else:
+            print_preview(out, shown)
+
+
+@app.command()
+def approve(request_id: Annotated[str, typer.Argument(help="The request id.")]) -> None:
+    """Approve a previewed request as a second operator ($ERASURE_OPERATOR, else the OS user): it is then erased."""
+    from workflows.request import APPROVE_UPDATE
+
+    _decide(request_id, APPROVE_UPDATE, "approve", reason="")
+
+
+@app.command()
+def reject(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    reason: Annotated[str, typer.Option(help="Why, in one line: recorded and signed, so never an identifier.")],
+) -> None:
+    """Reject a previewed request: it ends `rejected` with the reason, nothing erased."""
+    from workflows.request import REJECT_UPDATE
+
+    _decide(request_id, REJECT_UPDATE, "reject", reason=reason)
+
+
+@app.command()
+def cancel(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    reason: Annotated[str, typer.Option(help="Why, in one line: recorded and signed, so never an identifier.")],
+) -> None:
+    """Cancel a request before anything is erased: it ends `cancelled` with the reason."""
+    from workflows.request import CANCEL_UPDATE
+
+    _decide(request_id, CANCEL_UPDATE, "cancel", reason=reason)
+
+
+def _decide(request_id: str, update: str, verb: str, *, reason: str) -> None:
+    """An operator's decision through the workflow's update: its validator refuses what may not be decided."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from activities.contracts import OperatorDecision
+    from workflows.request import decision_problem
+
+    with _errors():
+        _check_uuid(request_id)
+        config = _config("cli")
+        decision = OperatorDecision(actor=config.operator, reason=reason)
+        problem = decision_problem(decision, need_reason=update != "approve")
+        if problem:
+            field, _, message = problem.partition(": ")
+            raise InvalidInput("arguments", f"--{field}", message)
+
+        async def go() -> str:
+            client = await _client(config)
+            try:
+                answer: str = await client.get_workflow_handle(request_id).execute_update(
+                    update, decision, result_type=str
+                )
+            except WorkflowUpdateFailedError as exc:
+                raise ErasureError(f"cannot {verb}: {exc.cause}") from None
+            except RPCError as exc:
+                raise ErasureError(
+                    f"cannot {verb}: the request's workflow does not answer ({exc.status.name.lower()}); "
+                    "see `erasure status`"
+                ) from None
+            return answer
+
+        out.print(_run(go()), highlight=False)
     _exit_now(0)
 
 

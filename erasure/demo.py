@@ -5,6 +5,8 @@ two orders from `examples/`, each on the estate as planted: the court order nami
 phone, then her guardian's request naming only her email, which identity resolution turns into her user id (the key
 of her uploads and lake rows). Both meet the neighbours' look-alike accounts (her address in another case, and
 without its plus tag) as near-matches; a scripted reviewer excludes them, as the fiction says they are other people.
+Each order is located first (the preview); the court order then waits for a second operator, whom the demo scripts:
+it prints the preview, who submitted and who approved.
 While the court order runs, a litigation hold is placed on its uploads: the request goes on hold with a partial
 certificate, the demo releases the hold, and the same workflow erases the uploads and certifies anew.
 For each order it waits for the certificate, checks that the child's data is gone and the neighbours' data is not,
@@ -36,13 +38,14 @@ from deltalake import DeltaTable, write_deltalake
 from rich.console import Console
 from temporalio.client import Client
 
-from activities.contracts import EXCLUDE, NEAR_MATCH, ReviewDecision
+from activities.contracts import EXCLUDE, NEAR_MATCH, OperatorDecision, ReviewDecision
 from connectors.hashing import meta_email, meta_phone, sha256_hex
 from erasure import devstack
 from erasure.config import Config
 from erasure.export import export_bundle, public_key_file
 from erasure.holds import HoldOrder, place_hold, release_hold
 from erasure.intake import submit, validate
+from erasure.preview import print_preview, request_preview
 from erasure.services import Services, connect_temporal
 from erasure.status import StatusReport, print_status, request_status
 from evidence.dsse import Envelope
@@ -53,7 +56,7 @@ from examples.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, se
 from stores.catalogue import Catalogue
 from stores.operators import Operators, Role
 from stores.orders import Order
-from workflows.request import HOLD_RELEASED_SIGNAL, REVIEW_QUERY, REVIEW_UPDATE
+from workflows.request import APPROVE_UPDATE, HOLD_RELEASED_SIGNAL, REVIEW_QUERY, REVIEW_UPDATE
 
 EXAMPLES = Path("examples")
 EXPECTED = {
@@ -67,6 +70,7 @@ ORDERS = ("court-order.yaml", "guardian-request.yaml")
 # The neighbours' accounts the child's address resembles: user 10 (another case), user 100 (no plus tag).
 EXPECTED_NEAR_MATCHES = {"email letter_case", "email plus_tag"}
 REVIEWER = "demo reviewer (scripted)"
+APPROVER = "demo approver (scripted second operator)"
 REVIEW_REASON = "another person's account: a look-alike address of a different user, not the child's"
 APP_SCHEMA = "app"
 UPLOADS_BUCKET = "clipstream-uploads"
@@ -171,6 +175,8 @@ def _run(
         hold_id = _place_hold(services, console, request_id) if name == HELD_ORDER else None
         status = await _wait(services, request_id, lambda s: s.state.stopped or s.state == "awaiting_review")
         reviewed = await _review(client, request_id, console) if status.state == "awaiting_review" else []
+        if catalogue.approval.requires_approval(order.kind):
+            await _approve(services, client, request_id, console)
         held = await _release_hold(services, client, console, request_id, hold_id) if hold_id else None
         return request_id, reviewed, held
 
@@ -191,6 +197,13 @@ def _run(
         "the case-variant and plus-tag accounts were near-matches, excluded by the reviewer",
         {g["rules"] for g in reviewed} == EXPECTED_NEAR_MATCHES and all(g["kind"] == NEAR_MATCH for g in reviewed),
     )
+    if catalogue.approval.requires_approval(order.kind):
+        events = {e.kind: e.detail for e in status.events}
+        approved = events.get("approved", {})
+        checks.add(
+            "it waited after the preview and a second operator approved it",
+            "previewed" in events and approved.get("actor") == APPROVER and approved.get("submitted_by") != APPROVER,
+        )
     for check, ok in neighbour_checks(stack).items():
         checks.add(check, ok)
 
@@ -211,6 +224,8 @@ def _run(
         checks.add("the certificate after the release supersedes the partial one", bool(report.supersedes))
     for check, ok in evidence_checks(bundle_path, order).items():
         checks.add(check, ok)
+    if catalogue.approval.requires_approval(order.kind):
+        checks.add("the certificate and report.html name who submitted and who approved", approval_shown(bundle_path))
 
     for check, ok in checks.results.items():
         console.print(f"  [{'green' if ok else 'red'}]{'ok  ' if ok else 'FAIL'}[/] {check}")
@@ -270,6 +285,19 @@ async def _review(client: Client, request_id: str, console: Console) -> list[dic
     return decided
 
 
+async def _approve(services: Services, client: Client, request_id: str, console: Console) -> None:
+    """The scripted second operator: reads the preview (located only, nothing erased yet), then approves."""
+    status = await _wait(services, request_id, lambda s: s.state.stopped or s.state == "awaiting_approval")
+    preview = request_preview(services.ledger, request_id)
+    print_preview(console, preview)
+    if status.state != "awaiting_approval":
+        return  # the checks say it never waited
+    answer = await client.get_workflow_handle(request_id).execute_update(
+        APPROVE_UPDATE, OperatorDecision(actor=APPROVER), result_type=str
+    )
+    console.print(f"  submitted by {preview.submitted_by}; {answer}", highlight=False)
+
+
 async def _wait(services: Services, request_id: str, until: Callable[[StatusReport], bool]) -> StatusReport:
     deadline = time.monotonic() + 300
     status = request_status(services.ledger, request_id)
@@ -297,6 +325,19 @@ def evidence_checks(bundle_path: Path, order: Order) -> dict[str, bool]:
         and "app_accounts" in report
         and report.count(f"<td>{EXCLUDE}</td>") == 2,
     }
+
+
+def approval_shown(bundle_path: Path) -> bool:
+    with zipfile.ZipFile(bundle_path) as bundle:
+        envelope = Envelope.from_json(bundle.read("certificate.dsse.json"))
+        report = bundle.read("report.html").decode("utf-8")
+    approval = parse_statement(envelope.payload)["predicate"].get("approval", {})
+    return (
+        approval.get("approved_by") == APPROVER
+        and approval.get("submitted_by") not in ("", APPROVER)
+        and "<h2>Approval</h2>" in report
+        and "approved by demo approver" in report
+    )
 
 
 # -- the estate -------------------------------------------------------------------------------------------------

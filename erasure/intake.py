@@ -119,6 +119,7 @@ async def submit(
                 "scope": order.scope,
                 "catalogue_sha256": catalogue.digest(),
                 "order_digest": digest,
+                "submitted_by": services.config.operator,
             },
             catalogue.snapshot(),
             actor=actor or services.config.operator or "intake",

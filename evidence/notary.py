@@ -8,6 +8,7 @@ database, and reads no clock: every time is given.
     shred_receipt      the request's data key was destroyed
     certificate        the request's outcome over all its receipts, and the reason for it
     authority_record   a guardian's authority verified, or the request rejected for want of it
+    decision_record    an operator approved, rejected or cancelled the request before anything was erased
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from evidence.bundle import receipt_path
 from evidence.statement import (
     AuthorityFacts,
     CertificateFacts,
+    DecisionFacts,
     ReceiptFacts,
     SystemOutcome,
     authority_statement,
     certificate_statement,
+    decision_statement,
     outcome_for,
     receipt_statement,
 )
@@ -51,6 +54,7 @@ def certificate_number(action: str) -> int | None:
 
 
 AUTHORITY = "authority"  # the signed record of a decision on a guardian's authority
+DECISION_ACTIONS = {"approved": "approval", "rejected": "rejection", "cancelled": "cancellation"}  # log actions
 
 
 class TaskFacts(Protocol):
@@ -207,6 +211,34 @@ def authority_record(
     return authority_statement(AuthorityFacts(request_id, decision, relationship, method, verifier, decided_at, reason))
 
 
+def decision_record(
+    request_id: str,
+    decision: str,
+    *,
+    actor: str,
+    submitted_by: str,
+    reason: str,
+    at: str,
+    located: Mapping[str, int | None],
+    run: Run,
+) -> bytes:
+    """The signed record of an operator's decision on a previewed request (the approver is never the submitter)."""
+    return decision_statement(
+        DecisionFacts(
+            request_id=request_id,
+            decision=decision,
+            actor=actor,
+            submitted_by=submitted_by,
+            reason=reason,
+            at=at,
+            located=dict(located),
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            code_version=run.code_version,
+        )
+    )
+
+
 def shred_receipt(request_id: str, reason: str, run: Run, *, backups: Backups) -> bytes:
     """The record that the request's data key is gone, what the check looked at, and where copies can remain."""
     return receipt_statement(
@@ -266,6 +298,7 @@ def certificate(
     held: Mapping[str, Sequence[str]] | None = None,
     supersedes: str = "",
     authority: Mapping[str, Any] | None = None,
+    approval: Mapping[str, str] | None = None,
 ) -> bytes:
     """The request's certificate over its systems' receipts (system -> envelope), the only builder of one.
     `held` names the systems a legal hold stopped, with the holds' case references; `supersedes` is the SHA-256 of
@@ -286,6 +319,7 @@ def certificate(
         held=held,
         supersedes=supersedes,
         authority=authority,
+        approval=approval,
     )
     return certificate_statement(facts, {receipt_path(system): envelope for system, envelope in receipts.items()})
 
@@ -307,6 +341,7 @@ def certificate_facts(
     held: Mapping[str, Sequence[str]] | None = None,
     supersedes: str = "",
     authority: Mapping[str, Any] | None = None,
+    approval: Mapping[str, str] | None = None,
 ) -> CertificateFacts:
     """What the certificate states: the outcome follows from the levels, the reason counts them; the ledger's
         backups hold the request's sealed identifiers until they expire after the scheduled shredding (`shredding_by`,
@@ -360,6 +395,7 @@ def certificate_facts(
         timeline=tuple({**_without_time(step), "at": _rfc3339(step.at)} for step in timeline),
         supersedes=supersedes,
         authority=dict(authority or {}),
+        approval=dict(approval or {}),
     )
 
 

@@ -72,6 +72,7 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
             "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
             _exceptions(exceptions),
             _identity(predicate.get("identity"), predicate.get("reviews")),
+            _approval(predicate.get("approval")),
             "<h2>Systems</h2>",
             _systems_table(systems),
             _recipients(predicate.get("recipients")),
@@ -131,6 +132,17 @@ def _exceptions(exceptions: Sequence[str]) -> str:
     if not exceptions:
         return ""
     return "<h2>Exceptions</h2><ul>" + "".join(f"<li>{escape(e)}</li>" for e in exceptions) + "</ul>"
+
+
+def _approval(approval: Any) -> str:
+    """Who submitted the request and which second operator approved it after the preview, when."""
+    if not isinstance(approval, Mapping) or not approval:
+        return ""
+    return (
+        f"<h2>Approval</h2><p>Submitted by {_field(approval, 'submitted_by')}; located first, then approved by "
+        f"{_field(approval, 'approved_by')} at {_field(approval, 'approved_at')} before anything was erased "
+        f"(signed record <code>{_field(approval, 'record_sha256')}</code> in the log).</p>"
+    )
 
 
 def _identity(identity: Any, reviews: Any) -> str:

@@ -23,6 +23,8 @@ RECEIPT_PREDICATE_TYPE = "https://erasure-orchestrator.dev/receipt/v1"
 CERTIFICATE_PREDICATE_TYPE = "https://erasure-orchestrator.dev/certificate/v1"
 AUTHORITY_PREDICATE_TYPE = "https://erasure-orchestrator.dev/authority/v1"
 AUTHORITY_DECISIONS = frozenset({"verified", "rejected"})
+DECISION_PREDICATE_TYPE = "https://erasure-orchestrator.dev/decision/v1"
+DECISIONS = frozenset({"approved", "rejected", "cancelled"})
 
 DONE_LEVELS = frozenset({"verified_absent", "vendor_attested", "accepted"})
 EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
@@ -145,6 +147,9 @@ class CertificateFacts:
 
     # the SHA-256 of the certificate envelope this one supersedes (issued while a legal hold stopped systems)
     supersedes: str = ""
+    # who submitted the request and who approved it, when, and the signed record of the approval (empty where the
+    # approval policy asked for none)
+    approval: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_request_id(self.request_id)
@@ -193,6 +198,43 @@ class AuthorityFacts:
 def authority_statement(facts: AuthorityFacts) -> bytes:
     """The signed record of a decision on a guardian's authority; its subject names the request."""
     return _statement([request_subject(facts.request_id)], AUTHORITY_PREDICATE_TYPE, dataclasses.asdict(facts))
+
+
+@dataclass(frozen=True)
+class DecisionFacts:
+    """An operator's decision on a previewed request, before anything was erased: who submitted it, who decided,
+    when and why, and what the preview had located (records per system)."""
+
+    request_id: str
+    decision: str
+    actor: str
+    submitted_by: str
+    reason: str
+    at: str
+    located: Mapping[str, int | None]
+    workflow_id: str
+    run_id: str
+    code_version: str
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(self.decision in DECISIONS, "decision", self.decision)
+        _check(bool(self.actor.strip()), "actor", self.actor)
+        _check(self.decision != "approved" or self.actor != self.submitted_by, "actor", "the submitter approves")
+        _check_timestamp(self.at, "at")
+        for count in self.located.values():
+            _check_count(count, "located")
+
+    @property
+    def subject_name(self) -> str:
+        return f"erasure-request/{self.request_id}/decision/{self.decision}"
+
+
+def decision_statement(facts: DecisionFacts) -> bytes:
+    """The decision Statement: its subject names the request and the decision; the predicate holds every fact."""
+    name = facts.subject_name
+    subject = {"name": name, "digest": {"sha256": hashlib.sha256(name.encode("utf-8")).hexdigest()}}
+    return _statement([subject], DECISION_PREDICATE_TYPE, dataclasses.asdict(facts))
 
 
 def receipt_statement(facts: ReceiptFacts) -> bytes:

@@ -11,6 +11,9 @@ to), told of the erasure once the system is done: by a webhook whose URL an envi
 
 Identity sources name the tables that tie a subject's identifiers together (domain/resolution.py): each reads one
 table of a `postgres` system, with that system's connection and schema, and says which column holds which type.
+
+The approval policy says which kinds of request wait, after locating, for a second operator's approval before
+anything is erased; court orders always do, whatever the policy says.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from domain.errors import InvalidInput
 from domain.model import Category, IdentifierType
 from domain.settings import KINDS, KindSpec, StrictModel
 from domain.settings.postgres import SQL_NAME
+from stores.orders import RequestKind
 from stores.validation import describe, read_yaml
 
 SYSTEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
@@ -181,6 +185,16 @@ class ClassSpec(StrictModel):
         return value
 
 
+class ApprovalPolicy(StrictModel):
+    """Which kinds of request a second operator approves before anything is erased, besides court orders."""
+
+    required_for: list[RequestKind] = Field(default_factory=list)
+
+    def requires_approval(self, kind: str) -> bool:
+        # a court order is checked by a second person before an irreversible step: no policy turns that off
+        return kind == RequestKind.COURT_ORDER or kind in self.required_for
+
+
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -188,6 +202,7 @@ class Catalogue(BaseModel):
     identity_sources: list[IdentitySourceSpec] = Field(default_factory=list)
     classes: list[ClassSpec] = Field(default_factory=list)
     max_concurrency: int = Field(default=8, ge=1, le=100)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
 
     @model_validator(mode="after")
     def _sources_read_postgres_systems(self) -> Catalogue:

@@ -39,6 +39,7 @@ class RequestRecord:
     updated_at: datetime
     regime: str | None = None  # whose deadline rule applies (stores/deadline_rules.yaml); None for a court order
     clock_started_on: date | None = None
+    submitted_by: str = ""  # the operator who submitted it: its approver must be another
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,14 @@ class Ledger:
     ) -> None:
         conn.execute(
             "INSERT INTO requests (request_id, kind, legal_basis, reference, requester, received_on, deadline, "
-            "scope, catalogue, catalogue_sha256, order_digest, state, regime, clock_started_on) VALUES (%(request_id)s, "
-            "%(kind)s, %(legal_basis)s, %(reference)s, %(requester)s, %(received_on)s, %(deadline)s, %(scope)s, "
-            "%(catalogue)s, %(catalogue_sha256)s, %(order_digest)s, %(state)s, %(regime)s, %(clock_started_on)s)",
+            "scope, catalogue, catalogue_sha256, order_digest, state, regime, clock_started_on, submitted_by) VALUES "
+            "(%(request_id)s, %(kind)s, %(legal_basis)s, %(reference)s, %(requester)s, %(received_on)s, %(deadline)s, "
+            "%(scope)s, %(catalogue)s, %(catalogue_sha256)s, %(order_digest)s, %(state)s, %(regime)s, "
+            "%(clock_started_on)s, %(submitted_by)s)",
             {
                 "regime": None,
                 "clock_started_on": None,
+                "submitted_by": "",
                 **record,
                 "requester": Jsonb(record["requester"]),
                 "scope": Jsonb(record["scope"]),
@@ -249,6 +252,23 @@ class Ledger:
         self.record_event(request_id, None, "rejected", "rejected", at, {"reason": reason})  # the reason comes first
         self._set_request_state(request_id, RequestState.REJECTED, reason=reason)
 
+    def awaiting_approval(self, request_id: str) -> None:
+        """Located only: nothing is erased until a second operator approves."""
+        reason = "located only: a second operator approves before anything is erased"
+        self._set_request_state(request_id, RequestState.AWAITING_APPROVAL, reason=reason)
+
+    def scoped(self, request_id: str, actor: str) -> None:
+        """Approved by `actor`: what will be erased is settled."""
+        self._set_request_state(request_id, RequestState.SCOPED, actor=actor, reason="approved after the preview")
+
+    def rejected_at_approval(self, request_id: str, actor: str, reason: str) -> None:
+        """An operator refused the previewed request: nothing was erased."""
+        self._set_request_state(request_id, RequestState.REJECTED, actor=actor, reason=reason)
+
+    def cancelled(self, request_id: str, actor: str, reason: str) -> None:
+        """Cancelled before anything was erased."""
+        self._set_request_state(request_id, RequestState.CANCELLED, actor=actor, reason=reason)
+
     def extend(self, request_id: str, days: int, event_key: str, at: datetime, detail: dict[str, Any]) -> date:
         """Move the deadline by `days` once per event_key (a retried activity extends nothing twice), with the
         extension's event; returns the deadline after it."""
@@ -373,6 +393,12 @@ class Ledger:
         """Whether a system runs, decided again once identity resolution knows every identifier type of the subject."""
         state = TaskState.PLANNED if applies else TaskState.NOT_APPLICABLE
         self._change_task(request_id, system, {"state": state, "detail": detail})
+
+    def previewed(self, request_id: str, system: str, *, total: int, counts: Mapping[str, int], note: str) -> None:
+        """What the system holds of the subject, located before anyone approves; the task stays planned (the
+        erasure locates again, right before it deletes)."""
+        changes = {"records_before": total, "counts_before": Jsonb(dict(counts)), "detail": note}
+        self._change_task(request_id, system, changes)
 
     def locating(self, request_id: str, system: str, at: datetime) -> None:
         self._change_task(request_id, system, {"state": TaskState.LOCATING, "started_at": at})

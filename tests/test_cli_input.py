@@ -154,6 +154,8 @@ BAD_CATALOGUES = [
         "dsn_env: ${...} is not expanded; name the variable in a `*_env` field instead",
     ),
     ("systems", {"systems": []}, "at least 1 item"),
+    ("approval.required_for[0]", {**GOOD_CATALOGUE, "approval": {"required_for": ["parking_ticket"]}}, "input should"),
+    ("approval.court_orders", {**GOOD_CATALOGUE, "approval": {"court_orders": False}}, "extra inputs"),
     ("line 3", "systems:\n  - name: [oops\n", "not valid YAML"),
     # a repeated key silently redirects a system to whatever its last copy says
     *(
@@ -223,6 +225,19 @@ def test_malformed_catalogues_are_refused(
     assert result.exit_code == 2, result.output
     assert f"{tmp_path / 'systems.yaml'}: {field}" in result.stderr
     assert message.lower() in result.stderr.lower()
+
+
+def test_the_approval_policy_is_data_and_court_orders_always_wait() -> None:
+    from stores.catalogue import ApprovalPolicy
+
+    none = ApprovalPolicy()
+    guardians = ApprovalPolicy.model_validate({"required_for": ["guardian_request"]})
+    assert [none.requires_approval(k) for k in ("court_order", "guardian_request")] == [True, False]
+    assert [guardians.requires_approval(k) for k in ("court_order", "guardian_request", "subject_request")] == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_a_missing_order_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
-"""One erasure request: resolve the subject's identity (and wait for a reviewer where a person must decide), plan,
-fan out one child workflow per system, certify, and shred after the grace period.
+"""One erasure request: resolve the subject's identity (and wait for a reviewer where a person must decide), locate
+only (the preview) and wait for a second operator's approval where the policy asks, plan, fan out one child workflow
+per system, certify, and shred after the grace period. Until execution starts an operator may cancel it.
 
 While it executes, durable timers record a reminder at each lead time before the deadline; `extend` moves it.
 Once the systems are done, the recipients of their data are told (GDPR Art. 19): webhooks with bounded retries, manual
@@ -25,8 +26,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         APPLY_REVIEW,
+        APPROVED,
         AUTHORITY_METHODS,
         AWAIT_AUTHORITY,
+        CANCELLED,
+        DECIDE,
         DECISIONS,
         EXTEND,
         FAIL,
@@ -34,12 +38,16 @@ with workflow.unsafe.imports_passed_through():
         NON_RETRYABLE,
         NOTIFY_REMINDER,
         PLAN,
+        PREVIEW,
+        PREVIEWED,
         RECIPIENTS,
         RECORD_EVENT,
         REJECT,
+        REJECTED,
         RELATIONSHIPS,
         REQUEST_WORKFLOW,
         RESOLVE,
+        SCOPE,
         SEAL,
         SEND_NOTICE,
         SHRED,
@@ -49,13 +57,17 @@ with workflow.unsafe.imports_passed_through():
         ApplyReviewInput,
         AuthorityVerification,
         AuthorityWait,
+        DecideInput,
+        DecideResult,
         EventInput,
         ExtendInput,
         ExtendResult,
         Extension,
         FailInput,
         NoticeInput,
+        OperatorDecision,
         Plan,
+        PreviewedInput,
         Recipient,
         Recipients,
         RejectInput,
@@ -65,10 +77,12 @@ with workflow.unsafe.imports_passed_through():
         ResolveResult,
         ReviewDecision,
         ReviewGroup,
+        Scope,
         SealInput,
         SealResult,
         ShredInput,
         ShredResult,
+        StepInput,
         SystemInput,
         SystemPlan,
         SystemResult,
@@ -77,7 +91,7 @@ with workflow.unsafe.imports_passed_through():
         notice_key,
     )
     from domain.states import Phase
-    from workflows.options import LEDGER
+    from workflows.options import LEDGER, connector_options
     from workflows.system import HOLDS_PATCH, SystemErasureWorkflow
 
 STATUS_QUERY = "status"
@@ -110,6 +124,12 @@ REMINDER_WEBHOOK: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=10), maximum_attempts=3),
 }
+APPROVAL_PATCH = "approval"  # workflow.patched: runs started before it neither preview nor wait for approval
+APPROVE_UPDATE = "approve"
+REJECT_UPDATE = "reject"
+CANCEL_UPDATE = "cancel"
+# where a request may still be cancelled: nothing has been erased yet
+_BEFORE_EXECUTION = (Phase.RESOLVING, Phase.AWAITING_REVIEW, Phase.PREVIEWING, Phase.AWAITING_APPROVAL)
 
 
 @workflow.defn(name=REQUEST_WORKFLOW)
@@ -135,6 +155,10 @@ class ErasureRequestWorkflow:
         self._verifying = False  # an operator's verification of the guardian's authority is being recorded
         self._verified = False
         self._authority_limit = datetime.max.replace(tzinfo=UTC)
+        self._cancellable = False  # only runs that preview (APPROVAL_PATCH) take a cancellation
+        self._submitted_by = ""
+        self._decision: tuple[str, OperatorDecision] | None = None  # taken: a second one is refused meanwhile
+        self._decided = False  # the decision is recorded
 
     @workflow.run
     async def run(self, input: RequestInput) -> RequestResult:
@@ -142,8 +166,13 @@ class ErasureRequestWorkflow:
         if workflow.patched(AUTHORITY_PATCH) and not await self._authority(input.request_id):
             self._phase = Phase.REJECTED
             return RequestResult(outcome=REJECTED, systems=[])
+        self._cancellable = workflow.patched(APPROVAL_PATCH)
         if workflow.patched(RESOLUTION_PATCH):
             await self._resolve(input.request_id)
+        if self._cancellable:
+            ended = await self._preview_and_approval(input.request_id)
+            if ended is not None:
+                return RequestResult(outcome=ended, systems=[])
         try:
             plan, results, sealed = await self._certify(input)
         except (ActivityError, ChildWorkflowError) as err:
@@ -293,10 +322,49 @@ class ErasureRequestWorkflow:
         if resolved.review:
             self._review = resolved.review
             self._phase = Phase.AWAITING_REVIEW
-            await workflow.wait_condition(lambda: len(self._recorded) == len(self._review))
+            await workflow.wait_condition(lambda: len(self._recorded) == len(self._review) or self._cancelling())
+            if self._cancelling():
+                return
             decisions = [self._decisions[g.group] for g in self._review]
             await workflow.execute_activity(APPLY_REVIEW, ApplyReviewInput(request_id, decisions), **LEDGER)
         self._phase = Phase.PLANNING
+
+    async def _preview_and_approval(self, request_id: str) -> str | None:
+        """Locate only, in every system in scope; where the policy asks, wait durably for a second operator's
+        decision. Returns how the request ended (rejected, cancelled), or None when it goes on to execution."""
+        if not self._cancelling():
+            self._phase = Phase.PREVIEWING
+            scope: Scope = await workflow.execute_activity(SCOPE, RequestInput(request_id), result_type=Scope, **LEDGER)
+            self._submitted_by = scope.submitted_by
+            window = asyncio.Semaphore(scope.plan.max_concurrency)
+            await asyncio.gather(*(self._preview(request_id, p, window) for p in scope.plan.systems))
+        if not self._cancelling():
+            awaiting = scope.approval_required
+            at = workflow.now().isoformat()
+            await workflow.execute_activity(PREVIEWED, PreviewedInput(request_id, awaiting, at), **LEDGER)
+            if not awaiting:
+                self._phase = Phase.PLANNING
+                return None
+            self._phase = Phase.AWAITING_APPROVAL
+            await workflow.wait_condition(lambda: self._decision is not None)
+        assert self._decision is not None
+        decision, by = self._decision
+        decided = DecideInput(request_id, decision, by.actor, by.reason, workflow.now().isoformat())
+        await workflow.execute_activity(DECIDE, decided, result_type=DecideResult, **LEDGER)
+        self._decided = True
+        if decision == APPROVED:
+            self._phase = Phase.PLANNING
+            return None
+        self._phase = Phase.REJECTED if decision == REJECTED else Phase.CANCELLED
+        return decision
+
+    async def _preview(self, request_id: str, plan: SystemPlan, window: asyncio.Semaphore) -> None:
+        async with window:
+            step = StepInput(request_id, plan.system)
+            await workflow.execute_activity(PREVIEW, step, **connector_options(plan.retry, plan.task_queue))
+
+    def _cancelling(self) -> bool:
+        return self._decision is not None and self._decision[0] == CANCELLED
 
     async def _event(self, request_id: str, kind: str, key: str, detail: dict[str, str]) -> None:
         event = EventInput(request_id, None, kind, key, workflow.now().isoformat(), detail)
@@ -518,6 +586,55 @@ class ErasureRequestWorkflow:
         if not ack.actor.strip():
             raise ValueError("actor: expected the operator's name, got none")
 
+    @workflow.update(name=APPROVE_UPDATE)
+    async def approve(self, by: OperatorDecision) -> str:
+        """A second operator approves the previewed request: an event, a signed record, then execution."""
+        return await self._decide(APPROVED, by)
+
+    @approve.validator
+    def _valid_approval(self, by: OperatorDecision) -> None:
+        self._check_decision("approve", by, need_reason=False)
+        if _same_operator(by.actor, self._submitted_by):
+            raise ValueError("the approver must not be the operator who submitted the request: four eyes")
+
+    @workflow.update(name=REJECT_UPDATE)
+    async def reject(self, by: OperatorDecision) -> str:
+        """The request ends `rejected` with the reason: nothing is erased."""
+        return await self._decide(REJECTED, by)
+
+    @reject.validator
+    def _valid_rejection(self, by: OperatorDecision) -> None:
+        self._check_decision("reject", by, need_reason=True)
+
+    @workflow.update(name=CANCEL_UPDATE)
+    async def cancel(self, by: OperatorDecision) -> str:
+        """The request ends `cancelled` with the reason, at the next step before anything is erased."""
+        return await self._decide(CANCELLED, by)
+
+    @cancel.validator
+    def _valid_cancellation(self, by: OperatorDecision) -> None:
+        if not self._cancellable or self._phase not in _BEFORE_EXECUTION:
+            raise ValueError(f"cannot cancel while {self._phase}: only before anything is erased")
+        if self._decision is not None:
+            raise ValueError(f"the request is already {self._decision[0]}")
+        problem = decision_problem(by, need_reason=True)
+        if problem:
+            raise ValueError(problem)
+
+    async def _decide(self, decision: str, by: OperatorDecision) -> str:
+        self._decision = (decision, by)
+        await workflow.wait_condition(lambda: self._decided)
+        return f"{decision} by {by.actor}"
+
+    def _check_decision(self, verb: str, by: OperatorDecision, *, need_reason: bool) -> None:
+        if self._phase != Phase.AWAITING_APPROVAL:
+            raise ValueError(f"cannot {verb} while {self._phase}: nothing awaits approval")
+        if self._decision is not None:
+            raise ValueError(f"the request is already {self._decision[0]}")
+        problem = decision_problem(by, need_reason=need_reason)
+        if problem:
+            raise ValueError(problem)
+
     @workflow.update(name=SHRED_NOW_UPDATE)
     async def shred_now(self) -> str:
         self._shred_now = True
@@ -545,11 +662,26 @@ def extension_problem(extension: Extension) -> str | None:
     """What is wrong with an extension, checked by the CLI before it asks and by the workflow's validator."""
     if extension.days < 1:
         return f"days: expected a whole number of days from 1, got {extension.days}"
-    reason = extension.reason
+    return reason_problem(extension.reason) or actor_problem(extension.actor)
+
+
+def decision_problem(by: OperatorDecision, *, need_reason: bool) -> str | None:
+    """What is wrong with an approval, rejection or cancellation (a reason is optional only to approve)."""
+    reason = reason_problem(by.reason) if need_reason or by.reason else None
+    return reason or actor_problem(by.actor)
+
+
+def reason_problem(reason: str) -> str | None:
     if not reason.strip() or "\n" in reason or len(reason) > MAX_REASON:
         return f"reason: expected one line of at most {MAX_REASON} characters saying why, got none or more"
     if "@" in reason or re.search(r"\d{5}", reason):
         return "reason: expected why, not who: no address or long number"
-    if not extension.actor.strip():
-        return "actor: expected the operator's name, got none"
     return None
+
+
+def actor_problem(actor: str) -> str | None:
+    return None if actor.strip() else "actor: expected the operator's name, got none"
+
+
+def _same_operator(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()

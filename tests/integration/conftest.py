@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from erasure.services import Services, migrate_ledger
 from erasure.status import request_status
 from erasure.worker import build_workers
 from stores.codec import CodecKeys, data_converter
+from tests.integration.approval import SUBMITTER, approve
 
 
 def tool(name: str) -> str:
@@ -124,6 +126,18 @@ class Harness:
         stdout, stderr = await process.communicate(stdin.encode())
         return subprocess.CompletedProcess(list(args), process.returncode or 0, stdout.decode(), stderr.decode())
 
+    async def cli_run(
+        self, env: dict[str, str], order: str, systems: str, *, timeout: str = "120"
+    ) -> subprocess.CompletedProcess[str]:
+        """A court order's whole run through the CLI: `erasure submit`, a second operator's approval, then
+        `erasure status --wait --json` (what `submit --wait` printed before approval existed)."""
+        submitted = await self.cli(env, "submit", order, "--catalogue", systems, "--json")
+        if submitted.returncode != 0:
+            return submitted
+        request_id = json.loads(submitted.stdout)["request_id"]
+        await approve(self.client, request_id)
+        return await self.cli(env, "status", request_id, "--wait", "--timeout", timeout, "--json")
+
     def write_yaml(self, name: str, data: Any) -> Path:
         path = self.tmp / name
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -134,9 +148,12 @@ class Harness:
         return await submit(self.services, self.client, parsed, systems)
 
     async def run(self, order: dict[str, Any], catalogue: dict[str, Any]) -> dict[str, Any]:
-        """Submit, run the worker until the request is certified, and return its status."""
+        """Submit, approve it as a second operator where it must be, run the worker until the request is certified,
+        and return its status."""
         async with self.worker():
             submission = await self.submit(order, catalogue)
+            if order["kind"] == "court_order":
+                await approve(self.client, submission.request_id)
             return await self.wait_certified(submission.request_id)
 
     async def wait_certified(self, request_id: str, timeout_s: float = 60) -> dict[str, Any]:
@@ -168,6 +185,7 @@ def config(
         task_queue=task_queue,
         ledger_schema=ledger_schema,
         grace_days=30,
+        operator=SUBMITTER,
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from domain.states import TaskState
+from tests.integration.approval import approve, awaiting_approval
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, plant
 
@@ -30,9 +31,11 @@ async def test_a_system_in_scope_without_a_receipt_fails_the_request_with_its_re
     systems["systems"][0]["connection"]["lock_timeout_ms"] = 120_000  # app_db waits on the lock below
     ledger = harness.services.ledger
     with psycopg.connect(database_url) as blocker:
-        blocker.execute(f'LOCK TABLE "{schema}".device_tokens IN ACCESS EXCLUSIVE MODE')  # hold the fan-out open
         async with harness.worker():
             request_id = (await harness.submit(court_order({"user_id": ["1"]}), systems)).request_id
+            await awaiting_approval(harness.client, request_id)  # the preview has located, unhindered
+            blocker.execute(f'LOCK TABLE "{schema}".device_tokens IN ACCESS EXCLUSIVE MODE')  # hold the fan-out open
+            await approve(harness.client, request_id)
             for _ in range(300):
                 if ledger.task(request_id, "app_db").state == TaskState.LOCATING:
                     break

@@ -11,6 +11,7 @@ import pytest
 
 from erasure.codec_server import create_app
 from stores.codec import CodecKeys
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order, tool
 from tests.integration.estate import catalogue, plant
 from tests.servers import serve_asgi
@@ -48,6 +49,7 @@ async def test_the_temporal_cli_decodes_through_the_codec_server_only_with_the_t
     plant(database_url, schema, s3_client, bucket_name)
     async with harness.worker():
         submission = await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))
+        await approve(harness.client, submission.request_id)
         await harness.wait_certified(submission.request_id)
     codec = CodecKeys(harness.config.home / "keys").codec()
     with serve_asgi(create_app(codec, "operator-token", [])) as url:

@@ -9,6 +9,7 @@ from typing import Any
 
 from activities.contracts import RequestResult
 from examples.estate import CHILD, NEIGHBOURS
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.servers import skipped_to_the_end
 from workflows.request import STATUS_QUERY
@@ -49,6 +50,7 @@ async def test_an_extension_moves_the_deadline_with_its_reason_and_the_reminders
         submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), NEVER_FINISHING)
         request_id = submission.request_id
         handle = skipping_harness.client.get_workflow_handle(request_id, result_type=RequestResult)
+        await approve(skipping_harness.client, request_id)
         await executing(handle)
         record = ledger.request(request_id)
         assert record is not None

@@ -2,9 +2,9 @@
 
 One module-scoped ledger holds the evidence every test reads:
 
-    request A  court order, app_db and uploads erased: complete   -> bundle_a.zip (log size 3)
-    request B  the same estate shape, one object under legal hold: partial -> bundle_b.zip (log size 6)
-    request A  shredded through the workflow's shred_now update     -> bundle_a_shredded.zip (log size 7)
+    request A  court order, app_db and uploads erased: complete   -> bundle_a.zip (log size 4)
+    request B  the same estate shape, one object under legal hold: partial -> bundle_b.zip (log size 8)
+    request A  shredded through the workflow's shred_now update     -> bundle_a_shredded.zip (log size 9)
 
 Known-bad bundles are copies of a real bundle changed in exactly one way, each named after its defect.
 """
@@ -420,7 +420,7 @@ DEFECTS: dict[str, tuple[str, Defect, str]] = {
         "a",
         _proof_tree_size_wrong,
         r"^receipts/app_db\.dsse\.json: inclusion proof is for another tree size: "
-        r"expected 3, got 4",
+        r"expected 4, got 5",
     ),
     "checkpoint_signature_bad": (
         "a",
@@ -474,7 +474,7 @@ def cli(*args: str) -> Any:
 # -- the real bundles verify ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "outcome", "size"), [("a", "complete", 3), ("b", "partial", 6)])
+@pytest.mark.parametrize(("name", "outcome", "size"), [("a", "complete", 4), ("b", "partial", 8)])
 def test_real_bundle_verifies_with_the_signers_key(sealed: Sealed, name: str, outcome: str, size: int) -> None:
     report = verify(sealed, sealed.bundle(name))
 
@@ -492,7 +492,7 @@ def test_cli_verify_prints_each_check_and_exits_0(sealed: Sealed) -> None:
     assert result.exit_code == 0, result.output
     for check in report.checks:
         assert f"ok {check}" in result.stdout
-    assert f"bundle verified: request {sealed.b}, outcome partial, log size 6" in result.stdout
+    assert f"bundle verified: request {sealed.b}, outcome partial, log size 8" in result.stdout
     assert "warning" not in result.stderr
 
 
@@ -509,7 +509,7 @@ def test_cli_verifies_with_the_operators_key_id(sealed: Sealed) -> None:
     result = cli(str(sealed.bundle_b), "--trusted-keyid", sealed.signer.keyid)
 
     assert result.exit_code == 0, result.output
-    assert f"bundle verified: request {sealed.b}, outcome partial, log size 6" in result.stdout
+    assert f"bundle verified: request {sealed.b}, outcome partial, log size 8" in result.stdout
 
 
 def test_cli_refuses_a_malformed_key_id(sealed: Sealed) -> None:
@@ -658,8 +658,8 @@ def forked_checkpoint(sealed: Sealed, database_url: str) -> Iterator[Callable[[i
 def test_second_bundle_verifies_against_first_bundles_checkpoint(sealed: Sealed) -> None:
     report = verify(sealed, sealed.bundle_b, previous=sealed.checkpoint("a"))
 
-    assert report.checks[-1] == "log at size 6 is consistent with the previous checkpoint at size 3"
-    assert set(json.loads(entries_of(sealed.bundle_b)[CONSISTENCY])) == {"3"}
+    assert report.checks[-1] == "log at size 8 is consistent with the previous checkpoint at size 4"
+    assert set(json.loads(entries_of(sealed.bundle_b)[CONSISTENCY])) == {"4"}
 
 
 def test_cli_verifies_against_previous_checkpoint(sealed: Sealed, tmp_path: Path) -> None:
@@ -669,27 +669,29 @@ def test_cli_verifies_against_previous_checkpoint(sealed: Sealed, tmp_path: Path
     result = cli(str(sealed.bundle_b), "--trusted-key", str(sealed.key_pem), "--previous-checkpoint", str(previous))
 
     assert result.exit_code == 0, result.output
-    assert "ok log at size 6 is consistent with the previous checkpoint at size 3" in result.stdout
+    assert "ok log at size 8 is consistent with the previous checkpoint at size 4" in result.stdout
 
 
 def test_forked_log_is_rejected(sealed: Sealed, forked_checkpoint: Callable[[int], str]) -> None:
-    fork = forked_checkpoint(3)  # the first two receipts of A, then another entry where A's certificate is
+    # A's approval record and first two receipts, then another entry where its certificate is; at a size that is a
+    # power of two the old root is a node of the new tree, so the proof shows the fork in the new root
+    fork = forked_checkpoint(4)
 
     with pytest.raises(
         VerificationError,
         match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
-        r"consistency proof leads to wrong old root",
+        r"consistency proof leads to wrong new root",
     ):
         verify(sealed, sealed.bundle_b, previous=fork)
 
 
 def test_forked_log_of_equal_size_is_rejected(sealed: Sealed, forked_checkpoint: Callable[[int], str]) -> None:
-    fork = forked_checkpoint(6)
+    fork = forked_checkpoint(8)
 
     with pytest.raises(
         VerificationError,
         match=r"^log is not consistent with the previous checkpoint \(forked\?\): "
-        r"trees of equal size 6 have different roots",
+        r"trees of equal size 8 have different roots",
     ):
         verify(sealed, sealed.bundle_b, previous=fork)
 
@@ -698,14 +700,14 @@ def test_rolled_back_log_is_rejected(sealed: Sealed) -> None:
     # An auditor who already saw B's checkpoint is handed A's older bundle: the log seems to have shrunk.
     with pytest.raises(
         VerificationError,
-        match=r"^log was rolled back: previous checkpoint has size 6, "
-        r"greater than this one's 3",
+        match=r"^log was rolled back: previous checkpoint has size 8, "
+        r"greater than this one's 4",
     ):
         verify(sealed, sealed.bundle_a, previous=sealed.checkpoint("b"))
 
 
 def test_missing_consistency_proof_is_rejected(sealed: Sealed, tampered: Callable[[str], Path]) -> None:
-    with pytest.raises(VerificationError, match=r"^no consistency proof from the previous size 3 to 6"):
+    with pytest.raises(VerificationError, match=r"^no consistency proof from the previous size 4 to 8"):
         verify(sealed, tampered("consistency_proof_removed"), previous=sealed.checkpoint("a"))
 
 
@@ -727,20 +729,20 @@ def test_an_auditors_older_checkpoint_is_proved_on_request(sealed: Sealed, tmp_p
         services.tlog.append_entry(b"a later entry %d" % i)
         services.tlog.checkpoint()
     export_bundle(services, sealed.a, tmp_path / "later.zip")
-    with pytest.raises(VerificationError, match=r"no consistency proof from the previous size 3 .*--since"):
+    with pytest.raises(VerificationError, match=r"no consistency proof from the previous size 4 .*--since"):
         verify(sealed, tmp_path / "later.zip", previous=sealed.checkpoint("a"))
 
     export_bundle(services, sealed.a, tmp_path / "later_since.zip", since=[sealed.checkpoint("a")])
     report = verify(sealed, tmp_path / "later_since.zip", previous=sealed.checkpoint("a"))
 
-    assert report.checks[-1].endswith("is consistent with the previous checkpoint at size 3")
+    assert report.checks[-1].endswith("is consistent with the previous checkpoint at size 4")
 
 
 def test_export_refuses_a_checkpoint_from_another_log(
     sealed: Sealed, forked_checkpoint: Callable[[int], str], tmp_path: Path
 ) -> None:
     with pytest.raises(ErasureError, match="does not match this log's root"):
-        export_bundle(sealed.harness.services, sealed.a, tmp_path / "x.zip", since=[forked_checkpoint(3)])
+        export_bundle(sealed.harness.services, sealed.a, tmp_path / "x.zip", since=[forked_checkpoint(4)])
 
 
 @pytest.mark.parametrize("defect", ["fork", "rollback"])
@@ -748,7 +750,7 @@ def test_cli_rejects_inconsistent_previous_checkpoint(
     sealed: Sealed, forked_checkpoint: Callable[[int], str], tmp_path: Path, defect: str
 ) -> None:
     bundle, note = (
-        (sealed.bundle_b, forked_checkpoint(3)) if defect == "fork" else (sealed.bundle_a, sealed.checkpoint("b"))
+        (sealed.bundle_b, forked_checkpoint(4)) if defect == "fork" else (sealed.bundle_a, sealed.checkpoint("b"))
     )
     previous = tmp_path / "previous.txt"
     previous.write_text(note)
@@ -1062,9 +1064,9 @@ def test_bundle_still_verifies_after_the_request_key_is_shredded(sealed: Sealed)
 
     report = verify(sealed, sealed.bundle_a_shredded, previous=sealed.checkpoint("a"))
 
-    assert (report.request_id, report.outcome, report.tree_size, report.shredded) == (sealed.a, "complete", 7, True)
+    assert (report.request_id, report.outcome, report.tree_size, report.shredded) == (sealed.a, "complete", 9, True)
     assert "shredding receipt is signed by a trusted key: this request's data key was destroyed" in report.checks
-    assert report.checks[-1] == "log at size 7 is consistent with the previous checkpoint at size 3"
+    assert report.checks[-1] == "log at size 9 is consistent with the previous checkpoint at size 4"
     before, after = entries_of(sealed.bundle_a), entries_of(sealed.bundle_a_shredded)
     for name in ENVELOPES:  # the same signed evidence, now in a larger log
         assert before[name] == after[name]

@@ -22,6 +22,7 @@ from evidence.dsse import Envelope
 from examples.estate import CHILD
 from stores.pseudonyms import Pseudonymizer
 from stores.vault import LocalMasterKey
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, plant
 from tests.integration.test_leak_scan import pg_dump
@@ -100,6 +101,7 @@ async def test_after_shredding_no_key_file_and_no_ledger_dump_link_the_request_t
     subject = {kind.value: [value] for kind, value in KNOWN.items()}
     async with harness.worker():
         request_id = (await harness.submit(court_order(subject), catalogue(schema, bucket_name))).request_id
+        await approve(harness.client, request_id)
         await harness.wait_certified(request_id)
         before = pg_dump(database_url, ledger_schema).decode()
         # the attacker's search works: while the request's key lives, the master key file finds its pseudonyms

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from temporalio.service import RPCError, RPCStatusCode
 
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, plant
 
@@ -81,6 +82,7 @@ async def test_a_submission_killed_before_its_workflow_started_is_started_by_the
 
     worker = harness.start_worker(env)
     try:
+        await approve(harness.client, request_id)
         status = await harness.wait_certified(request_id, timeout_s=120)
     finally:
         worker.terminate()

@@ -213,17 +213,7 @@ async def test_no_identifier_reaches_temporal_the_ledger_the_logs_or_the_bundle(
     (tmp_path / "systems.yaml").write_text(yaml.safe_dump(catalogue))
     worker = harness.start_worker(env)
     try:
-        submitted = await harness.cli(
-            env,
-            "submit",
-            str(tmp_path / "order.yaml"),
-            "--catalogue",
-            str(tmp_path / "systems.yaml"),
-            "--wait",
-            "--timeout",
-            "120",
-            "--json",
-        )
+        submitted = await harness.cli_run(env, str(tmp_path / "order.yaml"), str(tmp_path / "systems.yaml"))
         assert submitted.returncode == 0, submitted.stderr
         status = json.loads(submitted.stdout)
         request_id = status["request_id"]

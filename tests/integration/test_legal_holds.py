@@ -23,6 +23,7 @@ from evidence.dsse import Envelope
 from evidence.statement import parse_statement
 from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order, open_harness
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 from tests.integration.test_replay import RECORDING, save
@@ -89,6 +90,7 @@ async def test_a_hold_placed_mid_run_stops_the_systems_not_yet_erased_and_its_re
         env = {**harness.process_env(), "ERASURE_OPERATOR": "legal-officer-1"}
         async with harness.worker():
             request_id = (await harness.submit(court_order({"user_id": ["1"]}), systems)).request_id
+            await approve(harness.client, request_id)
             handle = harness.client.get_workflow_handle(request_id, result_type=RequestResult)
             await reached(pauses / "erased.app_db.reached")
             placed = await harness.cli(env, "hold", "place", "--case", CASE, "--request", request_id)
@@ -186,6 +188,7 @@ async def test_a_hold_placed_before_a_request_applies_to_it_by_pseudonym_on_its_
     async with harness.worker():
         order = court_order({"user_id": ["1"], "email": [CHILD.email]})
         request_id = (await harness.submit(order, catalogue(schema, bucket_name))).request_id
+        await approve(harness.client, request_id)
         await state_of(harness, request_id, RequestState.ON_HOLD)
         await harness.client.get_workflow_handle(request_id).terminate("test finished")
 

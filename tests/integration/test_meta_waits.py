@@ -13,6 +13,7 @@ from connectors.hashing import meta_email, meta_phone, sha256_hex
 from evidence.dsse import Envelope
 from evidence.statement import parse_statement
 from examples.estate import CHILD, NEIGHBOURS
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.servers import skipped_to_the_end
 
@@ -52,6 +53,7 @@ async def run_to_the_end(harness: Harness) -> tuple[str, Any]:
     order = court_order({"email": [CHILD.email or ""], "phone": [CHILD.phone or ""]})
     async with harness.worker():
         submission = await harness.submit(order, meta_catalogue())
+        await approve(harness.client, submission.request_id)
         handle = harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
         async with harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             result = await skipped_to_the_end(handle)

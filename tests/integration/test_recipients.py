@@ -21,6 +21,7 @@ from evidence.dsse import Envelope
 from evidence.report import render_report
 from evidence.statement import parse_statement
 from examples.estate import APP_MAPPING, CHILD, NEIGHBOURS, count_rows, create_app_schema, seed_people
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.servers import skipped_to_the_end
 from workflows.request import STATUS_QUERY
@@ -116,6 +117,7 @@ async def test_recipients_are_told_by_webhook_or_acknowledged_by_hand_and_the_ce
         submission = await harness.submit(court_order({"user_id": ["1"]}), recipients_catalogue(schema))
         request_id = submission.request_id
         handle = harness.client.get_workflow_handle(request_id, result_type=RequestResult)
+        await approve(harness.client, request_id)
         await notifying(handle)
         record = ledger.request(request_id)
         assert record is not None and record.state == "notifying_recipients"
@@ -168,13 +170,21 @@ async def test_recipients_are_told_by_webhook_or_acknowledged_by_hand_and_the_ce
     # the timeline: every state with its actor and reason, in the ledger, the certificate, the report and status
     timeline = [(s.state, s.actor) for s in ledger.timeline(request_id)]
     assert timeline == [
-        ("received", "intake"),
+        ("received", "submitter-one"),
+        ("awaiting_approval", "orchestrator"),
+        ("scoped", "approver-two"),
         ("executing", "orchestrator"),
         ("notifying_recipients", "orchestrator"),
         ("certified", "orchestrator"),
         ("closed", "orchestrator"),
     ]
-    assert [s["state"] for s in certificate["timeline"]] == ["received", "executing", "notifying_recipients"]
+    assert [s["state"] for s in certificate["timeline"]] == [
+        "received",
+        "awaiting_approval",
+        "scoped",
+        "executing",
+        "notifying_recipients",
+    ]
     page = render_report({"predicate": certificate})
     timeline_html = page[page.index("<h2>Timeline</h2>") :]
     positions = [

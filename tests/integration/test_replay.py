@@ -20,8 +20,9 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.contracts import Acknowledgement, AuthorityVerification, Extension, RequestResult
+from activities.contracts import Acknowledgement, AuthorityVerification, Extension, OperatorDecision, RequestResult
 from stores.codec import CodecKeys, data_converter
+from tests.integration.approval import approve, awaiting_approval
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.integration.estate import catalogue, plant
 from tests.integration.test_recipients import (  # noqa: F401 (webhooks is a fixture)
@@ -34,6 +35,7 @@ from tests.servers import skipped_to_the_end
 from workflows.request import (
     ACK_RECIPIENT_UPDATE,
     EXTEND_UPDATE,
+    REJECT_UPDATE,
     STATUS_QUERY,
     VERIFY_AUTHORITY_UPDATE,
     ErasureRequestWorkflow,
@@ -58,6 +60,10 @@ SAVED = {
     "system_after_hold": "request/uploads/after-hold-1",
     # a guardian's request that waits for its authority, is verified by an operator, then runs with reminders
     "guardian_verification": "request",
+    # a court order previewed, approved by a second operator, then erased, certified and shredded
+    "request_with_approval": "request",
+    # a court order previewed and rejected: nothing erased
+    "request_rejected": "request",
 }
 
 
@@ -102,6 +108,7 @@ async def test_record_histories(
     async with skipping_harness.worker():
         submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), overdue)
         handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        await approve(skipping_harness.client, submission.request_id)
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             await skipped_to_the_end(handle)
     save("request_with_overdue_vendor", await handle.fetch_history(), skipping_harness.config.home)
@@ -111,6 +118,7 @@ async def test_record_histories(
     async with skipping_harness.worker():
         submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), overdue)
         handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        await approve(skipping_harness.client, submission.request_id)
         while (await handle.query(STATUS_QUERY))["phase"] != "executing":
             await asyncio.sleep(0.1)
         record = skipping_harness.services.ledger.request(submission.request_id)
@@ -140,6 +148,7 @@ async def test_record_recipients_history(
     async with skipping_harness.worker():
         submission = await skipping_harness.submit(court_order({"user_id": ["1"]}), catalogue)
         handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        await approve(skipping_harness.client, submission.request_id)
         await notifying(handle)
         await handle.execute_update(ACK_RECIPIENT_UPDATE, Acknowledgement("analytics_vendor", "dpo-two"))
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
@@ -167,6 +176,41 @@ async def test_record_guardian_history(skipping_harness: Harness, vendors: Vendo
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             await skipped_to_the_end(handle)
     save("guardian_verification", await handle.fetch_history(), skipping_harness.config.home)
+
+
+@pytest.mark.skipif(
+    os.environ.get("ERASURE_RECORD_HISTORIES") != "approval",
+    reason="records the approval histories only when ERASURE_RECORD_HISTORIES=approval",
+)
+async def test_record_approval_histories(
+    skipping_harness: Harness,
+    database_url: str,
+    moto_url: str,
+    schema: str,
+    s3_client: Any,
+    bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", database_url)
+    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
+    plant(database_url, schema, s3_client, bucket_name)
+    h = skipping_harness
+    async with h.worker():
+        submission = await h.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))
+        handle = h.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        await approve(h.client, submission.request_id)
+        async with h.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await skipped_to_the_end(handle)
+    save("request_with_approval", await handle.fetch_history(), h.config.home)
+
+    async with h.worker():
+        submission = await h.submit(court_order({"user_id": ["2"]}), catalogue(schema, bucket_name))
+        handle = h.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        await awaiting_approval(h.client, submission.request_id)
+        await handle.execute_update(REJECT_UPDATE, OperatorDecision("approver-two", "the order was set aside"))
+        async with h.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await skipped_to_the_end(handle)
+    save("request_rejected", await handle.fetch_history(), h.config.home)
 
 
 @pytest.mark.skipif(RECORDING, reason="recording")

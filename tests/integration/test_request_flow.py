@@ -10,6 +10,7 @@ import pytest
 from evidence.dsse import Envelope
 from evidence.statement import parse_statement
 from examples.estate import CHILD, count_rows
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 
@@ -152,6 +153,7 @@ async def test_a_past_deadline_is_accepted_only_with_the_flag_and_recorded(
         )
         assert accepted.returncode == 0, accepted.stderr
         request_id = accepted.stdout.strip()
+        await approve(harness.client, request_id)
         await harness.wait_certified(request_id)
     events = {e.kind: e.detail for e in harness.services.ledger.events(request_id)}
     assert events["past_deadline_accepted"] == {"deadline": "2020-01-29", "accepted_with": "--allow-past-deadline"}

@@ -19,6 +19,7 @@ from erasure.status import StatusReport, request_status
 from evidence.dsse import Envelope
 from evidence.statement import parse_statement
 from examples.estate import CHILD, NEIGHBOURS, upload_keys
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 from workflows.request import REVIEW_QUERY, REVIEW_UPDATE
@@ -93,6 +94,7 @@ async def test_an_email_only_order_erases_the_user_id_keyed_systems_and_excluded
                 env, "review", request_id, "--group", group["group"], "--decision", "exclude", "--reason", REASON
             )
             assert reviewed.returncode == 0, reviewed.stderr
+        await approve(harness.client, request_id)
         status = await harness.wait_certified(request_id)
 
     systems = {s["system"]: s for s in status["systems"]}
@@ -162,6 +164,7 @@ async def test_an_included_near_match_is_erased_like_an_exact_match_and_refusals
         )
         assert again.returncode == 2 and "already decided" in again.stderr
         await decide(harness, request_id, no_tag, "exclude")
+        await approve(harness.client, request_id)
         status = await harness.wait_certified(request_id)
 
     assert order_path.exists()
@@ -195,6 +198,7 @@ async def test_a_subject_no_identity_source_knows_waits_for_confirmation_and_is_
         assert events["identity_resolved"]["known"] is False
         assert events["review_required"]["groups"][0]["kind"] == "nothing_found"
         await decide(harness, request_id, found["nothing_found"]["group"], "confirm_nothing_found")
+        await approve(harness.client, request_id)
         status = await harness.wait_certified(request_id)
 
     systems = {s["system"]: s for s in status["systems"]}

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from erasure.config import Config
 from examples.estate import count_rows
 from stores.codec import CodecKeys, data_converter
+from tests.integration.approval import approve
 from tests.integration.conftest import court_order, open_harness, tool
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 from tests.servers import TemporalDevServer
@@ -58,6 +59,7 @@ async def test_a_request_finishes_after_the_dev_server_is_killed_and_restarted_m
             async with harness.worker():
                 submitted = await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))
                 request_id = submitted.request_id
+                await approve(harness.client, request_id)
                 await wait_for(holds / "erased.app_db.reached", 60)  # app_db's rows are deleted, nothing reported
                 server.kill()
                 server.start()
@@ -73,7 +75,7 @@ async def test_a_request_finishes_after_the_dev_server_is_killed_and_restarted_m
     assert status["outcome"] == "complete"
     levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
     assert levels == {"app_db": "verified_absent", "uploads": "verified_absent"}
-    assert receipts == [("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
+    assert sorted(receipts) == [("*", "approval"), ("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
     with psycopg.connect(database_url) as conn:
         assert count_rows(conn, schema) == NEIGHBOUR_ROWS
     assert surviving_keys(s3_client, bucket_name) == neighbour_keys()

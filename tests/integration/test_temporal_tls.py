@@ -137,9 +137,7 @@ async def test_worker_and_cli_reach_temporal_over_tls_with_the_configured_ca(
         trusted = {**env, "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(ca)}
         worker = harness.start_worker(trusted)
         try:
-            submitted = await harness.cli(
-                trusted, "submit", order, "--catalogue", systems, "--wait", "--timeout", "120", "--json"
-            )
+            submitted = await harness.cli_run(trusted, order, systems)
         finally:
             worker.terminate()
             await asyncio.to_thread(worker.wait, 30)

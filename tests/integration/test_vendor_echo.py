@@ -182,17 +182,7 @@ async def test_a_vendor_echoing_the_child_ends_failed_certified_and_leaves_no_tr
     worker = harness.start_worker(env)
     flip = asyncio.create_task(echo_once_running(vendors)) if case == "segment echoes while running" else None
     try:
-        submitted = await harness.cli(
-            env,
-            "submit",
-            str(tmp_path / "order.yaml"),
-            "--catalogue",
-            str(tmp_path / "systems.yaml"),
-            "--wait",
-            "--timeout",
-            "120",
-            "--json",
-        )
+        submitted = await harness.cli_run(env, str(tmp_path / "order.yaml"), str(tmp_path / "systems.yaml"))
         assert submitted.returncode == 0, submitted.stderr  # settled, whatever the outcome
         status = json.loads(submitted.stdout)
         request_id = status["request_id"]

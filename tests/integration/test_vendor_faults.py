@@ -7,6 +7,7 @@ from typing import Any
 
 from connectors.hashing import meta_email, sha256_hex
 from examples.estate import CHILD, NEIGHBOURS
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, Vendors, court_order
 
 AUDIENCE = "23850000000000042"
@@ -88,6 +89,7 @@ async def test_vendor_activities_run_on_the_vendors_own_task_queue(harness: Harn
     seed(vendors)
     async with harness.worker():
         submission = await harness.submit(court_order({"user_id": [str(CHILD.user_id)]}), vendor_catalogue())
+        await approve(harness.client, submission.request_id)
         await harness.wait_certified(submission.request_id)
     history = await harness.client.get_workflow_handle(f"{submission.request_id}/segment").fetch_history()
     scheduled = [

@@ -18,6 +18,7 @@ from erasure.export import export_bundle
 from evidence.verify import verify_bundle
 from examples.estate import CHILD, NEIGHBOURS
 from stores.vault import Vault, VaultSealed
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, Vendors, court_order
 from tests.servers import skipped_to_the_end
 
@@ -45,6 +46,7 @@ async def run_to_the_end(harness: Harness, order: dict[str, Any], catalogue: dic
     """Submit and await the request workflow's result: the server skips every timer and retry interval."""
     async with harness.worker():
         submission = await harness.submit(order, catalogue)
+        await approve(harness.client, submission.request_id)
         handle = harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
         async with harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             result = await skipped_to_the_end(handle)
@@ -85,8 +87,8 @@ async def test_a_regulation_that_finishes_after_ten_days_completes_the_request_a
     assert record is not None and record.state == "closed"
     with pytest.raises(VaultSealed):
         skipping_harness.services.vault.open(request_id, Vault.SUBJECT)
-    assert [e.kind for e in ledger.events(request_id)] == ["shredded"]
-    shredded_at = ledger.events(request_id)[0].at
+    assert [e.kind for e in ledger.events(request_id)] == ["previewed", "approved", "shredded"]
+    shredded_at = ledger.events(request_id)[-1].at
     assert (shredded_at - task.finished_at).total_seconds() / 86400 >= 30
     bundle = tmp_path / "after-shredding.zip"
     export_bundle(skipping_harness.services, request_id, bundle)
@@ -109,7 +111,7 @@ async def test_a_regulation_still_running_past_its_deadline_fails_and_is_escalat
     assert "still running at the deadline" in task.detail
     assert task.vendor_status == "RUNNING"
     events = {e.kind: e for e in ledger.events(request_id)}
-    assert set(events) == {"escalation", "deadline_passed", "shredded"}
+    assert set(events) == {"previewed", "approved", "escalation", "deadline_passed", "shredded"}
     assert events["escalation"].system == "segment"
     # escalated at the 30-day service time and failed at the 35-day deadline, counted from the system's start, each
     # within one poll interval (times on the workflow's clock, which the time-skipping server moves)

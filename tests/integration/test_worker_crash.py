@@ -19,6 +19,7 @@ import psycopg
 
 from evidence.dsse import Envelope
 from examples.estate import count_rows
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 
@@ -78,6 +79,7 @@ async def test_sigkill_after_the_deletion_and_during_signing_gives_one_deletion_
     workers = [harness.start_worker(env)]
     try:
         request_id = (await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))).request_id
+        await approve(harness.client, request_id)
 
         # (1) app_db's rows are deleted and committed; nothing has recorded the deletion yet
         await kill_at(workers[-1], holds, "erased.app_db")
@@ -115,11 +117,11 @@ async def test_sigkill_after_the_deletion_and_during_signing_gives_one_deletion_
     assert receipt["key_commitment"] is not None
     task = ledger.task(request_id, "app_db")
     assert (task.deleted, task.key_count, task.key_commitment) == (CHILD_ROWS, CHILD_ROWS, receipt["key_commitment"])
-    # nothing recorded twice: one receipt per system and one certificate, each one leaf of the log
+    # nothing recorded twice: the approval, one receipt per system and one certificate, each one leaf of the log
     with harness.services.pool.connection() as conn:
         receipts = conn.execute(
             "SELECT system, action FROM receipts WHERE request_id = %s ORDER BY system", [request_id]
         ).fetchall()
         leaves = conn.execute("SELECT count(*) FROM tlog_leaves").fetchone()
-    assert receipts == [("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
-    assert leaves == (3,)
+    assert sorted(receipts) == [("*", "approval"), ("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
+    assert leaves == (4,)

@@ -18,6 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from examples.estate import CHILD, NEIGHBOURS, Person, count_rows, create_app_schema, seed_people, upload_keys
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, surviving_keys
 from tests.servers import free_port
@@ -117,6 +118,8 @@ async def test_three_workers_share_the_queues_and_each_request_is_done_once(
 
             assert await eventually(system_errors_counted, 120, "app_db's lock timeouts to be counted") >= 1
             blocker.rollback()
+            for request_id in request_ids:
+                await approve(harness.client, request_id)
 
         statuses = [await harness.wait_certified(request_id, timeout_s=300) for request_id in request_ids]
     finally:
@@ -146,7 +149,7 @@ async def test_three_workers_share_the_queues_and_each_request_is_done_once(
     assert sorted(receipts) == sorted(
         (request_id, system, action)
         for request_id in request_ids
-        for system, action in (("*", "certificate"), ("app_db", "erase"), ("uploads", "erase"))
+        for system, action in (("*", "approval"), ("*", "certificate"), ("app_db", "erase"), ("uploads", "erase"))
     )
     assert leaves == (len(receipts),)
     assert events is not None and events[0] == events[1]
@@ -176,6 +179,7 @@ async def test_a_workers_metrics_endpoint_serves_the_ledger_gauges_and_sdk_metri
     worker = harness.start_worker(env)
     try:
         request_id = (await harness.submit(court_order({"user_id": ["1"]}), catalogue(schema, bucket_name))).request_id
+        await approve(harness.client, request_id)
         await harness.wait_certified(request_id, timeout_s=120)
 
         async def certified_published() -> str | None:

@@ -45,6 +45,7 @@ def new_request(ledger: Ledger, kind: str = "court_order", deadline: date = date
         "scope": "all",
         "catalogue_sha256": "0" * 64,
         "order_digest": request_id,
+        "submitted_by": "submitter-one",
     }
     with ledger.pool.connection() as conn, conn.transaction():
         ledger.create_request(conn, record, {"systems": []})
