@@ -231,7 +231,7 @@ class ClassOrderActivities(ErasureActivities):
         }
         statement = class_cancellation_statement(input.request_id, input.reason, receipts, facts)
         self._tlog.notarise(input.request_id, notary.REQUEST_SYSTEM, CANCELLATION, lambda: statement)
-        self._ledger.cancelled(
+        self._ledger.class_cancelled(
             input.request_id,
             input.reason,
             datetime.fromisoformat(input.at),

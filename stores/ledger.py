@@ -329,7 +329,7 @@ class Ledger:
         self.record_event(request_id, None, "failed", "failed", at, {"reason": reason})  # the reason comes first
         self._set_request_state(request_id, RequestState.FAILED, reason=reason)
 
-    def cancelled(self, request_id: str, reason: str, at: datetime, *, batches_done: int, batches: int) -> None:
+    def class_cancelled(self, request_id: str, reason: str, at: datetime, *, batches_done: int, batches: int) -> None:
         """A class order the operator stopped: its `cancelled` event holds the reason and how many batches were done
         (each with its receipt in the log)."""
         detail = {"reason": reason, "batches_done": batches_done, "batches": batches}
