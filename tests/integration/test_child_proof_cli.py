@@ -12,6 +12,7 @@ import pytest
 
 from activities.class_order import SEALED_CLASS
 from domain.classes import subject_from_canonical
+from domain.model import IdentifierType, Subject
 from evidence.keys import public_key_pem
 from stores.pseudonyms import subject_pseudonym
 from tests.integration.conftest import Harness
@@ -26,12 +27,14 @@ def app_schema(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"app_{uuid.uuid4().hex[:12]}"
 
 
-def class_pseudonyms(harness: Harness, request_id: str) -> list[bytes]:
+def class_pseudonyms(harness: Harness, request_id: str) -> dict[bytes, Subject]:
+    """Every subject of the sealed class by its pseudonym."""
     vault = harness.services.vault
     forms = vault.open(request_id, SEALED_CLASS)["subjects"]
     with harness.services.pool.connection() as conn:
         keyed = vault.pseudonyms(conn, request_id)
-    return [subject_pseudonym(keyed, subject_from_canonical(f.encode())) for f in forms]
+    subjects = [subject_from_canonical(f.encode()) for f in forms]
+    return {subject_pseudonym(keyed, s): s for s in subjects}
 
 
 async def test_one_child_is_proven_and_verified_offline_and_no_one_else_is(
@@ -69,7 +72,7 @@ async def test_one_child_is_proven_and_verified_offline_and_no_one_else_is(
 
     # the proof shows this child only: no other child's pseudonym is in it
     everyone = class_pseudonyms(harness, request_id)
-    assert len(everyone) == count and bytes.fromhex(pseudonym) in everyone
+    assert len(everyone) == count and everyone[bytes.fromhex(pseudonym)].values(IdentifierType.EMAIL) == (child,)
     text = proof.read_text()
     assert [p for p in everyone if p.hex() in text] == [bytes.fromhex(pseudonym)]
 
