@@ -983,6 +983,71 @@ def evidence_verify_proof(
         )
 
 
+@evidence_app.command("prove")
+def evidence_prove(
+    request_id: Annotated[str, typer.Argument(help="The class order's request id.")],
+    email: Annotated[bool, typer.Option("--email", help="The identifier is an email address.")] = False,
+    phone: Annotated[bool, typer.Option("--phone", help="The identifier is a phone number.")] = False,
+    user_id: Annotated[bool, typer.Option("--user-id", help="The identifier is a user id.")] = False,
+    device_id: Annotated[bool, typer.Option("--device-id", help="The identifier is a device id.")] = False,
+    advertising_id: Annotated[
+        bool, typer.Option("--advertising-id", help="The identifier is an advertising id.")
+    ] = False,
+    username: Annotated[bool, typer.Option("--username", help="The identifier is a username.")] = False,
+    from_file: Annotated[
+        Path | None, typer.Option(help="Read the identifier from this file (mode 0600) instead of standard input.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write <system>.proof.json here instead of printing JSON lines.")
+    ] = None,
+) -> None:
+    """Prove one child of a class order was erased: one proof per system, for `erasure evidence verify-proof`.
+
+    The identifier is read from standard input (without echo on a terminal) or from a 0600 file, never from the
+    command line: `erasure evidence prove ID --email < address.txt`. Exit 1 if it is not a subject of the class.
+    """
+    from domain.identifiers import problem
+    from erasure.prove import prove_child
+
+    with _errors():
+        _check_uuid(request_id)
+        chosen = {
+            IdentifierType.EMAIL: email,
+            IdentifierType.PHONE: phone,
+            IdentifierType.USER_ID: user_id,
+            IdentifierType.DEVICE_ID: device_id,
+            IdentifierType.ADVERTISING_ID: advertising_id,
+            IdentifierType.USERNAME: username,
+        }
+        kinds = [kind for kind, given in chosen.items() if given]
+        if len(kinds) != 1:
+            raise InvalidInput(
+                "arguments",
+                "--email/--phone/--user-id/--device-id/--advertising-id/--username",
+                f"expected one type, got {len(kinds)}",
+            )
+        if out_dir is not None and not out_dir.is_dir():
+            raise InvalidInput(str(out_dir), "--out", "is not a folder")
+        value = _identifier(from_file)
+        found = problem(kinds[0], value)
+        if found:
+            raise InvalidInput(str(from_file or "standard input"), "identifier", found)
+        services = _services(_config("cli"))
+        try:
+            made = prove_child(services, request_id, kinds[0], value)
+        finally:
+            services.close()
+        if out_dir is None:
+            for document in made.proofs.values():
+                sys.stdout.write(document.decode("utf-8") + "\n")
+            return
+        for system, document in made.proofs.items():
+            path = out_dir / f"{system}.proof.json"
+            path.write_bytes(document)
+            out.print(f"wrote {path}", highlight=False)
+        out.print(f"the child's pseudonym (for verify-proof --pseudonym): {made.pseudonym.hex()}", highlight=False)
+
+
 def _checked_keyid(value: str) -> str:
     import re
 

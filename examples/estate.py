@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import psycopg
 from psycopg import sql
@@ -137,3 +138,61 @@ def upload_keys(person: Person) -> list[str]:
 
 
 S3_KEY_TEMPLATES = ["uploads/{user_id}/", "avatars/{user_id}.jpg"]
+
+
+# -- a class of children: the accounts a class order ("every child under 13 on the cutoff") reaches -----------------
+
+CLASS_CHILDREN = 300
+CLASS_TABLES = """
+CREATE TABLE {schema}.users (id bigint PRIMARY KEY, email text, birth_date date NOT NULL, tenant text NOT NULL);
+CREATE TABLE {schema}.videos (id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES {schema}.users (id));
+"""
+
+
+def class_email(user_id: int) -> str:
+    return f"pupil{user_id}@example.org"
+
+
+def seed_class(conn: psycopg.Connection, schema: str, cutoff: date) -> dict[str, list[int]]:
+    """Children under 13 on the cutoff (tenant uk, two videos each) and their neighbours just outside the class:
+    a 13th birthday on the cutoff, another tenant with a look-alike address, older users. Returns ids by group."""
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    ddl = CLASS_TABLES.replace("{schema}", sql.Identifier(schema).as_string(conn))
+    for statement in filter(str.strip, ddl.split(";")):
+        conn.execute(statement.encode())
+
+    def born(years: int, days: int = 0) -> date:
+        return date(cutoff.year - years, cutoff.month, cutoff.day) + timedelta(days=days)
+
+    groups: dict[str, list[int]] = {"child": [], "birthday_on_cutoff": [], "other_tenant": [], "older": []}
+    rows = []
+    for n in range(CLASS_CHILDREN):
+        uid = 5000 + n
+        rows.append((uid, class_email(uid), born(12, -(n % 360)), "uk"))
+        groups["child"].append(uid)
+    for n in range(10):
+        uid = 7000 + n  # thirteen on the cutoff day itself: no longer under 13
+        rows.append((uid, f"pupil{5000 + n}@example.org.uk", born(13), "uk"))
+        groups["birthday_on_cutoff"].append(uid)
+        uid = 8000 + n  # the same age on another tenant, an address differing only in case
+        rows.append((uid, class_email(5000 + n).capitalize(), born(12), "us"))
+        groups["other_tenant"].append(uid)
+        uid = 50000 + n  # an id a child's id is a prefix of
+        rows.append((uid, f"teen{uid}@example.org", born(15), "uk"))
+        groups["older"].append(uid)
+    with conn.cursor() as cur:
+        cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(sql.Identifier(schema, "users")), rows)
+        cur.execute(
+            sql.SQL("INSERT INTO {} (user_id) SELECT id FROM {}, generate_series(1, 2)").format(
+                sql.Identifier(schema, "videos"), sql.Identifier(schema, "users")
+            )
+        )
+    return groups
+
+
+def class_remaining(conn: psycopg.Connection, schema: str, ids: list[int]) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(sql.Identifier(schema, "users")), [ids]
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -208,6 +208,11 @@ class TransparencyLog:
 
     # -- reading ----------------------------------------------------------------------------------------------
 
+    def receipt(self, request_id: str, system: str, action: str) -> Logged | None:
+        """The statement logged for (request, system, action), if any."""
+        with self._pool.connection() as conn:
+            return self._receipt(conn, request_id, system, action)
+
     def receipts(self, request_id: str) -> list[LoggedReceipt]:
         """Every statement logged for the request (receipts, certificate, shredding), in log order."""
         with self._pool.connection() as conn:
