@@ -104,7 +104,7 @@ from connectors.registry import build_connector
 from domain.deadlines import extensions
 from domain.errors import TerminalError, Throttled, TransientError
 from domain.model import DestinationStatus, EvidenceLevel, JobHandle, JobStatus, Opaque, Subject, VendorFacts
-from domain.states import TaskState
+from domain.states import RequestState, TaskState
 from evidence import notary
 from evidence.merkle import MemoryTree
 from evidence.statement import outcome_for
@@ -926,7 +926,9 @@ def shred_request(
         notary.SHRED,
         lambda: notary.shred_receipt(request_id, reason, run, backups=backups),
     )
-    ledger.closed(request_id, f"the data key was destroyed: {reason}")
+    record = ledger.request(request_id)
+    if record is None or record.state not in (RequestState.REJECTED, RequestState.CANCELLED):
+        ledger.closed(request_id, f"the data key was destroyed: {reason}")  # a request that erased nothing stays so
     if destroyed_now:
         ledger.record_event(request_id, None, "shredded", "shredded", at, {"reason": reason})
     return ShredResult(receipt_sha256=hashlib.sha256(logged.envelope).hexdigest())

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, TerminalError
 from domain.model import Category, IdentifierType
 from domain.settings import KINDS, KindSpec, StrictModel
 from domain.settings.postgres import SQL_NAME
@@ -243,7 +243,8 @@ class Catalogue(BaseModel):
         for spec in self.systems:
             if spec.name == name:
                 return spec
-        raise KeyError(name)
+        known = ", ".join(spec.name for spec in self.systems)
+        raise TerminalError(f"system {name}: expected one of the request's catalogue ({known}), got none")
 
     def snapshot(self) -> dict[str, Any]:
         """The catalogue as stored with a request: it holds no secrets, only environment variable names. A system

@@ -56,6 +56,8 @@ BATCHES_PER_RUN = 100  # about 5 events each in this history: a run stays near 5
 PAUSE_UPDATE = "pause"
 RESUME_UPDATE = "resume"
 CANCEL_UPDATE = "cancel"
+# workflow.patched: runs started before it keep a cancelled order's data key
+SHRED_CANCELLED_PATCH = "shred-when-cancelled"
 PROGRESS_QUERY = "progress"
 
 
@@ -138,6 +140,9 @@ class ClassOrderWorkflow:
         if self._cancel_reason is not None:
             cancel = CancelInput(input.request_id, self._cancel_reason, workflow.now().isoformat())
             await workflow.execute_activity(CANCEL_CLASS, cancel, **LEDGER)
+            if workflow.patched(SHRED_CANCELLED_PATCH):  # the class is not erased: nothing needs its subjects any more
+                shred = ShredInput(input.request_id, "cancelled", workflow.now().isoformat())
+                await workflow.execute_activity(SHRED, shred, result_type=ShredResult, **LEDGER)
             self._phase = Phase.CLOSED
             return None
         self._phase = Phase.SEALING

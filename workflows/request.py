@@ -125,6 +125,8 @@ REMINDER_WEBHOOK: dict[str, Any] = {
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=10), maximum_attempts=3),
 }
 APPROVAL_PATCH = "approval"  # workflow.patched: runs started before it neither preview nor wait for approval
+# workflow.patched: runs started before it keep a rejected or cancelled request's data key
+SHRED_ENDED_PATCH = "shred-when-rejected-or-cancelled"
 APPROVE_UPDATE = "approve"
 REJECT_UPDATE = "reject"
 CANCEL_UPDATE = "cancel"
@@ -165,6 +167,7 @@ class ErasureRequestWorkflow:
         self._request_id = input.request_id
         if workflow.patched(AUTHORITY_PATCH) and not await self._authority(input.request_id):
             self._phase = Phase.REJECTED
+            await self._shred_ended(input.request_id, REJECTED)
             return RequestResult(outcome=REJECTED, systems=[])
         self._cancellable = workflow.patched(APPROVAL_PATCH)
         if workflow.patched(RESOLUTION_PATCH):
@@ -172,6 +175,7 @@ class ErasureRequestWorkflow:
         if self._cancellable:
             ended = await self._preview_and_approval(input.request_id)
             if ended is not None:
+                await self._shred_ended(input.request_id, ended)
                 return RequestResult(outcome=ended, systems=[])
         try:
             plan, results, sealed = await self._certify(input)
@@ -436,6 +440,14 @@ class ErasureRequestWorkflow:
         await workflow.execute_activity(
             SHRED, ShredInput(request_id, reason, workflow.now().isoformat()), result_type=ShredResult, **LEDGER
         )
+
+    async def _shred_ended(self, request_id: str, outcome: str) -> None:
+        """A rejected or cancelled request erases nothing, so nothing needs its sealed identifiers any more: its data
+        key is destroyed at once, after the signed record of the rejection or cancellation."""
+        if workflow.patched(SHRED_ENDED_PATCH):
+            await workflow.execute_activity(
+                SHRED, ShredInput(request_id, outcome, workflow.now().isoformat()), result_type=ShredResult, **LEDGER
+            )
 
     @workflow.signal(name=HOLD_RELEASED_SIGNAL)
     def hold_released(self) -> None:

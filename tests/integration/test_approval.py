@@ -1,7 +1,7 @@
 """Preview and four-eyes approval, on the time-skipping server: a court order locates only and waits, durably, for a
 second operator. The submitter's approval is refused and changes nothing; a second operator's lets it finish
 certified; a rejection ends it `rejected` and a cancellation `cancelled`, each with its reason and a signed record,
-nothing erased."""
+nothing erased, the child's identifiers shredded."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from evidence.dsse import Envelope
 from evidence.statement import DECISION_PREDICATE_TYPE, parse_statement
 from examples.estate import CHILD, count_rows
 from tests.integration.approval import SUBMITTER, awaiting_approval
+from stores.vault import Vault
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
+from tests.integration.shredding import assert_shredded
 from tests.servers import skipped_to_the_end
 from workflows.request import APPROVE_UPDATE, STATUS_QUERY
 
@@ -133,7 +135,11 @@ async def test_a_rejection_or_cancellation_ends_the_request_with_its_reason_and_
     ]
     statements = logged(h, request_id)
     action = notary.DECISION_ACTIONS[ended]
-    assert set(statements) == {(notary.REQUEST_SYSTEM, action)}  # no receipt of an erasure, no certificate
+    # no receipt of an erasure, no certificate: the decision, then the child's identifiers shredded
+    assert set(statements) == {(notary.REQUEST_SYSTEM, action), (notary.REQUEST_SYSTEM, notary.SHRED)}
+    leaves = {r.action: r.leaf_index for r in h.services.tlog.receipts(request_id)}
+    assert leaves[action] < leaves[notary.SHRED]
+    assert_shredded(h.services, request_id, Vault.SUBJECT, ended)
     facts = statements[(notary.REQUEST_SYSTEM, action)]["predicate"]
     assert (facts["decision"], facts["actor"], facts["reason"]) == (ended, SUBMITTER, reason)
     assert rows(database_url, schema) == before

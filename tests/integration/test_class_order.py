@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 from temporalio.client import WorkflowHandle
 
-from activities.class_order import tlog_name
+from activities.class_order import SEALED_CLASS, tlog_name
 from domain.classes import batch_count
 from erasure.class_intake import resolve_class, submit_class, validate_class
 from erasure.export import export_bundle
@@ -27,6 +27,7 @@ from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from evidence.errors import VerificationError
 from evidence.verify import verify_bundle
 from tests.integration.conftest import Harness
+from tests.integration.shredding import assert_shredded
 from workflows.class_order import BATCHES_PER_RUN, CANCEL_UPDATE, PAUSE_UPDATE, PROGRESS_QUERY, RESUME_UPDATE
 
 CUTOFF = date(2026, 11, 1)
@@ -265,6 +266,7 @@ async def test_a_cancelled_class_order_ends_cancelled_with_its_done_batches_evid
     assert left == CHILDREN - 10 * len(done)  # the done batches' children are gone, the others untouched
     for neighbours in ("birthday_on_cutoff", "other_tenant", "older"):
         assert remaining(database_url, app_schema, groups[neighbours]) == 20, neighbours
+    assert_shredded(harness.services, request_id, SEALED_CLASS, "cancelled")  # the class's subjects are unreadable
 
 
 async def test_a_bad_subject_file_stores_nothing(harness: Harness, tmp_path: Path, app_schema: str) -> None:

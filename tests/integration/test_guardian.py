@@ -24,8 +24,10 @@ from evidence import notary
 from evidence.dsse import Envelope, verify_envelope
 from evidence.statement import parse_statement
 from examples.estate import CHILD, NEIGHBOURS
+from stores.vault import Vault
 from tests.integration.conftest import Harness, Vendors, open_harness
 from tests.integration.estate import catalogue, plant
+from tests.integration.shredding import assert_shredded
 from tests.integration.test_deadlines import NEVER_FINISHING
 from tests.servers import skipped_to_the_end
 from workflows.request import STATUS_QUERY
@@ -201,6 +203,7 @@ async def test_a_guardian_request_never_verified_is_rejected_at_the_limit_with_a
         untouched(h, vendors, request_id)
         rejection = logged(h, request_id, notary.AUTHORITY)
         assert (rejection["decision"], rejection["reason"], rejection["method"]) == ("rejected", reason, "")
+        assert_shredded(h.services, request_id, Vault.SUBJECT, "rejected")
 
 
 async def test_an_authority_verified_before_intake_is_recorded_as_such_and_nothing_waits(
