@@ -946,10 +946,15 @@ def evidence_verify(
         out.print(
             f"bundle verified: request {report.request_id}, outcome {report.outcome}, log size {report.tree_size}"
         )
-        if report.supersedes:
+        for earlier in report.superseded:
             out.print(
-                f"this certificate is current: it supersedes certificate sha256:{report.supersedes}, issued while a "
-                "legal hold stopped some systems"
+                f"certificate {earlier.number} (sha256:{earlier.sha256}, {earlier.outcome}, issued "
+                f"{earlier.issued_at}) is superseded"
+            )
+        if report.superseded:
+            out.print(
+                f"certificate {len(report.superseded) + 1} is current: it supersedes certificate sha256:"
+                f"{report.supersedes}, issued while a legal hold stopped some systems"
             )
 
 

@@ -13,7 +13,7 @@ from evidence import notary
 from evidence.batch_receipt import batch_path
 from evidence.bundle import CERTIFICATE as CERTIFICATE_PATH
 from evidence.bundle import SHRED as SHRED_PATH
-from evidence.bundle import Bundle, InclusionProof, receipt_path
+from evidence.bundle import Bundle, InclusionProof, receipt_path, superseded_path
 from evidence.checkpoint import open_checkpoint
 from evidence.dsse import Envelope
 from evidence.errors import VerificationError
@@ -51,7 +51,9 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
     checkpoint, note = tlog.checkpoint()  # signing it publishes it: later bundles prove consistency with it
     shred = logged.get((notary.REQUEST_SYSTEM, notary.SHRED))  # logged after the certificate: not its subject
     proofs = {CERTIFICATE_PATH: _proof(services, certificate_index, checkpoint.size)}
-    for name, (_, index) in [*receipts.items(), *([(SHRED_PATH, shred)] if shred else [])]:
+    # every earlier certificate (issued while a legal hold stopped systems) travels too, so each can be checked
+    superseded = {superseded_path(number): entry for number, entry in certificates[:-1]}
+    for name, (_, index) in [*receipts.items(), *superseded.items(), *([(SHRED_PATH, shred)] if shred else [])]:
         proofs[name] = _proof(services, index, checkpoint.size)
     sizes = set(tlog.earlier_checkpoint_sizes(checkpoint.size, RECENT_CHECKPOINTS))
     sizes.update(_held_size(services, held, checkpoint.size) for held in since)
@@ -65,9 +67,16 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
         proofs=proofs,
         consistency=consistency,
         public_keys={keyid_of(signer.public_key): public_key_pem(signer.public_key)},
-        report_html=render_report(statement),
+        report_html=render_report(
+            statement,
+            [
+                (number, hashlib.sha256(envelope).hexdigest(), parse_statement(Envelope.from_json(envelope).payload))
+                for number, (envelope, _) in certificates[:-1]
+            ],
+        ),
         verify_txt=verify_instructions([keyid_of(signer.public_key)], tlog.origin),
         shred_receipt=shred[0] if shred else None,
+        superseded={name: envelope for name, (envelope, _) in superseded.items()},
     )
     bundle.sign(signer)
     try:

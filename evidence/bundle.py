@@ -4,6 +4,9 @@
     certificate.dsse.json     the request's certificate (DSSE envelope, in-toto Statement)
     receipts/<name>.dsse.json one receipt envelope per system and action
     shred.dsse.json           the receipt for the destroyed request key, once it is destroyed (optional)
+    superseded/certificate-<n>.dsse.json
+                              every earlier certificate of the request (issued while a legal hold stopped systems),
+                              n = 1, 2, ...; certificate.dsse.json is the current one and supersedes the last of them
     log/checkpoint.txt        the signed log checkpoint (C2SP signed note)
     log/proofs.json           {"<path>": {"leaf_index": n, "tree_size": n, "hashes": ["<hex>", ...]}}
     log/consistency.json      {"<earlier tree size>": ["<hex>", ...]}, possibly {}
@@ -29,7 +32,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,6 +53,7 @@ REQUIRED = frozenset({MANIFEST, CERTIFICATE, CHECKPOINT, PROOFS, CONSISTENCY, RE
 OPTIONAL = frozenset({SHRED})
 
 # a system's receipt, or one batch's of a class order (evidence/batch_receipt.py: batch_path)
+SUPERSEDED_PATH = re.compile(r"superseded/certificate-([1-9][0-9]*)\.dsse\.json")
 RECEIPT_PATH = re.compile(r"receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{6})?\.dsse\.json")
 KEY_PATH = re.compile(r"keys/([0-9a-f]{64})\.pem")
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
@@ -70,6 +74,11 @@ def receipt_path(system: str) -> str:
     return f"receipts/{system}.dsse.json"
 
 
+def superseded_path(number: int) -> str:
+    """Where the request's n-th certificate lies in the bundle once a later one supersedes it."""
+    return f"superseded/certificate-{number}.dsse.json"
+
+
 @dataclass(frozen=True)
 class InclusionProof:
     leaf_index: int
@@ -88,6 +97,7 @@ class Bundle:
     report_html: str
     verify_txt: str
     shred_receipt: bytes | None = None  # the envelope of the request key's destruction, once it is destroyed
+    superseded: dict[str, bytes] = field(default_factory=dict)  # path in the zip -> an earlier certificate's envelope
     manifest: bytes = b""  # set by sign(): a bundle is written only once signed
 
     def sign(self, signer: Signer) -> None:
@@ -117,6 +127,7 @@ class Bundle:
             report_html=_text(entries[REPORT], REPORT),
             verify_txt=_text(entries[VERIFY], VERIFY),
             shred_receipt=entries.get(SHRED),
+            superseded={name: data for name, data in entries.items() if SUPERSEDED_PATH.fullmatch(name)},
             manifest=entries[MANIFEST],
         )
         contents = bundle.contents()
@@ -132,6 +143,9 @@ class Bundle:
         for name in self.receipts:
             if not RECEIPT_PATH.fullmatch(name):
                 raise ValueError(f"receipt path outside the layout: {name!r}")
+        for name in self.superseded:
+            if not SUPERSEDED_PATH.fullmatch(name):
+                raise ValueError(f"superseded certificate path outside the layout: {name!r}")
         for keyid in self.public_keys:
             if not _HEX_HASH.fullmatch(keyid):
                 raise ValueError(f"key id is not 64 lowercase hex: {keyid!r}")
@@ -144,6 +158,7 @@ class Bundle:
             CERTIFICATE: self.certificate,
             **self.receipts,
             **({SHRED: self.shred_receipt} if self.shred_receipt is not None else {}),
+            **self.superseded,
             CHECKPOINT: self.checkpoint.encode("utf-8"),
             PROOFS: _pretty(proofs),
             CONSISTENCY: _pretty(consistency),
@@ -220,7 +235,11 @@ def _check_entry_name(name: str) -> None:
 
 def in_layout(name: str) -> bool:
     """Whether `name` is a path of the layout; all of them are ASCII, which every zip tool and disk reads alike."""
-    return name in REQUIRED or name in OPTIONAL or bool(RECEIPT_PATH.fullmatch(name) or KEY_PATH.fullmatch(name))
+    return (
+        name in REQUIRED
+        or name in OPTIONAL
+        or any(path.fullmatch(name) for path in (RECEIPT_PATH, SUPERSEDED_PATH, KEY_PATH))
+    )
 
 
 def _check_one_reading(file: BinaryIO, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], size: int) -> None:

@@ -43,8 +43,11 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
-def render_report(certificate_statement: Mapping[str, Any]) -> str:
-    """A self-contained HTML page summarising a certificate Statement (as returned by parse_statement)."""
+def render_report(
+    certificate_statement: Mapping[str, Any], superseded: Sequence[tuple[int, str, Mapping[str, Any]]] = ()
+) -> str:
+    """A self-contained HTML page summarising a certificate Statement (as returned by parse_statement);
+    `superseded` are the request's earlier certificates, oldest first: (number, SHA-256 of the envelope, Statement)."""
     predicate: Mapping[str, Any] = certificate_statement.get("predicate", {})
     systems = [s for s in predicate.get("systems", []) if isinstance(s, Mapping)]
     outcome = str(predicate.get("outcome", "incomplete"))
@@ -71,6 +74,7 @@ def render_report(certificate_statement: Mapping[str, Any]) -> str:
             f"<p>{_field(predicate, 'outcome_reason')}</p>",
             "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
             _exceptions(exceptions),
+            _supersession(superseded),
             _identity(predicate.get("identity"), predicate.get("reviews")),
             _approval(predicate.get("approval")),
             "<h2>Systems</h2>",
@@ -132,6 +136,26 @@ def _exceptions(exceptions: Sequence[str]) -> str:
     if not exceptions:
         return ""
     return "<h2>Exceptions</h2><ul>" + "".join(f"<li>{escape(e)}</li>" for e in exceptions) + "</ul>"
+
+
+def _supersession(superseded: Sequence[tuple[int, str, Mapping[str, Any]]]) -> str:
+    """The certificates this one replaced (a legal hold stopped systems, then was released): this one is current."""
+    if not superseded:
+        return ""
+    header = "<tr><th>Certificate</th><th>Issued</th><th>Outcome</th><th>Exceptions</th><th>SHA-256</th></tr>"
+    rows = ""
+    for number, sha256, statement in superseded:
+        facts: Mapping[str, Any] = statement.get("predicate", {})
+        exceptions = escape("; ".join(str(e) for e in facts.get("exceptions", [])))
+        rows += (
+            f"<tr><td>{number}</td><td>{_field(facts, 'issued_at')}</td><td>{_field(facts, 'outcome')}</td>"
+            f"<td>{exceptions}</td><td><code>{escape(sha256)}</code></td></tr>"
+        )
+    return (
+        f"<h2>Supersession</h2><p>This certificate ({len(superseded) + 1}) is current. It supersedes the "
+        "certificate(s) below, each in this bundle under <code>superseded/</code> and in the log before it.</p>"
+        f'<table class="superseded">{header}{rows}</table>'
+    )
 
 
 def _approval(approval: Any) -> str:
@@ -270,6 +294,7 @@ fail() {{ echo "FAILED: $*"; return 1; }}
 [[ ${{TRUSTED_KEYID:-}} =~ ^[0-9a-f]{{64}}$ ]] || fail "TRUSTED_KEYID is not 64 lower-case hex characters"
 layout='^(manifest\\.dsse\\.json|certificate\\.dsse\\.json|shred\\.dsse\\.json'
 layout+='|receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{{6}})?\\.dsse\\.json'
+layout+='|superseded/certificate-[1-9][0-9]*\\.dsse\\.json'
 layout+='|log/(checkpoint\\.txt|proofs\\.json|consistency\\.json)|keys/[0-9a-f]{{64}}\\.pem|report\\.html|VERIFY\\.txt)$'
 unzip -Zv bundle.zip > zipinfo.txt
 if grep -Eq 'length of extra field: +[1-9]' zipinfo.txt; then fail "an entry has an extra field"; fi
@@ -372,6 +397,12 @@ if [ -f bundle/shred.dsse.json ]; then
     = "{receipt_type} $request shred" ] || fail "shred.dsse.json: not this request's shredding receipt"
   echo "OK this request's data key was destroyed (shred.dsse.json)"
 fi
+for earlier in $(grep '^superseded/' files.txt); do  # certificates that a later one (the last: this one) replaced
+  check_envelope "$earlier" earlier.json
+  [ "$(jq -r '.predicateType + " " + .predicate.request_id' earlier.json)" = "{certificate_type} $request" ] \\
+    || fail "$earlier: not a certificate of this request"
+  echo "OK $earlier is superseded: $(jq -r '.predicate.outcome + ", issued " + .predicate.issued_at' earlier.json)"
+done
 jq .predicate certificate.json
 ```
 
@@ -388,6 +419,7 @@ h = lambda *parts: hashlib.sha256(b"".join(parts)).digest()
 receipts = [os.path.join(folder, name) for folder, _, names in os.walk("receipts") for name in names]
 envelopes = {{"certificate.dsse.json", *receipts}}
 envelopes |= {{"shred.dsse.json"}} if os.path.exists("shred.dsse.json") else set()
+envelopes |= {{os.path.join(folder, name) for folder, _, names in os.walk("superseded") for name in names}}
 proofs = json.load(open("log/proofs.json"))
 if set(proofs) != envelopes:
     raise SystemExit("FAILED: log/proofs.json does not hold exactly one proof per envelope")

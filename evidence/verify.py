@@ -21,7 +21,7 @@ The plan; each block of `verify_bundle` is tagged with its number, and docs/evid
  (8) The receipts are exactly the certificate's subjects, each with the SHA-256 of its bytes, and every system
      of the certificate points at one of them; for a class order, at the folder of its batch receipts, which hold
      batches 0..n-1 (n the certificate's count for the system), each at its own path, of the class's subjects in all.
- (9) The certificate, every receipt and the shredding receipt have an inclusion proof at the checkpoint's tree
+ (9) The certificate, every receipt, the shredding receipt and every superseded certificate have an inclusion proof at the checkpoint's tree
      size that leads from the leaf hash of their exact bytes to the checkpoint's root (RFC 9162 section
      2.1.3.2), and no other path has one.
 (10) The certificate claims no more than its receipts: each system's evidence level is its receipt's (for a class
@@ -31,6 +31,10 @@ The plan; each block of `verify_bundle` is tagged with its number, and docs/evid
 (11) With a previous checkpoint: it is signed by a trusted key for the same log; it is not larger than this one
      (a rollback); at equal size the roots are equal (else a fork); otherwise log/consistency.json holds a valid
      consistency proof from its size (RFC 9162 section 2.1.4.2); a missing proof is a failure.
+(12) The superseded certificates, if the certificate supersedes one: certificates 1 to n-1 of the request are all in
+     the bundle, each an in-toto statement with the certificate predicate type signed by a trusted key, for this
+     request and this log; the first supersedes none, each later one (the current one last) names the SHA-256 of the
+     one before, and each was logged before the one that supersedes it. The current certificate is the last.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence._json import typed
 from evidence.batch_receipt import BATCH_RECEIPT_PREDICATE_TYPE, batch_path, weakest_level
-from evidence.bundle import CERTIFICATE, CHECKPOINT, MANIFEST, SHRED, Bundle
+from evidence.bundle import CERTIFICATE, CHECKPOINT, MANIFEST, SHRED, SUPERSEDED_PATH, Bundle, superseded_path
 from evidence.checkpoint import Checkpoint, open_checkpoint
 from evidence.dsse import Envelope, verify_envelope
 from evidence.errors import VerificationError
@@ -61,6 +65,16 @@ from evidence.statement import (
 )
 
 
+@dataclass(frozen=True)
+class Superseded:
+    """An earlier certificate of the request that a later one replaced."""
+
+    number: int
+    sha256: str
+    outcome: str
+    issued_at: str
+
+
 @dataclass
 class VerificationReport:
     checks: list[str]  # one line per passed check, in order
@@ -70,6 +84,7 @@ class VerificationReport:
     keys_from_bundle: bool  # the caller trusted the bundle's own keys: integrity only, not who signed
     shredded: bool  # the bundle carries the receipt for the destroyed request key
     supersedes: str = ""  # the SHA-256 of the earlier certificate (issued under a legal hold) this one replaces
+    superseded: tuple[Superseded, ...] = ()  # every earlier certificate, oldest first; the bundle's is the current one
 
 
 def verify_bundle(
@@ -153,12 +168,28 @@ def verify_bundle(
             f"log at size {checkpoint.size} is consistent with the previous checkpoint at size {previous.size}"
         )
 
-    shredded = bundle.shred_receipt is not None
+    # (12)
     supersedes = predicate.get("supersedes", "")
     if not isinstance(supersedes, str):
         raise VerificationError(f"certificate supersedes has wrong type: expected str, got {type(supersedes).__name__}")
+    superseded = _check_superseded(bundle, trusted, request_id, checkpoint.origin, supersedes)
+    if superseded:
+        earlier = ", ".join(f"{s.number} ({s.outcome}, issued {s.issued_at})" for s in superseded)
+        checks.append(
+            f"certificate {len(superseded) + 1} is current: it supersedes certificate {earlier}, each signed by a "
+            "trusted key, in the log before the one that supersedes it and named by it (sha256)"
+        )
+
+    shredded = bundle.shred_receipt is not None
     return VerificationReport(
-        checks, request_id, outcome, checkpoint.size, unsafe_trust_bundled_keys, shredded, supersedes
+        checks,
+        request_id,
+        outcome,
+        checkpoint.size,
+        unsafe_trust_bundled_keys,
+        shredded,
+        supersedes,
+        tuple(superseded),
     )
 
 
@@ -318,7 +349,7 @@ def _level_of(receipt: str, levels: Mapping[str, Any]) -> str:
 
 
 def _check_inclusion(bundle: Bundle, checkpoint: Checkpoint) -> None:
-    envelopes = {CERTIFICATE: bundle.certificate, **bundle.receipts}
+    envelopes = {CERTIFICATE: bundle.certificate, **bundle.receipts, **bundle.superseded}
     if bundle.shred_receipt is not None:
         envelopes[SHRED] = bundle.shred_receipt
     missing, extra = sorted(set(envelopes) - set(bundle.proofs)), sorted(set(bundle.proofs) - set(envelopes))
@@ -334,6 +365,41 @@ def _check_inclusion(bundle: Bundle, checkpoint: Checkpoint) -> None:
             verify_inclusion(leaf_hash(data), proof.leaf_index, proof.tree_size, proof.hashes, checkpoint.root_hash)
         except VerificationError as exc:
             raise VerificationError(f"{name}: {exc}") from exc
+
+
+def _check_superseded(
+    bundle: Bundle, trusted: Mapping[str, Ed25519PublicKey], request_id: str, origin: str, supersedes: str
+) -> list[Superseded]:
+    """(12) The chain of certificates: 1 .. n-1 superseded, in log order, each naming the one before; n current."""
+    numbers = sorted(int(m[1]) for name in bundle.superseded if (m := SUPERSEDED_PATH.fullmatch(name)))
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise VerificationError(f"superseded certificates are not 1 to {len(numbers)}: got numbers {numbers}")
+    if bool(supersedes) != bool(numbers):
+        raise VerificationError(
+            f"certificate supersedes {'one' if supersedes else 'none'}, but the bundle holds "
+            f"{len(numbers)} superseded certificates"
+        )
+    chain: list[Superseded] = []
+    named_before = ""  # what the next certificate must name: the SHA-256 of the one before it
+    for number in numbers:
+        name = superseded_path(number)
+        data = bundle.superseded[name]
+        facts = _open_statement(name, data, trusted, CERTIFICATE_PREDICATE_TYPE)["predicate"]
+        if facts.get("request_id") != request_id or facts.get("log_origin") != origin:
+            raise VerificationError(f"{name}: certificate is of another request or log")
+        if facts.get("supersedes", "") != named_before:
+            raise VerificationError(f"{name}: expected it to supersede {named_before or 'none'}, it names another")
+        later = superseded_path(number + 1) if number < len(numbers) else CERTIFICATE
+        if bundle.proofs[name].leaf_index >= bundle.proofs[later].leaf_index:
+            raise VerificationError(f"{name}: logged after {later}, which supersedes it")
+        named_before = hashlib.sha256(data).hexdigest()
+        outcome, issued_at = typed(facts, "outcome", str, name), typed(facts, "issued_at", str, name)
+        chain.append(Superseded(number, named_before, outcome, issued_at))
+    if supersedes != named_before:
+        raise VerificationError(
+            f"certificate supersedes sha256:{supersedes}, expected the last superseded certificate's {named_before}"
+        )
+    return chain
 
 
 def _check_consistency(previous: Checkpoint, current: Checkpoint, proofs: Mapping[int, Sequence[bytes]]) -> None:

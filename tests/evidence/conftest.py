@@ -9,6 +9,7 @@ from size 5.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from evidence import notary
-from evidence.bundle import CERTIFICATE, Bundle, InclusionProof, receipt_path
+from evidence.bundle import CERTIFICATE, Bundle, InclusionProof, receipt_path, superseded_path
 from evidence.checkpoint import Checkpoint, sign_checkpoint
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae, sign_envelope
 from evidence.keys import Ed25519Signer, public_key_pem
@@ -98,6 +99,7 @@ CODE_VERSION = "0.1.0+test"
 ISSUED_AT = "2025-03-01T10:10:00Z"
 SHREDDING_BY = "2025-03-31T10:10:00Z"
 BACKUPS = notary.Backups(retention_days=35)
+HOLD_CASE = "litigation 2024-117"
 
 
 def certificate_facts(systems: tuple[notary.FinishedSystem, ...]) -> CertificateFacts:
@@ -115,7 +117,12 @@ def certificate_facts(systems: tuple[notary.FinishedSystem, ...]) -> Certificate
 
 
 def certificate(
-    systems: tuple[notary.FinishedSystem, ...], envelopes: dict[str, bytes], request: notary.Request = REQUEST
+    systems: tuple[notary.FinishedSystem, ...],
+    envelopes: dict[str, bytes],
+    request: notary.Request = REQUEST,
+    *,
+    held: dict[str, list[str]] | None = None,
+    supersedes: str = "",
 ) -> bytes:
     """The certificate Statement the notary makes for these systems' receipt envelopes (system -> envelope)."""
     return notary.certificate(
@@ -128,6 +135,8 @@ def certificate(
         issued_at=ISSUED_AT,
         shredding_by=SHREDDING_BY,
         backups=BACKUPS,
+        held=held,
+        supersedes=supersedes,
     )
 
 
@@ -138,8 +147,11 @@ def seal(
     foreign_signer: Ed25519Signer | None = None,
     foreign_request: bool = False,
     extra_receipt: bool = False,
+    superseded: int = 0,
 ) -> Sealed:
-    """Seal the request the way the orchestrator does; the options plant defects that must be built in."""
+    """Seal the request the way the orchestrator does; the options plant defects that must be built in.
+    `superseded` earlier certificates (partial: a legal hold stopped media_bucket) are logged before the current one,
+    each naming the one before, as releases of holds make them."""
     log = MemoryTree()
     for i in range(EARLIER_SIZE):
         log.append(b"unrelated entry %d" % i)
@@ -155,16 +167,26 @@ def seal(
         by = foreign_signer if foreign_signer and system == "segment" else signer
         envelopes[system] = sign_envelope(receipt_statement(facts), IN_TOTO_PAYLOAD_TYPE, by).to_json()
         finished.append(notary.FinishedSystem(system, category, level, before, after))
-    certificate_payload = certificate(tuple(finished), envelopes)
-    signed_certificate = sign_envelope(certificate_payload, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
     receipts = {receipt_path(system): envelope for system, envelope in envelopes.items()}
+    indexes = {path: log.append(data) for path, data in receipts.items()}
+    earlier_certificates: dict[str, bytes] = {}
+    supersedes = ""
+    for number in range(1, superseded + 1):
+        partial = certificate(tuple(finished), envelopes, held={"media_bucket": [HOLD_CASE]}, supersedes=supersedes)
+        signed = sign_envelope(partial, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
+        earlier_certificates[superseded_path(number)] = signed
+        indexes[superseded_path(number)] = log.append(signed)
+        supersedes = hashlib.sha256(signed).hexdigest()
+    certificate_payload = certificate(tuple(finished), envelopes, supersedes=supersedes)
+    signed_certificate = sign_envelope(certificate_payload, IN_TOTO_PAYLOAD_TYPE, signer).to_json()
     if extra_receipt:  # signed and logged, but made after the certificate, which does not list it
         extra = receipt_facts("warehouse", "analytics", "verified_absent", 1, 0)
         receipts[receipt_path("warehouse")] = sign_envelope(
             receipt_statement(extra), IN_TOTO_PAYLOAD_TYPE, signer
         ).to_json()
+        indexes[receipt_path("warehouse")] = log.append(receipts[receipt_path("warehouse")])
 
-    indexes = {path: log.append(data) for path, data in [*receipts.items(), (CERTIFICATE, signed_certificate)]}
+    indexes[CERTIFICATE] = log.append(signed_certificate)
     log.append(b"unrelated later entry")
     checkpoint = sign_checkpoint(Checkpoint(ORIGIN, log.size, log.root()), signer, ORIGIN)
     signers = [signer, *([foreign_signer] if foreign_signer else [])]
@@ -176,8 +198,15 @@ def seal(
         proofs={p: InclusionProof(i, log.size, tuple(inclusion_proof(i, log.size, log))) for p, i in indexes.items()},
         consistency={EARLIER_SIZE: tuple(consistency_proof(EARLIER_SIZE, log.size, log))},
         public_keys=keys,
-        report_html=render_report(parse_statement(certificate_payload)),
+        report_html=render_report(
+            parse_statement(certificate_payload),
+            [
+                (number, hashlib.sha256(signed).hexdigest(), parse_statement(Envelope.from_json(signed).payload))
+                for number, signed in enumerate(earlier_certificates.values(), start=1)
+            ],
+        ),
         verify_txt=verify_instructions(sorted(keys), ORIGIN),
+        superseded=earlier_certificates,
     )
     return Sealed(log=log, bundle=bundle, earlier_checkpoint=earlier)
 
