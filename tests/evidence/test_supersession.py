@@ -40,7 +40,9 @@ def test_every_superseded_certificate_is_in_the_bundle_checked_and_the_current_o
         (2, hashlib.sha256(second).hexdigest(), "partial"),
     ]
     assert report.supersedes == hashlib.sha256(second).hexdigest()
-    assert any(line.startswith("certificate 3 is current: it supersedes certificate 1 (partial") for line in report.checks)
+    assert any(
+        line.startswith("certificate 3 is current: it supersedes certificate 1 (partial") for line in report.checks
+    )
 
 
 def test_report_html_shows_the_supersession(signer: Ed25519Signer) -> None:
@@ -107,4 +109,3 @@ def test_a_broken_chain_of_certificates_fails(
 
     with pytest.raises(VerificationError, match="^" + re.escape(message)):
         verify_bundle(path, trusted_keys=[signer.public_key])
-

@@ -17,8 +17,8 @@ from evidence import notary
 from evidence.dsse import Envelope
 from evidence.statement import DECISION_PREDICATE_TYPE, parse_statement
 from examples.estate import CHILD, count_rows
-from tests.integration.approval import SUBMITTER, awaiting_approval
 from stores.vault import Vault
+from tests.integration.approval import SUBMITTER, awaiting_approval
 from tests.integration.conftest import Harness, court_order
 from tests.integration.estate import catalogue, neighbour_keys, plant, surviving_keys
 from tests.integration.shredding import assert_shredded
