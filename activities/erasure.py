@@ -727,6 +727,9 @@ class ErasureActivities:
             # every system in scope ends in a receipt first: a certificate never passes over one in silence
             raise TerminalError(f"expected a receipt of every system in scope, none for {unreceipted}")
         finished = [_finished(t) for t in tasks if t.system in receipts]
+        if not held:
+            self._ledger.verifying(request_id)
+        hold_cases = self._hold_cases(request_id, held)
         issued_at = _now()
         events = self._ledger.events(request_id)
         identity, reviews = resolution.identity_record(events)
@@ -760,7 +763,7 @@ class ErasureActivities:
             issued_at=issued_at.isoformat(),
             shredding_by=(issued_at + timedelta(seconds=self._grace_s)).isoformat(),
             backups=self._backups,
-            held=self._hold_cases(request_id, held),
+            held=hold_cases,
             supersedes=hashlib.sha256(earlier[-1].envelope).hexdigest() if earlier else "",
         )
         action = notary.certificate_action(number)
@@ -769,7 +772,7 @@ class ErasureActivities:
         if held or earlier:
             self._tlog.checkpoint()  # published: the next certificate's bundle proves the log consistent with it
         if held:
-            self._ledger.on_hold(request_id, outcome)
+            self._ledger.on_hold(request_id, outcome, [ref for refs in hold_cases.values() for ref in refs])
         else:
             self._suppression.add(self._vault.subject(request_id))
             self._ledger.certified(request_id, outcome)

@@ -283,6 +283,9 @@ class Ledger:
                 "RETURNING deadline",
                 [days if inserted else 0, request_id],
             ).fetchone()
+            if inserted and row is not None:
+                reason = f"deadline moved by {days} days to {row[0].isoformat()}: {detail.get('reason', '')}"
+                _add_side_state(conn, request_id, RequestState.EXTENDED, str(detail.get("actor", "")), reason)
         if row is None:
             raise KeyError(request_id)
         deadline: date = row[0]
@@ -308,10 +311,21 @@ class Ledger:
     def certified(self, request_id: str, outcome: str) -> None:
         self._set_request_state(request_id, RequestState.CERTIFIED, outcome, reason=f"certificate issued: {outcome}")
 
-    def on_hold(self, request_id: str, outcome: str) -> None:
-        """A legal hold stopped systems not yet erased: a partial certificate is issued, the rest waits."""
+    def on_hold(self, request_id: str, outcome: str, cases: Iterable[str] = ()) -> None:
+        """A legal hold stopped systems not yet erased: a partial certificate is issued, the rest waits. The timeline
+        also records the side state `partially_refused` with the exception that applies (Art. 17(3)(e))."""
         self._set_request_state(
             request_id, RequestState.ON_HOLD, outcome, reason="a legal hold stopped systems not yet erased"
+        )
+        refs = ", ".join(sorted(set(cases))) or "unnamed"
+        reason = f"GDPR Art. 17(3)(e): held for the establishment, exercise or defence of legal claims (case {refs})"
+        with self.pool.connection() as conn, conn.transaction():
+            _add_side_state(conn, request_id, RequestState.PARTIALLY_REFUSED, ORCHESTRATOR, reason)
+
+    def verifying(self, request_id: str) -> None:
+        """Every system in scope has finished: the certificate is checked against each system's receipt."""
+        self._set_request_state(
+            request_id, RequestState.VERIFYING, reason="each system's receipt checked before the certificate"
         )
 
     def hold_released(self, request_id: str) -> None:
@@ -587,3 +601,13 @@ def to_json(record: object) -> dict[str, Any]:
     """A record as JSON-ready data (dates as ISO strings)."""
     out: dict[str, Any] = json.loads(json.dumps(record.__dict__, default=lambda v: v.isoformat()))
     return out
+
+
+def _add_side_state(conn: Connection[Any], request_id: str, state: RequestState, actor: str, reason: str) -> None:
+    """A side state (extended, partially refused) joins the timeline without changing the request's state; once per
+    (state, reason), so a retried activity adds nothing."""
+    conn.execute(
+        "INSERT INTO request_states (request_id, state, actor, reason) SELECT %s, %s, %s, %s WHERE NOT EXISTS "
+        "(SELECT 1 FROM request_states WHERE request_id = %s AND state = %s AND reason = %s)",
+        [request_id, state, actor or ORCHESTRATOR, reason, request_id, state, reason],
+    )

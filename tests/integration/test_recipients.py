@@ -175,6 +175,7 @@ async def test_recipients_are_told_by_webhook_or_acknowledged_by_hand_and_the_ce
         ("scoped", "approver-two"),
         ("executing", "orchestrator"),
         ("notifying_recipients", "orchestrator"),
+        ("verifying", "orchestrator"),
         ("certified", "orchestrator"),
         ("closed", "orchestrator"),
     ]
@@ -184,6 +185,7 @@ async def test_recipients_are_told_by_webhook_or_acknowledged_by_hand_and_the_ce
         "scoped",
         "executing",
         "notifying_recipients",
+        "verifying",
     ]
     page = render_report({"predicate": certificate})
     timeline_html = page[page.index("<h2>Timeline</h2>") :]

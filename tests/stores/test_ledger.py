@@ -241,3 +241,22 @@ def test_every_state_change_joins_the_timeline_once_with_its_actor_and_reason(le
     ]
     assert [s.at for s in steps] == sorted(s.at for s in steps)
     assert request_status(ledger, request_id).to_json()["timeline"][-1]["state"] == "failed"
+
+
+def test_side_states_join_the_timeline_once_without_changing_the_state(ledger: Ledger) -> None:
+    request_id = new_request(ledger)
+    ledger.executing(request_id)
+    detail = {"days": 10, "reason": "the vendor needs more time", "actor": "dpo-one"}
+    for _ in range(2):  # a retried activity extends nothing twice and adds no second row
+        ledger.extend(request_id, 10, "extended:1", AT, detail)
+    ledger.on_hold(request_id, "partial", ["KB-2026-000999"])
+    ledger.on_hold(request_id, "partial", ["KB-2026-000999"])
+
+    steps = [(s.state, s.actor, s.reason) for s in ledger.timeline(request_id)]
+
+    extended = [s for s in steps if s[0] == "extended"]
+    assert len(extended) == 1 and extended[0][1] == "dpo-one"
+    assert extended[0][2].startswith("deadline moved by 10 days to ") and "the vendor needs more time" in extended[0][2]
+    refused = [s for s in steps if s[0] == "partially_refused"]
+    assert len(refused) == 1 and "Art. 17(3)(e)" in refused[0][2] and "KB-2026-000999" in refused[0][2]
+    assert ledger.request(request_id).state == "on_hold"
