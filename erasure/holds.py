@@ -57,7 +57,7 @@ def uploaded_hold_order(
 def _checked_order(case: str, request_id: str | None, has_subject: bool, systems: str, categories: str) -> HoldOrder:
     if not CASE_REFERENCE.fullmatch(case):
         raise InvalidInput("arguments", "--case", "expected a case reference of letters, digits and ./()_:- (1-80)")
-    if (request_id is None) == has_subject:
+    if (request_id is None) != has_subject:
         raise InvalidInput("arguments", "--request", "expected exactly one of --request ID or --subject-file F")
     if request_id is not None:
         check_id(request_id, "--request", "a request id")

@@ -203,7 +203,8 @@ async def test_a_submitter_approving_their_own_request_gets_403_and_nothing_chan
         assert who.status_code == 422 and CHILD.email not in who.text
         preview = (await approver.get(f"/api/requests/{request_id}/preview")).json()
         assert (preview["state"], preview["submitted_by"], preview["decisions"]) == ("awaiting_approval", "root", [])
-        assert {s["system"]: s["located"] for s in preview["systems"]} == {"app_db": 1, "uploads": 1}
+        located = {s["system"]: s["located"] for s in preview["systems"]}
+        assert set(located) == {"app_db", "uploads"} and all(n > 0 for n in located.values())
         events = [e.kind for e in harness.services.ledger.events(request_id)]
         assert "approved" not in events and "rejected" not in events
 
