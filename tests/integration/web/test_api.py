@@ -183,16 +183,16 @@ async def test_a_submitter_approving_their_own_request_gets_403_and_nothing_chan
     harness = served.harness
     async with (
         harness.worker(),
-        served.client("root") as admin,
+        served.client("sal") as submitter,
         served.client("ada") as approver,
         served.client("rey") as reviewer,
     ):
-        submitted = await admin.post(
+        submitted = await submitter.post(
             "/api/requests", content=order_json(), headers={"content-type": "application/json"}
         )
         request_id = submitted.json()["request_id"]
         await _wait_state(approver, request_id, "awaiting_approval")
-        own = await admin.post(f"/api/requests/{request_id}/approve", json={})
+        own = await submitter.post(f"/api/requests/{request_id}/approve", json={})
         assert own.status_code == 403 and own.headers["content-type"] == PROBLEM
         assert "four eyes" in own.json()["detail"]
         assert (await reviewer.post(f"/api/requests/{request_id}/approve", json={})).status_code == 403
@@ -202,7 +202,7 @@ async def test_a_submitter_approving_their_own_request_gets_403_and_nothing_chan
         who = await approver.post(f"/api/requests/{request_id}/reject", json={"reason": f"see {CHILD.email}"})
         assert who.status_code == 422 and CHILD.email not in who.text
         preview = (await approver.get(f"/api/requests/{request_id}/preview")).json()
-        assert (preview["state"], preview["submitted_by"], preview["decisions"]) == ("awaiting_approval", "root", [])
+        assert (preview["state"], preview["submitted_by"], preview["decisions"]) == ("awaiting_approval", "sal", [])
         located = {s["system"]: s["located"] for s in preview["systems"]}
         assert set(located) == {"app_db", "uploads"} and all(n > 0 for n in located.values())
         events = [e.kind for e in harness.services.ledger.events(request_id)]
