@@ -1107,10 +1107,7 @@ def hold_place(
 @hold_app.command("release")
 def hold_release(hold: Annotated[str, typer.Argument(help="The hold id `erasure hold place` printed.")]) -> None:
     """Release a legal hold: the requests it stopped resume in their own workflows and are certified anew."""
-    from temporalio.service import RPCError
-
-    from erasure.holds import check_id, release_hold
-    from workflows.request import HOLD_RELEASED_SIGNAL
+    from erasure.holds import check_id, release_hold, resume_released
 
     with _errors():
         check_id(hold, "HOLD", "a hold id")
@@ -1122,15 +1119,7 @@ def hold_release(hold: Annotated[str, typer.Argument(help="The hold id `erasure 
             services.close()
 
         async def go() -> list[str]:
-            client = await _client(config)
-            told = []
-            for request_id in requests:
-                try:
-                    await client.get_workflow_handle(request_id).signal(HOLD_RELEASED_SIGNAL)
-                    told.append(request_id)
-                except RPCError:
-                    pass  # its workflow has ended: nothing of it waits for the hold any more
-            return told
+            return await resume_released(await _client(config), requests)
 
         told = _run(go()) if requests else []
         out.print(f"hold {hold} released; resumed {len(told)} request(s)")

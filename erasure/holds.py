@@ -6,20 +6,24 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from domain.errors import InvalidInput
 from domain.model import Category, Subject
 from erasure.services import Services
 from stores.catalogue import SYSTEM_NAME
 from stores.orders import SubjectIdentifiers
-from stores.validation import describe, read_yaml
+from stores.validation import describe, parse_yaml, read_yaml
+from workflows.request import HOLD_RELEASED_SIGNAL
 
 # a court's claim number or a matter reference: no address, nothing that could be an identifier of the child
+SUBJECT_UPLOAD = "subject_file"  # the form field of an uploaded subject file: the source its errors name
 CASE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./()_:-]{0,79}")
 
 
@@ -36,9 +40,24 @@ def hold_order(
     case: str, request_id: str | None, subject_file: Path | None, systems: str, categories: str
 ) -> HoldOrder:
     """The hold as asked for, or InvalidInput naming the option: nothing is stored before this passes."""
+    order = _checked_order(case, request_id, subject_file is not None, systems, categories)
+    return replace(order, subject=read_subject_file(subject_file)) if subject_file is not None else order
+
+
+def uploaded_hold_order(
+    case: str, request_id: str | None, subject_yaml: bytes | None, systems: str, categories: str
+) -> HoldOrder:
+    """The hold as the API and the dashboard receive it: the subject's identifiers as an uploaded YAML file."""
+    order = _checked_order(case, request_id, subject_yaml is not None, systems, categories)
+    if subject_yaml is None:
+        return order
+    return replace(order, subject=parse_subject(subject_yaml, SUBJECT_UPLOAD))
+
+
+def _checked_order(case: str, request_id: str | None, has_subject: bool, systems: str, categories: str) -> HoldOrder:
     if not CASE_REFERENCE.fullmatch(case):
         raise InvalidInput("arguments", "--case", "expected a case reference of letters, digits and ./()_:- (1-80)")
-    if (request_id is None) == (subject_file is None):
+    if (request_id is None) != has_subject:
         raise InvalidInput("arguments", "--request", "expected exactly one of --request ID or --subject-file F")
     if request_id is not None:
         check_id(request_id, "--request", "a request id")
@@ -53,8 +72,7 @@ def hold_order(
     for kind in kinds:
         if kind not in known:
             raise InvalidInput("arguments", "--categories", f"expected some of {', '.join(sorted(known))}")
-    subject = read_subject_file(subject_file) if subject_file is not None else None
-    return HoldOrder(case, request_id, subject, names, kinds)
+    return HoldOrder(case, request_id, None, names, kinds)
 
 
 def check_id(value: str, option: str, what: str) -> None:
@@ -74,10 +92,18 @@ def read_subject_file(path: Path) -> Subject:
     if mode & 0o077:
         raise InvalidInput(str(path), "(file)", f"expected mode 0600 (others may read it), got {mode & 0o777:04o}")
     data = read_yaml(path, allow_aliases=False)
+    return _subject(data, str(path))
+
+
+def parse_subject(raw: bytes, source: str) -> Subject:
+    return _subject(parse_yaml(raw, source, allow_aliases=False), source)
+
+
+def _subject(data: object, source: str) -> Subject:
     try:
         return SubjectIdentifiers.model_validate(data).to_subject()
     except ValidationError as exc:
-        raise InvalidInput(str(path), *describe(exc, data)) from None
+        raise InvalidInput(source, *describe(exc, data)) from None
 
 
 def place_hold(services: Services, order: HoldOrder, operator: str) -> str:
@@ -119,6 +145,18 @@ def release_hold(services: Services, hold_id: str, operator: str) -> list[str]:
         when = record.released_at or at
         services.ledger.record_event(request_id, None, "hold_released", f"hold_released:{hold_id}", when, detail)
     return sorted(requests)
+
+
+async def resume_released(client: Client, requests: list[str]) -> list[str]:
+    """Tell the workflows of the requests a released hold concerns; returns those that heard it."""
+    told = []
+    for request_id in requests:
+        try:
+            await client.get_workflow_handle(request_id).signal(HOLD_RELEASED_SIGNAL)
+            told.append(request_id)
+        except RPCError:
+            pass  # its workflow has ended: nothing of it waits for the hold any more
+    return told
 
 
 def _detail(

@@ -119,7 +119,7 @@ async def submit(
                 "scope": order.scope,
                 "catalogue_sha256": catalogue.digest(),
                 "order_digest": digest,
-                "submitted_by": services.config.operator,
+                "submitted_by": actor or services.config.operator,  # the API's operator, else the CLI's
             },
             catalogue.snapshot(),
             actor=actor or services.config.operator or "intake",

@@ -606,7 +606,7 @@ class ErasureRequestWorkflow:
     @approve.validator
     def _valid_approval(self, by: OperatorDecision) -> None:
         self._check_decision("approve", by, need_reason=False)
-        if _same_operator(by.actor, self._submitted_by):
+        if same_operator(by.actor, self._submitted_by):
             raise ValueError("the approver must not be the operator who submitted the request: four eyes")
 
     @workflow.update(name=REJECT_UPDATE)
@@ -695,5 +695,5 @@ def actor_problem(actor: str) -> str | None:
     return None if actor.strip() else "actor: expected the operator's name, got none"
 
 
-def _same_operator(a: str, b: str) -> bool:
+def same_operator(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()

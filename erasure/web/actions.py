@@ -15,12 +15,14 @@ from typing import Any
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from activities.contracts import Acknowledgement, Extension, ReviewDecision
+from activities.contracts import Acknowledgement, Extension, OperatorDecision, ReviewDecision
 from domain.deadlines import days_overdue
 from domain.errors import ErasureError, InvalidInput
 from domain.states import RequestState
 from erasure.export import export_bundle
+from erasure.holds import SUBJECT_UPLOAD, check_id, place_hold, release_hold, resume_released, uploaded_hold_order
 from erasure.intake import Submission, check_order, submit
+from erasure.preview import Preview, request_preview
 from erasure.services import Services
 from erasure.status import StatusReport, request_status, today
 from evidence.errors import VerificationError
@@ -30,7 +32,16 @@ from stores.catalogue import Catalogue
 from stores.ledger import to_json
 from stores.operators import Operator, Operators
 from stores.orders import RequestKind, parse_order
-from workflows.request import ACK_RECIPIENT_UPDATE, EXTEND_UPDATE, REVIEW_QUERY, REVIEW_UPDATE, extension_problem
+from workflows.request import (
+    ACK_RECIPIENT_UPDATE,
+    APPROVE_UPDATE,
+    EXTEND_UPDATE,
+    REVIEW_QUERY,
+    REVIEW_UPDATE,
+    decision_problem,
+    extension_problem,
+    same_operator,
+)
 
 ORDER_SOURCE = "request body"
 DECISIONS = ("include", "exclude", "confirm_nothing_found")
@@ -38,6 +49,10 @@ DECISIONS = ("include", "exclude", "confirm_nothing_found")
 
 class NotFound(ErasureError):
     """No such request: answered 404."""
+
+
+class Forbidden(ErasureError):
+    """The operator may not do this to this request (approve what they submitted): answered 403."""
 
 
 class Refused(ErasureError):
@@ -170,6 +185,73 @@ async def acknowledge(stack: Stack, request_id: str, recipient: str, operator: O
     except RPCError as exc:
         raise Refused(f"the request's workflow does not answer ({exc.status.name.lower()})") from None
     return answer
+
+
+def preview(stack: Stack, request_id: str) -> Preview:
+    status(stack, request_id)
+    return request_preview(stack.services.ledger, check_request_id(request_id))
+
+
+async def decide_request(stack: Stack, request_id: str, update: str, reason: str, operator: Operator) -> str:
+    """Approve, reject or cancel through the workflow's update; four eyes are checked here first, by operator
+    identity, so that a submitter approving their own request is refused before the workflow is asked."""
+    request_id = check_request_id(request_id)
+    record = stack.services.ledger.request(request_id)
+    if record is None:
+        raise NotFound("no such request in the ledger")
+    if update == APPROVE_UPDATE and same_operator(operator.name, record.submitted_by):
+        raise Forbidden("the approver must not be the operator who submitted the request: four eyes")
+    decision = OperatorDecision(actor=operator.name, reason=reason)
+    problem = decision_problem(decision, need_reason=update != APPROVE_UPDATE)
+    if problem:
+        field, _, message = problem.partition(": ")
+        raise InvalidInput(ORDER_SOURCE, field, message)
+    try:
+        answer: str = await stack.client.get_workflow_handle(request_id).execute_update(
+            update, decision, result_type=str
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise Refused(f"cannot {update}: {exc.cause}") from None
+    except RPCError as exc:
+        raise Refused(f"the request's workflow does not answer ({exc.status.name.lower()})") from None
+    return answer
+
+
+def hold(
+    stack: Stack,
+    operator: Operator,
+    case: str,
+    request_id: str | None,
+    subject_yaml: bytes | None,
+    systems: str,
+    categories: str,
+) -> str:
+    """Place a legal hold; the hold's fields are named as the form and the API name them. The uploaded subject's
+    identifiers are checked and pseudonymised, never stored or echoed."""
+    try:
+        order = uploaded_hold_order(case, request_id, subject_yaml, systems, categories)
+        return place_hold(stack.services, order, operator.name)
+    except InvalidInput as exc:
+        raise form_input(exc) from None
+
+
+async def release(stack: Stack, hold_id: str, operator: Operator) -> int:
+    """Release a hold and tell the workflows it stopped; returns how many resumed."""
+    try:
+        check_id(hold_id, "HOLD", "a hold id")
+        requests = release_hold(stack.services, hold_id, operator.name)
+    except InvalidInput as exc:
+        raise NotFound(exc.problem) from None
+    return len(await resume_released(stack.client, requests))
+
+
+def form_input(exc: InvalidInput) -> InvalidInput:
+    """The CLI's option names (`--case`, `HOLD`) as the form's and the API's fields (`case`, `hold_id`)."""
+    renamed = {"HOLD": "hold_id", "--request": "request_id"}
+    field = renamed.get(exc.field) or exc.field.removeprefix("--").replace("-", "_")
+    if exc.source == SUBJECT_UPLOAD:
+        field = f"{SUBJECT_UPLOAD}.{field}"
+    return InvalidInput("form", field, exc.problem)
 
 
 def bundle(stack: Stack, request_id: str) -> bytes:

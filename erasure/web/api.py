@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from erasure.preview import Preview
 from erasure.status import StatusReport
 from erasure.web import actions
 from erasure.web.actions import Stack
 from erasure.web.edge import PROBLEM_RESPONSES
 from stores.operators import Operator, Role
 from stores.orders import Order
+from workflows.request import APPROVE_UPDATE, CANCEL_UPDATE, MAX_REASON, REJECT_UPDATE
 
 router = APIRouter(prefix="/api", responses=PROBLEM_RESPONSES)
 ORDER_TYPES = ("application/json", "application/yaml")
@@ -63,6 +65,8 @@ Reviewer = Annotated[Operator, Depends(requires(Role.REVIEWER))]
 Approver = Annotated[Operator, Depends(requires(Role.APPROVER))]
 Auditor = Annotated[Operator, Depends(requires(Role.AUDITOR))]
 EvidenceReader = Annotated[Operator, Depends(requires(Role.SUBMITTER, Role.AUDITOR))]
+Canceller = Annotated[Operator, Depends(requires(Role.SUBMITTER, Role.APPROVER))]
+HoldKeeper = Annotated[Operator, Depends(requires(Role.APPROVER))]  # or admin, who may do everything
 
 
 class SubmissionOut(BaseModel):
@@ -87,6 +91,22 @@ class Decision(BaseModel):
     group: str = Field(min_length=1, max_length=64)
     decision: str = Field(min_length=1, max_length=32)
     reason: str = Field(min_length=1, max_length=500)
+
+
+class Approval(BaseModel):
+    reason: str = Field(default="", max_length=MAX_REASON, description="optional; never an identifier")
+
+
+class Refusal(BaseModel):
+    reason: str = Field(min_length=1, max_length=MAX_REASON, description="why, in one line; never an identifier")
+
+
+class HoldPlaced(BaseModel):
+    hold_id: str
+
+
+class HoldReleased(BaseModel):
+    resumed: int = Field(description="how many requests the hold stopped resume")
 
 
 class ExtensionIn(BaseModel):
@@ -202,6 +222,66 @@ async def decide(request: Request, request_id: str, decision: Decision, operator
         stack_of(request), request_id, decision.group, decision.decision, decision.reason, operator
     )
     return Answer(result=result)
+
+
+@router.get("/requests/{request_id}/preview", response_model=Preview)
+def preview(request: Request, operator: AnyOperator, request_id: str) -> Preview:
+    """What the request located before anything is erased (counts per system and location, near-matches), who
+    submitted it, and the decisions taken."""
+    return actions.preview(stack_of(request), request_id)
+
+
+@router.post("/requests/{request_id}/approve", response_model=Answer, responses={403: PROBLEM_RESPONSES[403]})
+async def approve(request: Request, request_id: str, approval: Approval, operator: Approver) -> Answer:
+    """Approve a previewed request: it is then erased. The approver must not be the operator who submitted it."""
+    return Answer(
+        result=await actions.decide_request(stack_of(request), request_id, APPROVE_UPDATE, approval.reason, operator)
+    )
+
+
+@router.post("/requests/{request_id}/reject", response_model=Answer)
+async def reject(request: Request, request_id: str, refusal: Refusal, operator: Approver) -> Answer:
+    """Reject a previewed request: it ends `rejected` with the reason, nothing erased."""
+    return Answer(
+        result=await actions.decide_request(stack_of(request), request_id, REJECT_UPDATE, refusal.reason, operator)
+    )
+
+
+@router.post("/requests/{request_id}/cancel", response_model=Answer)
+async def cancel(request: Request, request_id: str, refusal: Refusal, operator: Canceller) -> Answer:
+    """Cancel a request before anything is erased: it ends `cancelled` with the reason."""
+    return Answer(
+        result=await actions.decide_request(stack_of(request), request_id, CANCEL_UPDATE, refusal.reason, operator)
+    )
+
+
+@router.post("/holds", status_code=201, response_model=HoldPlaced)
+async def place_hold(
+    request: Request,
+    operator: HoldKeeper,
+    case: Annotated[str, Form(max_length=80, description="the litigation hold's case reference")],
+    request_id: Annotated[str | None, Form(max_length=40, description="hold this one request")] = None,
+    subject_file: Annotated[
+        UploadFile | None, File(description="or hold a subject: YAML shaped like an order's `subject`")
+    ] = None,
+    systems: Annotated[str, Form(max_length=2000, description="only these systems, separated by commas")] = "",
+    categories: Annotated[str, Form(max_length=500, description="only these categories, separated by commas")] = "",
+) -> HoldPlaced:
+    """Place a legal hold on one request or on a subject; the subject's identifiers are kept only as keyed
+    pseudonyms and never appear in the answer."""
+    subject = await subject_file.read() if subject_file is not None else None
+    hold_id = await run_in_threadpool(
+        actions.hold, stack_of(request), operator, case, request_id or None, subject, systems, categories
+    )
+    return HoldPlaced(hold_id=hold_id)
+
+
+@router.post("/holds/{hold_id}/release", response_model=HoldReleased)
+async def release_hold(
+    request: Request, operator: HoldKeeper, hold_id: Annotated[str, Path(max_length=40)]
+) -> HoldReleased:
+    """Release a legal hold: the requests it stopped resume and are certified anew."""
+    return HoldReleased(resumed=await actions.release(stack_of(request), hold_id, operator))
 
 
 @router.post("/requests/{request_id}/extend", response_model=Deadline)

@@ -19,7 +19,7 @@ from erasure.config import Config
 from erasure.logs import get_logger
 from erasure.services import Services, connect_temporal
 from erasure.web import api, dashboard
-from erasure.web.actions import NotFound, Refused, Stack
+from erasure.web.actions import Forbidden, NotFound, Refused, Stack
 from erasure.web.auth import FailureLimit, Sessions
 from erasure.web.dashboard import BadCsrf, SignInNeeded
 from erasure.web.edge import Edge, problem
@@ -81,6 +81,10 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return problem(404, "not found", str(exc))
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return problem(403, "forbidden", str(exc))
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:

@@ -15,16 +15,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from domain.errors import InvalidInput
-from domain.states import TaskState
+from domain.states import RequestState, TaskState
 from erasure.web import actions
-from erasure.web.actions import Refused, Stack
+from erasure.web.actions import Forbidden, NotFound, Refused, Stack
 from erasure.web.api import client_address
 from erasure.web.auth import SESSION_COOKIE, SESSION_SECONDS, Session, csrf_matches
 from stores.operators import Role
+from workflows.request import APPROVE_UPDATE, CANCEL_UPDATE, MAX_REASON, REJECT_UPDATE, same_operator
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SETTLED_TASKS = (TaskState.DONE, TaskState.NOT_APPLICABLE)  # what the progress bar counts as finished
+# before anything is erased: what may still be cancelled
+CANCELLABLE = (
+    RequestState.RECEIVED,
+    RequestState.AWAITING_REVIEW,
+    RequestState.VERIFYING_AUTHORITY,
+    RequestState.AWAITING_APPROVAL,
+)
+WAITING_FOR_A_PERSON = (RequestState.AWAITING_REVIEW, RequestState.AWAITING_APPROVAL)  # no refresh under a form
 
 
 class SignInNeeded(Exception):
@@ -154,6 +163,9 @@ async def _request_page(
     if report.state == "awaiting_review" and session.operator.may(Role.REVIEWER):
         groups = (await actions.review_groups(stack, request_id)).get("groups", [])
     settled = sum(1 for s in report.systems if s.state in SETTLED_TASKS)
+    preview = None
+    if report.state == RequestState.AWAITING_APPROVAL:
+        preview = await run_in_threadpool(actions.preview, stack, request_id)
     return _page(
         request,
         "request.html",
@@ -163,8 +175,56 @@ async def _request_page(
         groups=groups,
         error=error,
         settled=settled,
-        refresh=not report.state.stopped and report.state != "awaiting_review",
+        preview=preview,
+        own_request=preview is not None and same_operator(session.operator.name, preview.submitted_by),
+        cancellable=report.state in CANCELLABLE and session.operator.may(Role.SUBMITTER, Role.APPROVER),
+        max_reason=MAX_REASON,
+        refresh=not (report.state.stopped or report.state.ended) and report.state not in WAITING_FOR_A_PERSON,
     )
+
+
+@router.post("/requests/{request_id}/approve")
+async def approve(request: Request, session: SessionOf, request_id: str, csrf: Annotated[str, Form()] = "") -> Response:
+    return await _decide(request, session, request_id, APPROVE_UPDATE, "", csrf)
+
+
+@router.post("/requests/{request_id}/reject")
+async def reject(
+    request: Request,
+    session: SessionOf,
+    request_id: str,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    return await _decide(request, session, request_id, REJECT_UPDATE, reason, csrf)
+
+
+@router.post("/requests/{request_id}/cancel")
+async def cancel(
+    request: Request,
+    session: SessionOf,
+    request_id: str,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    return await _decide(request, session, request_id, CANCEL_UPDATE, reason, csrf)
+
+
+async def _decide(request: Request, session: Session, request_id: str, update: str, reason: str, csrf: str) -> Response:
+    """Approving and rejecting need the role approver, cancelling submitter or approver; four eyes are the
+    action's to enforce, as for the API."""
+    _checked(session, csrf)
+    needed = (Role.SUBMITTER, Role.APPROVER) if update == CANCEL_UPDATE else (Role.APPROVER,)
+    if not session.operator.may(*needed):
+        roles = " or ".join(r.value for r in needed)
+        return await _request_page(request, request_id, session, 403, error=f"to {update} needs the role {roles}")
+    try:
+        await actions.decide_request(_stack(request), request_id, update, reason, session.operator)
+    except Forbidden as exc:
+        return await _request_page(request, request_id, session, 403, error=str(exc))
+    except (InvalidInput, Refused) as exc:
+        return await _request_page(request, request_id, session, 422, error=_message(exc))
+    return RedirectResponse(f"/requests/{actions.check_request_id(request_id)}", status_code=303)
 
 
 @router.post("/requests/{request_id}/review")
@@ -204,6 +264,65 @@ async def extend(
     except (InvalidInput, Refused) as exc:
         return await _request_page(request, request_id, session, 422, error=_message(exc))
     return RedirectResponse(f"/requests/{actions.check_request_id(request_id)}", status_code=303)
+
+
+@router.get("/holds")
+def holds_page(request: Request, session: SessionOf, request_id: str = "") -> Response:
+    return _page(request, "holds.html", session, request_id=request_id, placed="", released=None)
+
+
+@router.post("/holds")
+async def place_hold(
+    request: Request,
+    session: SessionOf,
+    case: Annotated[str, Form(max_length=80)],
+    request_id: Annotated[str, Form(max_length=40)] = "",
+    subject_file: Annotated[UploadFile | None, File()] = None,
+    systems: Annotated[str, Form(max_length=2000)] = "",
+    categories: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Place a hold; an uploaded subject file is read once, pseudonymised, and never shown again."""
+    _checked(session, csrf)
+    if not session.operator.may(Role.APPROVER):
+        return _holds_page(request, session, 403, error="placing a hold needs the role approver or admin")
+    # a browser posts an empty file part when no file is chosen
+    subject = await subject_file.read() if subject_file is not None and subject_file.filename else None
+    try:
+        hold_id = await run_in_threadpool(
+            actions.hold, _stack(request), session.operator, case, request_id or None, subject, systems, categories
+        )
+    except InvalidInput as exc:
+        return _holds_page(request, session, 422, error=_message(exc))
+    return _holds_page(request, session, placed=hold_id)
+
+
+@router.post("/holds/release")
+async def release_hold(
+    request: Request,
+    session: SessionOf,
+    hold_id: Annotated[str, Form(max_length=40)],
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    _checked(session, csrf)
+    if not session.operator.may(Role.APPROVER):
+        return _holds_page(request, session, 403, error="releasing a hold needs the role approver or admin")
+    try:
+        resumed = await actions.release(_stack(request), hold_id, session.operator)
+    except NotFound as exc:
+        return _holds_page(request, session, 404, error=str(exc))
+    return _holds_page(request, session, released=resumed)
+
+
+def _holds_page(
+    request: Request,
+    session: Session,
+    status: int = 200,
+    error: str = "",
+    placed: str = "",
+    released: int | None = None,
+) -> Response:
+    return _page(request, "holds.html", session, status, request_id="", error=error, placed=placed, released=released)
 
 
 @router.get("/requests/{request_id}/bundle")

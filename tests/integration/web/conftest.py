@@ -38,6 +38,7 @@ class Served:
 OPERATORS = {
     "sam": [Role.SUBMITTER],
     "ada": [Role.APPROVER],
+    "sal": [Role.SUBMITTER, Role.APPROVER],  # may approve, but never what she submitted herself
     "rey": [Role.REVIEWER],
     "aud": [Role.AUDITOR],
     "root": [Role.ADMIN],

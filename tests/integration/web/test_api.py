@@ -140,6 +140,9 @@ async def test_an_order_through_the_api_reaches_its_certificate_and_its_bundle_v
         again = await submitter.post("/api/requests", content=body, headers=json_type)
         assert (again.status_code, again.json()["request_id"], again.json()["existing"]) == (200, request_id, True)
 
+        await _wait_state(auditor, request_id, "awaiting_approval")
+        approved = await approver.post(f"/api/requests/{request_id}/approve", json={})
+        assert approved.status_code == 200, approved.text
         status = await _wait_certified(auditor, request_id)
         assert (status["state"], status["outcome"]) == ("certified", "complete")
         levels = {s["system"]: s["evidence_level"] for s in status["systems"]}
@@ -174,6 +177,83 @@ async def test_an_order_through_the_api_reaches_its_certificate_and_its_bundle_v
         texts += [status.__repr__(), json.dumps(listed), verified.text, refused.text]
     for text in texts:  # nothing but the submitter's own answer may hold the child's identifiers: none does here
         assert CHILD.email not in text and (CHILD.phone or "@@") not in text
+
+
+async def test_a_submitter_approving_their_own_request_gets_403_and_nothing_changes(served: Served) -> None:
+    harness = served.harness
+    async with (
+        harness.worker(),
+        served.client("sal") as submitter,
+        served.client("ada") as approver,
+        served.client("rey") as reviewer,
+    ):
+        submitted = await submitter.post(
+            "/api/requests", content=order_json(), headers={"content-type": "application/json"}
+        )
+        request_id = submitted.json()["request_id"]
+        await _wait_state(approver, request_id, "awaiting_approval")
+        own = await submitter.post(f"/api/requests/{request_id}/approve", json={})
+        assert own.status_code == 403 and own.headers["content-type"] == PROBLEM
+        assert "four eyes" in own.json()["detail"]
+        assert (await reviewer.post(f"/api/requests/{request_id}/approve", json={})).status_code == 403
+        assert (await reviewer.post(f"/api/requests/{request_id}/cancel", json={"reason": "x"})).status_code == 403
+        no_reason = await approver.post(f"/api/requests/{request_id}/reject", json={"reason": "  "})
+        assert no_reason.status_code == 422 and no_reason.json()["field"] == "reason"
+        who = await approver.post(f"/api/requests/{request_id}/reject", json={"reason": f"see {CHILD.email}"})
+        assert who.status_code == 422 and CHILD.email not in who.text
+        preview = (await approver.get(f"/api/requests/{request_id}/preview")).json()
+        assert (preview["state"], preview["submitted_by"], preview["decisions"]) == ("awaiting_approval", "sal", [])
+        located = {s["system"]: s["located"] for s in preview["systems"]}
+        assert set(located) == {"app_db", "uploads"} and all(n > 0 for n in located.values())
+        events = [e.kind for e in harness.services.ledger.events(request_id)]
+        assert "approved" not in events and "rejected" not in events
+
+        rejected = await approver.post(f"/api/requests/{request_id}/reject", json={"reason": "order not served"})
+        assert rejected.status_code == 200, rejected.text
+        status = await _wait_state(approver, request_id, "rejected")
+        assert status["outcome"] is None
+        again = await approver.post(f"/api/requests/{request_id}/approve", json={})
+        assert again.status_code == 409  # decided: nothing awaits approval any more
+
+
+async def test_holds_are_placed_and_released_by_an_approver_and_never_echo_the_subject(served: Served) -> None:
+    subject = yaml.safe_dump({"email": [CHILD.email], "user_id": ["1"]}).encode()
+    async with served.client("ada") as approver, served.client("sam") as submitter:
+        form = {"case": "claim 4 of 2026", "systems": "app_db"}
+        files = {"subject_file": ("subject.yaml", subject, "application/yaml")}
+        refused = await submitter.post("/api/holds", data=form, files=files)
+        assert refused.status_code == 403
+        bad = await approver.post("/api/holds", data={**form, "case": "<script>"}, files=files)
+        assert bad.status_code == 422 and bad.json()["field"] == "case"
+        bad_subject = {"subject_file": ("subject.yaml", b"email: [not-an-address]\n", "application/yaml")}
+        wrong = await approver.post("/api/holds", data=form, files=bad_subject)
+        assert wrong.status_code == 422 and wrong.json()["field"] == "subject_file.email[0]", wrong.text
+        assert "not-an-address" not in wrong.text
+        assert served.harness.services.holds.hold("00000000-0000-4000-8000-000000000000") is None
+
+        placed = await approver.post("/api/holds", data=form, files=files)
+        assert placed.status_code == 201, placed.text
+        hold_id = placed.json()["hold_id"]
+        assert CHILD.email not in placed.text
+        record = served.harness.services.holds.hold(hold_id)
+        assert record is not None and (record.placed_by, record.systems) == ("ada", ["app_db"])
+
+        assert (await submitter.post(f"/api/holds/{hold_id}/release")).status_code == 403
+        released = await approver.post(f"/api/holds/{hold_id}/release")
+        assert released.status_code == 200 and released.json() == {"resumed": 0}
+        record = served.harness.services.holds.hold(hold_id)
+        assert record is not None and record.released_by == "ada"
+        unknown = await approver.post("/api/holds/not-a-hold/release")
+        assert unknown.status_code == 404
+
+
+async def _wait_state(client: httpx.AsyncClient, request_id: str, state: str) -> dict[str, Any]:
+    for _ in range(1200):
+        status: dict[str, Any] = (await client.get(f"/api/requests/{request_id}")).json()
+        if status.get("state") == state:
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never {state}: {status}")
 
 
 async def _wait_certified(client: httpx.AsyncClient, request_id: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The dashboard in a real Chromium (Debian's, driven by Playwright): sign in, submit the demo's court order through
-the form, watch it reach its certificate, download the bundle, verify it on the auditor's page as a second operator
-in a browser of their own; then scan the server's logs, the ledger and both browsers' profile folders for the child.
+the form; an approver, in a browser of their own, approves its preview; watch it reach its certificate, download the
+bundle, verify it on the auditor's page in a third browser; then scan the server's logs, the ledger and the browsers'
+profile folders for the child.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ async def sign_in(page: Page, url: str, token: str) -> None:
 async def test_submit_watch_download_and_verify_in_chromium(served: Served, tmp_path: Path) -> None:
     order_text = dated_copy(REPO / "examples" / "court-order.yaml", tmp_path / "order.yaml", datetime.now(UTC).date())
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    profiles = [tmp_path / "profile-submitter", tmp_path / "profile-auditor"]
+    profiles = [tmp_path / "profile-submitter", tmp_path / "profile-approver", tmp_path / "profile-auditor"]
     async with served.harness.worker(), async_playwright() as playwright:
         submitter = await browser_of(playwright, profiles[0])
         page = await submitter.new_page()
@@ -56,8 +57,24 @@ async def test_submit_watch_download_and_verify_in_chromium(served: Served, tmp_
         await page.get_by_role("link", name="Submit an order").click()
         await page.get_by_label("The order").fill(order_text.read_text())
         await page.get_by_role("button", name="Submit").click()
+        await expect(page.locator("#state")).to_have_text("awaiting_approval", timeout=120_000)
+        request_url = page.url
+
+        approver = await browser_of(playwright, profiles[1])
+        approval = await approver.new_page()
+        await sign_in(approval, served.url, served.tokens["ada"])
+        await approval.goto(request_url)
+        await expect(approval.get_by_role("heading", name="Preview: awaiting approval")).to_be_visible()
+        await expect(approval.locator("#submitted-by")).to_contain_text("Submitted by sam")
+        await approval.screenshot(path=SCREENSHOTS / "approval.png", full_page=True)
+        await approval.get_by_role("button", name="Approve").click()
+        await expect(approval.locator("#state")).not_to_have_text("awaiting_approval", timeout=60_000)
+        await approver.close()
+
+        await page.reload()
         await expect(page.locator("#state")).to_have_text("certified", timeout=120_000)
         await expect(page.locator("#outcome")).to_have_text("complete")
+        await expect(page.locator("ol.events")).to_contain_text("approved · by ada")
         assert "/requests/" in page.url
         await page.screenshot(path=SCREENSHOTS / "request.png", full_page=True)
         async with page.expect_download() as bundle_download:
@@ -73,7 +90,7 @@ async def test_submit_watch_download_and_verify_in_chromium(served: Served, tmp_
         await page.screenshot(path=SCREENSHOTS / "requests.png", full_page=True)
         await submitter.close()
 
-        auditor = await browser_of(playwright, profiles[1])
+        auditor = await browser_of(playwright, profiles[2])
         page = await auditor.new_page()
         await sign_in(page, served.url, served.tokens["aud"])
         await page.get_by_role("link", name="Verify a bundle").click()
