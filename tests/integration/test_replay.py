@@ -60,6 +60,8 @@ SAVED = {
     "system_after_hold": "request/uploads/after-hold-1",
     # a guardian's request that waits for its authority, is verified by an operator, then runs with reminders
     "guardian_verification": "request",
+    # a guardian's request never verified: rejected at the limit with a signed record, then its key destroyed
+    "guardian_rejected_and_shredded": "request",
     # a court order previewed, approved by a second operator, then erased, certified and shredded
     "request_with_approval": "request",
     # a court order previewed and rejected: nothing erased
@@ -182,6 +184,13 @@ async def test_record_guardian_history(skipping_harness: Harness, vendors: Vendo
         async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             await skipped_to_the_end(handle)
     save("guardian_verification", await handle.fetch_history(), skipping_harness.config.home)
+
+    async with skipping_harness.worker():  # never verified: rejected at the limit, then its key destroyed
+        submission = await skipping_harness.submit(guardian_order({"user_id": ["2"]}), NEVER_FINISHING)
+        handle = skipping_harness.client.get_workflow_handle(submission.request_id, result_type=RequestResult)
+        async with skipping_harness.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await skipped_to_the_end(handle)
+    save("guardian_rejected_and_shredded", await handle.fetch_history(), skipping_harness.config.home)
 
 
 @pytest.mark.skipif(
