@@ -35,7 +35,7 @@ def plant_objects(s3: Any, bucket: str, groups: dict[str, list[int]]) -> set[str
         for uid in groups[name]:
             neighbours |= {f"uploads/{uid}/clip.mp4", f"avatars/{uid}.jpg"}
     for uid in groups["child"][:5]:  # a template names `uploads/1/` and `avatars/1.jpg`, never these
-        neighbours |= {f"uploads/{uid}", f"uploads/{uid}0/clip.mp4", f"avatars/{uid}.jpg.old", f"avatars/{uid}5.jpg"}
+        neighbours |= {f"uploads/{uid}", f"uploads/{uid}x/clip.mp4", f"avatars/{uid}.jpg.old", f"avatars/0{uid}.jpg"}
     for key in neighbours:
         s3.put_object(Bucket=bucket, Key=key, Body=b"theirs")
     return neighbours
