@@ -241,7 +241,8 @@ class ClassOrderActivities(ErasureActivities):
             subject = merged(chunks, spec.identifiers)
             with build_connector(spec.connector, spec.name, spec.connector_settings()) as connector:
                 verified = connector.clean_up(subject)
-            return CleanUpResult(str(verified.level), verified.detail, dict(verified.remaining), dict(verified.facts))
+            facts = self._keyed(input.request_id, verified.facts)  # typed facts; any opaque one keyed
+            return CleanUpResult(str(verified.level), verified.detail, dict(verified.remaining), dict(facts))
 
         return await self._run(input.request_id, input.system, work)
 
