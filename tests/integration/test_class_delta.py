@@ -4,10 +4,13 @@ MERGE showed. Look-alike neighbours (another case, another domain, just outside 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -40,23 +43,21 @@ def statement(envelope: bytes) -> dict[str, Any]:
     return dict(json.loads(Envelope.from_json(envelope).payload))
 
 
-async def test_a_class_on_delta_merges_per_batch_and_cleans_up_once(
-    harness: Harness,
-    database_url: str,
-    app_schema: str,
-    moto_url: str,
-    s3_client: Any,
-    bucket_name: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
-    groups = plant(database_url, app_schema, CHILDREN)
+async def erase_class(
+    harness: Harness, database_url: str, schema: str, moto_url: str, s3: Any, bucket: str, orphan: bool = False
+) -> tuple[str, dict[str, Any], dict[str, list[int]], str, dict[str, str]]:
+    """Plant the class and the table (with, if `orphan`, a young data file no commit names holding a child's rows,
+    which the clean-up must leave: a writer may not have committed it yet), run the order to its certificate."""
+    groups = plant(database_url, schema, CHILDREN)
     children, neighbours = emails(groups)
-    s3_client.create_bucket(Bucket=bucket_name)
-    uri, options = f"s3://{bucket_name}/lake/events", storage_options(moto_url)
+    s3.create_bucket(Bucket=bucket)
+    uri, options = f"s3://{bucket}/lake/events", storage_options(moto_url)
     write_table(uri, {e: 2 for e in children + neighbours}, options, key_column="email", commits=COMMITS)
-    systems = catalogue(app_schema, 100)
+    if orphan:
+        body = io.BytesIO()
+        pq.write_table(pa.table({"email": children[:1], "seq": [0]}), body)
+        s3.put_object(Bucket=bucket, Key="lake/events/part-00009-uncommitted.parquet", Body=body.getvalue())
+    systems = catalogue(schema, 100)
     systems["systems"].append(
         {
             "name": "events",
@@ -76,10 +77,27 @@ async def test_a_class_on_delta_merges_per_batch_and_cleans_up_once(
             harness.services, harness.client, parsed, declared, resolve_class(order_path, parsed, declared)
         )
         status = await harness.wait_certified(submission.request_id, timeout_s=240)
-    request_id = submission.request_id
-    assert submission.subjects == CHILDREN and status["outcome"] == "complete"
-    assert remaining(database_url, app_schema, groups["child"]) == 0
+    assert submission.subjects == CHILDREN
+    return submission.request_id, status, groups, uri, options
 
+
+async def test_a_class_on_delta_merges_per_batch_and_cleans_up_once(
+    harness: Harness,
+    database_url: str,
+    app_schema: str,
+    moto_url: str,
+    s3_client: Any,
+    bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
+    request_id, status, groups, uri, options = await erase_class(
+        harness, database_url, app_schema, moto_url, s3_client, bucket_name
+    )
+    children, neighbours = emails(groups)
+    assert status["outcome"] == "complete"
+    assert remaining(database_url, app_schema, groups["child"]) == 0
     # the rows: the children's are gone, every neighbour keeps both of its rows
     assert key_counts(uri, options, "email") == {e: 2 for e in neighbours}
     # the history: no object under the table holds a child's address, in a data file, a commit or a checkpoint
@@ -112,3 +130,30 @@ async def test_a_class_on_delta_merges_per_batch_and_cleans_up_once(
     assert verify_bundle(tmp_path / "bundle.zip", trusted_keys=[harness.services.tlog.signer.public_key]).outcome == (
         "complete"
     )
+
+
+async def test_a_trace_the_clean_up_leaves_fails_the_system_whatever_its_batches_showed(
+    harness: Harness,
+    database_url: str,
+    app_schema: str,
+    moto_url: str,
+    s3_client: Any,
+    bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ERASURE_S3_ENDPOINT", moto_url)
+    request_id, status, *_ = await erase_class(
+        harness, database_url, app_schema, moto_url, s3_client, bucket_name, orphan=True
+    )
+    logged = {(r.system, r.action): r.envelope for r in harness.services.tlog.receipts(request_id)}
+    batches = [statement(logged[(f"events#{n:06d}", "erase")])["predicate"] for n in range(3)]
+    assert {b["evidence_level"] for b in batches} == {"verified_absent"}  # the rows are gone from the table
+    cleaned = statement(logged[(clean_up_name("events"), "clean_up")])["predicate"]
+    assert cleaned["evidence_level"] == "failed"
+    assert cleaned["locations"]["lake/events:data_files"] == {"before": None, "after": 1}
+    assert status["outcome"] == "incomplete"  # the certificate takes the clean-up's level, not the batches'
+    certificate = statement(logged[("*", "certificate")])["predicate"]
+    assert {s["system"]: s["evidence_level"] for s in certificate["systems"]} == {
+        "app_db": "verified_absent",
+        "events": "failed",
+    }
