@@ -13,12 +13,15 @@ RECORD_BATCH_RECEIPT = "erasure.record_batch_receipt"
 SEAL_CLASS = "erasure.seal_class"
 SET_PAUSED = "erasure.set_paused"
 CANCEL_CLASS = "erasure.cancel_class"
+CLEAN_UP_SYSTEM = "erasure.clean_up_system"
+RECORD_CLEAN_UP_RECEIPT = "erasure.record_clean_up_receipt"
 
 
 @dataclass(frozen=True)
 class ClassSystem:
     plan: SystemPlan
     batches: int
+    clean_up: bool = False  # one clean-up after all batches (Capabilities.clean_up_per_system)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,31 @@ class BatchReceiptInput:
     batch: int
     level: str
     detail: str
+    workflow_id: str
+    run_id: str
+    started_at: str
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class CleanUpStep:
+    request_id: str
+    system: str
+
+
+@dataclass(frozen=True)
+class CleanUpResult:
+    level: str
+    detail: str
+    remaining: dict[str, int] = field(default_factory=dict)  # per location of the catalogue: traces left
+    facts: dict[str, str | int] = field(default_factory=dict)  # typed facts, e.g. the first version a table keeps
+
+
+@dataclass(frozen=True)
+class CleanUpReceiptInput:
+    request_id: str
+    system: str
+    result: CleanUpResult
     workflow_id: str
     run_id: str
     started_at: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -20,8 +21,10 @@ from temporalio import activity
 from activities.class_contracts import (
     CANCEL_CLASS,
     CLASS_PLAN,
+    CLEAN_UP_SYSTEM,
     ERASE_BATCH,
     RECORD_BATCH_RECEIPT,
+    RECORD_CLEAN_UP_RECEIPT,
     SEAL_CLASS,
     SET_PAUSED,
     BatchReceiptInput,
@@ -30,6 +33,9 @@ from activities.class_contracts import (
     CancelInput,
     ClassPlan,
     ClassSystem,
+    CleanUpReceiptInput,
+    CleanUpResult,
+    CleanUpStep,
     PausedInput,
 )
 from activities.contracts import ReceiptResult, RequestInput, SealInput, SealResult
@@ -43,15 +49,18 @@ from domain.states import TaskState
 from evidence import notary
 from evidence.batch_receipt import (
     CANCELLATION,
+    CLEAN_UP,
     BatchFacts,
     batch_path,
     batch_receipt_statement,
     class_cancellation_statement,
     class_certificate_statement,
+    clean_up_path,
     weakest_level,
 )
+from evidence.dsse import Envelope
 from evidence.merkle import MemoryTree
-from evidence.statement import outcome_for
+from evidence.statement import ReceiptFacts, outcome_for, receipt_statement
 from stores.class_ledger import ClassLedger
 from stores.pseudonyms import subject_pseudonym
 
@@ -69,6 +78,17 @@ def batch_of(name: str) -> tuple[str, int] | None:
     return (system, int(batch)) if sep and batch.isdigit() else None
 
 
+def clean_up_name(system: str) -> str:
+    """How the log's receipts table names a system's clean-up receipt (action `clean_up`)."""
+    return f"{system}#clean-up"
+
+
+def clean_up_of(name: str) -> str | None:
+    """The system whose clean-up receipt a name in the log stands for, or None."""
+    system, sep, rest = name.rpartition("#")
+    return system if sep and rest == "clean-up" else None
+
+
 class ClassOrderActivities(ErasureActivities):
     def __init__(self, *, classes: ClassLedger, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -84,6 +104,8 @@ class ClassOrderActivities(ErasureActivities):
             self.seal_class,
             self.set_paused,
             self.cancel_class,
+            self.clean_up_system,
+            self.record_clean_up_receipt,
         ]
 
     def _load_sealed(self, request_id: str) -> list[tuple[bytes, Subject]]:
@@ -115,7 +137,7 @@ class ClassOrderActivities(ErasureActivities):
                 self._classes.plan_batches(
                     input.request_id, spec.name, [(len(pairs[batch_slice(n, size)]), r) for n, r in enumerate(roots)]
                 )
-                systems.append(ClassSystem(self._system_plan(spec), count))
+                systems.append(ClassSystem(self._system_plan(spec), count, spec.kind.capabilities.clean_up_per_system))
             self._ledger.executing(input.request_id)
             return ClassPlan(systems, catalogue.max_concurrency, self._grace_s)
 
@@ -141,10 +163,10 @@ class ClassOrderActivities(ErasureActivities):
             with build_connector(spec.connector, spec.name, spec.connector_settings()) as connector:
                 inventory = connector.locate(subject)
                 self._classes.located(input.request_id, input.system, input.batch, inventory.counts, _now())
-                outcome = connector.erase(subject, f"{input.request_id}/{input.system}/{input.batch}", journal)
+                outcome = connector.erase_batch(subject, f"{input.request_id}/{input.system}/{input.batch}", journal)
                 hold(self._hold_dir, f"erased.{input.system}.{input.batch}")  # a test may kill the worker here
                 journal.intend(outcome.deleted_keys)
-                verified = connector.verify(subject)
+                verified = connector.verify_batch(subject)
             leaves = self._ledger.journaled(input.request_id, tlog_name(input.system, input.batch))
             level, detail = verified.level, verified.detail or outcome.detail
             self._classes.erased(
@@ -204,6 +226,63 @@ class ClassOrderActivities(ErasureActivities):
 
         return await self._run(input.request_id, input.system, work)
 
+    @activity.defn(name=CLEAN_UP_SYSTEM)
+    async def clean_up_system(self, input: CleanUpStep) -> CleanUpResult:
+        def work() -> CleanUpResult:
+            spec = self._catalogue(input.request_id).system(input.system)
+            sealed = self._sealed(input.request_id)
+            # the done batches' children only: a cancelled order's others keep their rows, which are not traces
+            done = [
+                b.batch
+                for b in self._classes.batches(input.request_id)
+                if b.system == input.system and b.state == "done"
+            ]
+            chunks = [s for n in sorted(done) for _, s in sealed[batch_slice(n, spec.batches_of)]]
+            subject = merged(chunks, spec.identifiers)
+            with build_connector(spec.connector, spec.name, spec.connector_settings()) as connector:
+                verified = connector.clean_up(subject)
+            facts = self._keyed(input.request_id, verified.facts)  # typed facts; any opaque one keyed
+            return CleanUpResult(str(verified.level), verified.detail, dict(verified.remaining), dict(facts))
+
+        return await self._run(input.request_id, input.system, work)
+
+    @activity.defn(name=RECORD_CLEAN_UP_RECEIPT)
+    async def record_clean_up_receipt(self, input: CleanUpReceiptInput) -> ReceiptResult:
+        def work() -> ReceiptResult:
+            spec = self._catalogue(input.request_id).system(input.system)
+            result = input.result
+            facts = ReceiptFacts(
+                request_id=input.request_id,
+                system=input.system,
+                category=spec.category.value,
+                connector=spec.connector,
+                action=CLEAN_UP,
+                evidence_level=result.level,
+                records_before=None,  # the batch receipts count the rows; this step removes files and history
+                records_after=sum(result.remaining.values()),
+                blocked=0,
+                locations={name: (None, n) for name, n in result.remaining.items()},
+                key_commitment=None,
+                key_count=0,
+                vendor_job_id=None,
+                vendor_status=None,
+                detail=result.detail,
+                notes=(),
+                workflow_id=input.workflow_id,
+                run_id=input.run_id,
+                activity_id=activity.info().activity_id,
+                code_version=self._code_version,
+                started_at=input.started_at,
+                finished_at=input.finished_at,
+                vendor_facts=result.facts,
+            )
+            logged = self._tlog.notarise(
+                input.request_id, clean_up_name(input.system), CLEAN_UP, lambda: receipt_statement(facts)
+            )
+            return ReceiptResult(hashlib.sha256(logged.envelope).hexdigest(), logged.leaf_index)
+
+        return await self._run(input.request_id, input.system, work)
+
     @activity.defn(name=SET_PAUSED)
     async def set_paused(self, input: PausedInput) -> None:
         await self._run(input.request_id, None, lambda: self._classes.set_paused(input.request_id, input.paused))
@@ -222,6 +301,7 @@ class ClassOrderActivities(ErasureActivities):
             for b in batches
             if tlog_name(b.system, b.batch) in logged
         }
+        cleaned = self._clean_up_receipts(input.request_id)
         facts = {
             "batches_done": len(receipts),
             "batches": len(batches),
@@ -229,7 +309,7 @@ class ClassOrderActivities(ErasureActivities):
             "code_version": self._code_version,
             "cancelled_at": input.at,
         }
-        statement = class_cancellation_statement(input.request_id, input.reason, receipts, facts)
+        statement = class_cancellation_statement(input.request_id, input.reason, receipts | cleaned, facts)
         self._tlog.notarise(input.request_id, notary.REQUEST_SYSTEM, CANCELLATION, lambda: statement)
         self._ledger.class_cancelled(
             input.request_id,
@@ -254,11 +334,20 @@ class ClassOrderActivities(ErasureActivities):
         missing = [tlog_name(b.system, b.batch) for b in batches if tlog_name(b.system, b.batch) not in logged]
         if missing:
             raise TerminalError(f"expected a receipt of every batch, none for {len(missing)} of {len(batches)}")
+        catalogue = self._catalogue(request_id)
+        systems = sorted({b.system for b in batches})
+        cleaning = [s for s in systems if catalogue.system(s).kind.capabilities.clean_up_per_system]
+        cleaned = self._clean_up_receipts(request_id)
+        if any(clean_up_path(s) not in cleaned for s in cleaning):
+            raise TerminalError(f"expected a clean-up receipt of each of {len(cleaning)} systems, got {len(cleaned)}")
         tasks = {t.system: t for t in self._ledger.tasks(request_id)}
         finished = []
-        for system in sorted({b.system for b in batches}):
+        for system in systems:
             mine = [b for b in batches if b.system == system]
-            levels = {b.evidence_level for b in mine}
+            # a system cleaned up after its batches is done as far as its weakest step: its clean-up counts too
+            levels = {b.evidence_level for b in mine} | (
+                {_level_in(cleaned[clean_up_path(system)])} if system in cleaning else set()
+            )
             finished.append(
                 notary.FinishedSystem(
                     system=system,
@@ -282,7 +371,7 @@ class ClassOrderActivities(ErasureActivities):
         facts = dataclasses.replace(
             facts, systems=tuple(dataclasses.replace(s, receipt=f"receipts/{s.system}/") for s in facts.systems)
         )
-        receipts = {batch_path(b.system, b.batch): logged[tlog_name(b.system, b.batch)] for b in batches}
+        receipts = {batch_path(b.system, b.batch): logged[tlog_name(b.system, b.batch)] for b in batches} | cleaned
         class_facts = {
             "subject_count": record.subject_count,
             "merkle_root": record.merkle_root.hex(),
@@ -290,6 +379,7 @@ class ClassOrderActivities(ErasureActivities):
             "cutoff": record.cutoff.isoformat() if record.cutoff else None,
             "snapshot_at": record.snapshot_at.isoformat(),
             "batches": {s.system: sum(1 for b in batches if b.system == s.system) for s in finished},
+            "clean_up": cleaning,
         }
         statement = class_certificate_statement(facts, receipts, class_facts)
         certified = self._tlog.notarise(request_id, notary.REQUEST_SYSTEM, notary.CERTIFICATE, lambda: statement)
@@ -310,6 +400,19 @@ class ClassOrderActivities(ErasureActivities):
         outcome = outcome_for(s.evidence_level for s in finished)
         self._ledger.certified(request_id, outcome)
         return SealResult(outcome, hashlib.sha256(certified.envelope).hexdigest())
+
+    def _clean_up_receipts(self, request_id: str) -> dict[str, bytes]:
+        """The systems' clean-up receipts logged so far, by their path in a bundle."""
+        return {
+            clean_up_path(system): r.envelope
+            for r in self._tlog.receipts(request_id)
+            if r.action == CLEAN_UP and (system := clean_up_of(r.system)) is not None
+        }
+
+
+def _level_in(envelope: bytes) -> str:
+    """The evidence level a receipt this orchestrator signed states."""
+    return str(json.loads(Envelope.from_json(envelope).payload)["predicate"]["evidence_level"])
 
 
 def _root(pseudonyms: list[bytes]) -> bytes:

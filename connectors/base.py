@@ -8,6 +8,8 @@ A connector knows one system and nothing of Temporal. Its four jobs:
   system refused), so the receipt's commitment survives a crash between the deletion and its report.
 - `poll(job) -> JobState`: only for job-based vendors.
 - `verify(subject) -> Verification`: looks again and reports what remains, with the evidence level it supports.
+- `erase_batch` / `verify_batch` / `clean_up`: a class order's batch, and the one clean-up per system after all
+  batches for kinds whose erasure ends in a costly whole-system step (Delta's checkpoint, file and log clean-up).
 - `restrict(subject)` / `lift(subject, ...)`: only where the system can restrict records while a legal hold stops
   their erasure (S3 object legal hold); elsewhere a held system is recorded as not processed.
 
@@ -65,6 +67,19 @@ class Connector(ABC):
 
     @abstractmethod
     def verify(self, subject: Subject) -> Verification: ...
+
+    def erase_batch(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
+        """A class order's batch: `erase`, unless the kind leaves a clean-up to `clean_up`, once per system."""
+        return self.erase(subject, idempotency_key, journal)
+
+    def verify_batch(self, subject: Subject) -> Verification:
+        """Looks again after `erase_batch`, at what that step removes."""
+        return self.verify(subject)
+
+    def clean_up(self, subject: Subject) -> Verification:
+        """Once per system after a class order's batches (kinds with `Capabilities.clean_up_per_system`): remove what
+        the batches' deletions left behind for all of `subject`'s values, then look again everywhere."""
+        raise TerminalError(f"{self.kind} has no clean-up after a class order's batches")
 
     def restrict(self, subject: Subject) -> Restriction | None:
         """Under a legal hold: put the subject's records beyond any other processing, or None where the system

@@ -99,29 +99,83 @@ class DeltaConnector(Connector):
         for table, values in self._targets(subject):
             if not values:
                 continue
-            needle = _Needle(frozenset(values), table.key_column)
             with _mapped_errors(table.path), self._turn(table):
-                dt = self._open(table)
-                # rows have no key of their own: the commitment covers each row as its key and its rank among equals
-                present = [
-                    f"{table.path}:{key}#{n}"
-                    for key, count in sorted(self._key_counts(table, values, dt).items())
-                    for n in range(count)
-                ]
-                journal.intend(present)
-                # the merge runs whatever the count said: it alone decides which rows go, by exact equality
-                deleted += _delete_rows(dt, table.key_column, values)
-                cut[table.path] = self._clean_up(table, needle)
-                self._purge_old_versions(table, needle)
+                rows, present = self._merge(table, values, journal)
+                deleted += rows
+                cut[table.path] = self._clean_table(table, _Needle(frozenset(values), table.key_column))
             keys.extend(present)
-        cuts = ", ".join(f"{path} before version {version}" for path, version in sorted(cut.items()))
         return Outcome(
             level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify decides
             deleted=deleted,
             deleted_keys=tuple(keys),
             facts={cut_fact(path): version for path, version in cut.items()},
-            detail=f"deleted {deleted} rows; files holding them removed; time travel cut ({cuts or 'no table'})",
+            detail=f"deleted {deleted} rows; files holding them removed; time travel cut ({_cuts(cut)})",
         )
+
+    def erase_batch(self, subject: Subject, idempotency_key: str, journal: Journal = UNRECORDED) -> Outcome:
+        """A class order's batch: the MERGE only. The old files and log history still hold the rows until the
+        system's one `clean_up` after all batches: a clean-up per batch would rewrite the checkpoint and read every
+        object version under the table once per batch."""
+        deleted = 0
+        keys: list[str] = []
+        for table, values in self._targets(subject):
+            if not values:
+                continue
+            with _mapped_errors(table.path), self._turn(table):
+                rows, present = self._merge(table, values, journal)
+            deleted += rows
+            keys.extend(present)
+        return Outcome(
+            level=EvidenceLevel.VERIFIED_ABSENT,  # provisional: verify_batch decides
+            deleted=deleted,
+            deleted_keys=tuple(keys),
+            detail=f"deleted {deleted} rows from the current version; old files and log history wait for the clean-up",
+        )
+
+    def verify_batch(self, subject: Subject) -> Verification:
+        """The current version only: what the MERGE removes. Old files and log history are the clean-up's to show."""
+        remaining: dict[str, int] = {}
+        for table, values in self._targets(subject):
+            with _mapped_errors(table.path):
+                remaining[table.path] = sum(self._key_counts(table, values).values()) if values else 0
+        level = EvidenceLevel.FAILED if any(remaining.values()) else EvidenceLevel.VERIFIED_ABSENT
+        detail = (
+            f"read the current version of {len(remaining)} tables: {sum(remaining.values())} rows remain; old files "
+            "and log history are removed and checked by the system's clean-up receipt"
+        )
+        return Verification(level=level, remaining=remaining, detail=detail)
+
+    def clean_up(self, subject: Subject) -> Verification:
+        """After every batch's MERGE: one checkpoint, file and log clean-up per table for all of `subject`'s values
+        (the class's), then `verify` reads every object version under the tables for a trace of any of them."""
+        cut: dict[str, int] = {}
+        for table, values in self._targets(subject):
+            if values:
+                with _mapped_errors(table.path), self._turn(table):
+                    cut[table.path] = self._clean_table(table, _Needle(frozenset(values), table.key_column))
+        verified = self.verify(subject)
+        facts = {cut_fact(path): version for path, version in cut.items()}
+        detail = f"time travel cut ({_cuts(cut)}); {verified.detail}"
+        return Verification(level=verified.level, remaining=verified.remaining, detail=detail, facts=facts)
+
+    def _merge(self, table: DeltaTableMapping, values: list[str], journal: Journal) -> tuple[int, list[str]]:
+        """The MERGE deleting the values' rows, after the journal holds the rows it is about to delete."""
+        dt = self._open(table)
+        # rows have no key of their own: the commitment covers each row as its key and its rank among equals
+        present = [
+            f"{table.path}:{key}#{n}"
+            for key, count in sorted(self._key_counts(table, values, dt).items())
+            for n in range(count)
+        ]
+        journal.intend(present)
+        # the merge runs whatever the count said: it alone decides which rows go, by exact equality
+        return _delete_rows(dt, table.key_column, values), present
+
+    def _clean_table(self, table: DeltaTableMapping, needle: _Needle) -> int:
+        """Checkpoint, file and log clean-up, then old versions: returns the first version the table keeps."""
+        version = self._clean_up(table, needle)
+        self._purge_old_versions(table, needle)
+        return version
 
     def verify(self, subject: Subject) -> Verification:
         remaining: dict[str, int] = {}
@@ -504,6 +558,10 @@ class _Needle:
             once = json.dumps(value)
             forms += ["'" + value.replace("'", "''") + "'", once, json.dumps(once)[1:-1]]
         return forms
+
+
+def _cuts(cut: dict[str, int]) -> str:
+    return ", ".join(f"{path} before version {version}" for path, version in sorted(cut.items())) or "no table"
 
 
 def cut_fact(path: str) -> str:

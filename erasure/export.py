@@ -6,11 +6,11 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from activities.class_order import batch_of
+from activities.class_order import batch_of, clean_up_of
 from domain.errors import ErasureError, InvalidInput
 from erasure.services import Services
 from evidence import notary
-from evidence.batch_receipt import batch_path
+from evidence.batch_receipt import CLEAN_UP, batch_path, clean_up_path
 from evidence.bundle import CERTIFICATE as CERTIFICATE_PATH
 from evidence.bundle import SHRED as SHRED_PATH
 from evidence.bundle import Bundle, InclusionProof, receipt_path, superseded_path
@@ -43,7 +43,7 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
     receipts = {  # the receipts the certificate names: a held system's hold receipt, or its erasure's
         _bundle_path(system): entry
         for (system, action), entry in logged.items()
-        if action in (notary.ERASE, notary.HOLD)
+        if action in (notary.ERASE, notary.HOLD, CLEAN_UP)
         and system != notary.REQUEST_SYSTEM
         and named.get(_bundle_path(system)) == hashlib.sha256(entry[0]).hexdigest()
     }
@@ -87,7 +87,10 @@ def export_bundle(services: Services, request_id: str, path: Path, since: Sequen
 
 
 def _bundle_path(name: str) -> str:
-    """A receipt's path in the bundle: a system's, or one batch's of a class order (log name `<system>#<batch>`)."""
+    """A receipt's path in the bundle: a system's, or one batch's of a class order (log name `<system>#<batch>`), or
+    a class order's system's clean-up (`<system>#clean-up`)."""
+    if (cleaned := clean_up_of(name)) is not None:
+        return clean_up_path(cleaned)
     batch = batch_of(name)
     return receipt_path(name) if batch is None else batch_path(*batch)
 

@@ -25,6 +25,8 @@ from evidence.statement import (
 BATCH_RECEIPT_PREDICATE_TYPE = "https://erasure-orchestrator.dev/batch-receipt/v1"
 CANCELLATION_PREDICATE_TYPE = "https://erasure-orchestrator.dev/class-cancellation/v1"
 CANCELLATION = "cancellation"  # the log's action of a cancelled class order's statement
+CLEAN_UP_FILE = "clean-up.dsse.json"
+CLEAN_UP = "clean_up"  # the action of a system's clean-up receipt, an ordinary receipt (receipt/v1)
 MERKLE_DIGEST = "rfc9162_sha256"  # the subject digest's algorithm: a Merkle tree head, not a file's hash
 
 
@@ -74,6 +76,11 @@ def weakest_level(levels: Iterable[str]) -> str:
 def batch_path(system: str, batch: int) -> str:
     """Where a batch's receipt lies in a bundle, and how the certificate names it."""
     return f"receipts/{system}/batch-{batch:06d}.dsse.json"
+
+
+def clean_up_path(system: str) -> str:
+    """Where a system's clean-up receipt lies in a bundle: beside its batches, which it completes."""
+    return f"receipts/{system}/{CLEAN_UP_FILE}"
 
 
 def batch_subject_name(request_id: str, system: str, batch: int) -> str:

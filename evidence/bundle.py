@@ -54,7 +54,7 @@ OPTIONAL = frozenset({SHRED})
 
 # a system's receipt, or one batch's of a class order (evidence/batch_receipt.py: batch_path)
 SUPERSEDED_PATH = re.compile(r"superseded/certificate-([1-9][0-9]*)\.dsse\.json")
-RECEIPT_PATH = re.compile(r"receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{6})?\.dsse\.json")
+RECEIPT_PATH = re.compile(r"receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{6}|/clean-up)?\.dsse\.json")
 KEY_PATH = re.compile(r"keys/([0-9a-f]{64})\.pem")
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")

@@ -293,7 +293,7 @@ export LC_ALL=C
 fail() {{ echo "FAILED: $*"; return 1; }}
 [[ ${{TRUSTED_KEYID:-}} =~ ^[0-9a-f]{{64}}$ ]] || fail "TRUSTED_KEYID is not 64 lower-case hex characters"
 layout='^(manifest\\.dsse\\.json|certificate\\.dsse\\.json|shred\\.dsse\\.json'
-layout+='|receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{{6}})?\\.dsse\\.json'
+layout+='|receipts/[A-Za-z0-9][A-Za-z0-9._-]*(/batch-[0-9]{{6}}|/clean-up)?\\.dsse\\.json'
 layout+='|superseded/certificate-[1-9][0-9]*\\.dsse\\.json'
 layout+='|log/(checkpoint\\.txt|proofs\\.json|consistency\\.json)|keys/[0-9a-f]{{64}}\\.pem|report\\.html|VERIFY\\.txt)$'
 unzip -Zv bundle.zip > zipinfo.txt
@@ -375,7 +375,7 @@ else fail "the checkpoint is not signed by the trusted key"; fi
 5. Check the certificate, every receipt it lists and the shredding receipt if there is one: each signed by the
    trusted key, for the certificate's request; the receipts exactly the certificate's subjects, byte for byte
    (a class order's certificate, whose predicate holds "class", lists one receipt per system and batch, at
-   receipts/<system>/batch-NNNNNN.dsse.json). Then read what the certificate says.
+   receipts/<system>/batch-NNNNNN.dsse.json, and a Delta table's clean-up receipt at receipts/<system>/clean-up.dsse.json). Then read what the certificate says.
 
 ```sh
 check_envelope certificate.dsse.json certificate.json
@@ -388,7 +388,9 @@ diff certified.txt <(grep '^receipts/' files.txt) || fail "the receipts are not 
 digests_match certificate.json
 while IFS= read -r receipt; do
   check_envelope "$receipt" receipt.json
-  [ "$(jq -r .predicateType receipt.json)" = "$receipt_type" ] || fail "$receipt: not a receipt"
+  expected=$receipt_type  # a class order's clean-up receipt of a system is an ordinary receipt
+  case "$receipt" in */clean-up.dsse.json) expected={receipt_type} ;; esac
+  [ "$(jq -r .predicateType receipt.json)" = "$expected" ] || fail "$receipt: not a receipt"
   [ "$(jq -r .predicate.request_id receipt.json)" = "$request" ] || fail "$receipt: for another request"
 done < certified.txt
 if [ -f bundle/shred.dsse.json ]; then

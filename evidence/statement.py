@@ -28,7 +28,8 @@ DECISIONS = frozenset({"approved", "rejected", "cancelled"})
 
 DONE_LEVELS = frozenset({"verified_absent", "vendor_attested", "accepted"})
 EVIDENCE_LEVELS = DONE_LEVELS | {"blocked", "failed"}
-ACTIONS = frozenset({"erase", "hold", "shred"})  # hold: a legal hold stopped the erasure
+# hold: a legal hold stopped the erasure; clean_up: a class order's one clean-up of a system after its batches
+ACTIONS = frozenset({"erase", "hold", "shred", "clean_up"})
 NOTICE_OUTCOMES = frozenset({"notified", "acknowledged", "not_confirmed", "failed", "not_notified"})
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")

@@ -16,16 +16,18 @@ The plan; each block of `verify_bundle` is tagged with its number, and docs/evid
  (5) The certificate envelope likewise: an in-toto Statement v1 with the certificate predicate type, naming this
      checkpoint's log.
  (6) Each receipt envelope likewise, with the receipt predicate type and the certificate's request id; a class
-     order's certificate (its predicate holds `class`) has batch receipts instead (evidence/batch_receipt.py).
+     order's certificate (its predicate holds `class`) has batch receipts instead (evidence/batch_receipt.py),
+     and a receipt of action `clean_up` of each system its `clean_up` names.
  (7) The shredding receipt, if the bundle holds one: likewise, for the certificate's request, with action shred.
  (8) The receipts are exactly the certificate's subjects, each with the SHA-256 of its bytes, and every system
      of the certificate points at one of them; for a class order, at the folder of its batch receipts, which hold
-     batches 0..n-1 (n the certificate's count for the system), each at its own path, of the class's subjects in all.
+     batches 0..n-1 (n the certificate's count for the system), each at its own path, of the class's subjects in all,
+     and `clean-up.dsse.json`, the system's clean-up receipt, when the class's `clean_up` names it.
  (9) The certificate, every receipt, the shredding receipt and every superseded certificate have an inclusion proof at the checkpoint's tree
      size that leads from the leaf hash of their exact bytes to the checkpoint's root (RFC 9162 section
      2.1.3.2), and no other path has one.
 (10) The certificate claims no more than its receipts: each system's evidence level is its receipt's (for a class
-     order, its weakest batch's), and the
+     order, the weakest of its batches' and its clean-up's), and the
      outcome is the one the receipts' levels and residual copies give (a certificate re-signed with the trusted key
      that says `complete` over a `failed` receipt fails).
 (11) With a previous checkpoint: it is signed by a trusted key for the same log; it is not larger than this one
@@ -48,7 +50,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence._json import typed
-from evidence.batch_receipt import BATCH_RECEIPT_PREDICATE_TYPE, batch_path, weakest_level
+from evidence.batch_receipt import (
+    BATCH_RECEIPT_PREDICATE_TYPE,
+    CLEAN_UP,
+    CLEAN_UP_FILE,
+    batch_path,
+    clean_up_path,
+    weakest_level,
+)
 from evidence.bundle import CERTIFICATE, CHECKPOINT, MANIFEST, SHRED, SUPERSEDED_PATH, Bundle, superseded_path
 from evidence.checkpoint import Checkpoint, open_checkpoint
 from evidence.dsse import Envelope, verify_envelope
@@ -134,7 +143,7 @@ def verify_bundle(
 
     # (6)
     receipts = {
-        name: _open_receipt(name, data, trusted, request_id, receipt_type)
+        name: _open_receipt(name, data, trusted, request_id, _receipt_type(name, receipt_type))
         for name, data in sorted(bundle.receipts.items())
     }
     checks.append(f"{len(bundle.receipts)} receipts are in-toto statements signed by a trusted key, for this request")
@@ -226,6 +235,11 @@ def _note_origin(note: str) -> str:
     return note.split("\n", 1)[0]
 
 
+def _receipt_type(name: str, class_receipt_type: str) -> str:
+    """A class order's receipts are batch receipts, but for a system's clean-up receipt, an ordinary one."""
+    return RECEIPT_PREDICATE_TYPE if name.endswith("/" + CLEAN_UP_FILE) else class_receipt_type
+
+
 def _open_note(what: str, note: str, key_name: str, trusted: Mapping[str, Ed25519PublicKey]) -> Checkpoint:
     try:
         return open_checkpoint(note, [(key_name, key) for key in trusted.values()])
@@ -293,6 +307,9 @@ def _check_batches(certificate: Mapping[str, Any], class_facts: Any, receipts: M
         raise VerificationError("certificate's class is malformed: expected an object")
     counts = typed(class_facts, "batches", dict, "certificate class")
     subject_count = typed(class_facts, "subject_count", int, "certificate class")
+    cleaned = class_facts.get("clean_up", [])
+    if not isinstance(cleaned, list):
+        raise VerificationError("certificate class clean_up has wrong type: expected a list of systems")
     claimed: set[str] = set()
     for system in certificate.get("systems", []):
         name = system.get("system") if isinstance(system, dict) else None
@@ -301,8 +318,16 @@ def _check_batches(certificate: Mapping[str, Any], class_facts: Any, receipts: M
         mine = {path: r for path, r in receipts.items() if path.startswith(f"receipts/{name}/")}
         count = counts.get(name)
         expected = {batch_path(name, n) for n in range(count)} if isinstance(count, int) else set()
-        if not expected or set(mine) != expected:
-            raise VerificationError(f"{name}: expected batch receipts 0 to {count} - 1, got {len(mine)} receipts")
+        clean_up = {clean_up_path(name)} if name in cleaned else set()
+        if not expected or set(mine) != expected | clean_up:
+            raise VerificationError(
+                f"{name}: expected batch receipts 0 to {count} - 1{' and its clean-up' if clean_up else ''}, "
+                f"got {len(mine)} receipts"
+            )
+        for path in clean_up:
+            receipt = mine.pop(path)
+            if receipt.get("action") != CLEAN_UP or receipt.get("system") != name:
+                raise VerificationError(f"{path}: receipt is not {name}'s clean-up")
         for path, receipt in mine.items():
             batch = receipt.get("batch")
             if not isinstance(batch, int) or batch_path(str(receipt.get("system")), batch) != path:
@@ -312,7 +337,7 @@ def _check_batches(certificate: Mapping[str, Any], class_facts: Any, receipts: M
             raise VerificationError(
                 f"{name}: batches hold another number of subjects: expected {subject_count}, got {subjects}"
             )
-        claimed.update(mine)
+        claimed.update(mine, clean_up)
     if claimed != set(receipts):
         raise VerificationError(f"batch receipts of no system of the certificate: {sorted(set(receipts) - claimed)}")
 

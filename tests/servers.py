@@ -115,7 +115,11 @@ def start_moto() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # werkzeug may still be serving a kept-alive connection: stop it
+            process.kill()
+            process.wait()
 
 
 def wait_for_port(port: int, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:

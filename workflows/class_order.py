@@ -2,10 +2,11 @@
 
 The order's run starts the batches' workflows in plan order, at most `max_concurrency` at once. After
 `BATCHES_PER_RUN` batches (or when the server suggests it) it lets the running ones finish and continues as new with
-where it stopped, so no history grows past a few thousand events. `pause` stops starting batches (running ones
-finish), `resume` starts them again, `cancel` starts no more: once the running ones finish, the request is
-cancelled with the operator's reason and the count of batches done, in a signed statement over their receipts (no
-certificate: the class is not erased). A batch's workflow id is "<request>/<system>/<batch>": started twice, it runs once.
+where it stopped, so no history grows past a few thousand events. A system whose kind cleans up once after its batches
+(Delta: checkpoint, old files and log history) gets that clean-up and its own receipt after the last batch, also when
+the order is cancelled. `pause` stops starting batches (running ones finish), `resume` starts them again, `cancel`
+starts no more: once the running ones finish, the request is cancelled with the operator's reason and the count of
+batches done, in a signed statement over their receipts (no certificate: the class is not erased). A batch's workflow id is "<request>/<system>/<batch>": started twice, it runs once.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.class_contracts import (
         CANCEL_CLASS,
         CLASS_PLAN,
+        CLEAN_UP_SYSTEM,
         ERASE_BATCH,
         RECORD_BATCH_RECEIPT,
+        RECORD_CLEAN_UP_RECEIPT,
         SEAL_CLASS,
         SET_PAUSED,
         BatchInput,
@@ -33,6 +36,9 @@ with workflow.unsafe.imports_passed_through():
         ClassOrderInput,
         ClassPlan,
         ClassResult,
+        CleanUpReceiptInput,
+        CleanUpResult,
+        CleanUpStep,
         PausedInput,
     )
     from activities.contracts import (
@@ -137,6 +143,11 @@ class ClassOrderWorkflow:
             started += 1
             running.append(asyncio.create_task(self._batch(input.request_id, system_plan, batch, window)))
         await asyncio.gather(*running)
+        first = 0  # each system's first item: a system any batch of which started is cleaned up
+        for system in plan.systems:
+            if system.clean_up and self._next > first:
+                await self._clean_up(input.request_id, system.plan)
+            first += system.batches
         if self._cancel_reason is not None:
             cancel = CancelInput(input.request_id, self._cancel_reason, workflow.now().isoformat())
             await workflow.execute_activity(CANCEL_CLASS, cancel, **LEDGER)
@@ -173,6 +184,30 @@ class ClassOrderWorkflow:
             pass  # a run before continue-as-new started it; its receipt is logged once whatever happens
         finally:
             window.release()
+
+    async def _clean_up(self, request_id: str, plan: SystemPlan) -> None:
+        """The system's one clean-up after all its batches, then its own signed receipt: the batch receipts claim
+        only what their deletions showed, what the clean-up removes and checks is claimed here."""
+        started = workflow.now()
+        try:
+            result: CleanUpResult = await workflow.execute_activity(
+                CLEAN_UP_SYSTEM,
+                CleanUpStep(request_id, plan.system),
+                result_type=CleanUpResult,
+                **connector_options(plan.retry, plan.task_queue),
+            )
+        except ActivityError as err:
+            result = CleanUpResult(EvidenceLevel.FAILED, _describe(err))
+        receipt = CleanUpReceiptInput(
+            request_id=request_id,
+            system=plan.system,
+            result=result,
+            workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
+            started_at=started.isoformat(),
+            finished_at=workflow.now().isoformat(),
+        )
+        await workflow.execute_activity(RECORD_CLEAN_UP_RECEIPT, receipt, result_type=ReceiptResult, **LEDGER)
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> dict[str, object]:

@@ -27,6 +27,8 @@ class Capabilities:
     deadline: timedelta = timedelta(days=35)  # past it a job still running is a failure, never a success
     # subjects per batch of a class order (domain/classes.py): what one bulk call of the system takes at once
     batch_size: int = 1
+    # a class order's batches only delete; one clean-up per system follows them all (Connector.clean_up)
+    clean_up_per_system: bool = False
 
 
 class StrictModel(BaseModel):

@@ -76,7 +76,9 @@ class DeltaSettings(StrictModel):
 
 KIND = KindSpec(
     settings_model=DeltaSettings,
-    capabilities=Capabilities(asynchronous=False, verifiable=True, batch_size=5000),  # one MERGE per batch
+    capabilities=Capabilities(
+        asynchronous=False, verifiable=True, batch_size=5000, clean_up_per_system=True
+    ),  # one MERGE per batch
     identifiers=frozenset(IdentifierType),
     searched_by=lambda settings: frozenset(t.identifier for t in settings.mapping.tables),
 )

@@ -38,11 +38,11 @@ def born(years_before: int, days: int = 0) -> date:
     return date(CUTOFF.year - years_before, CUTOFF.month, CUTOFF.day) + timedelta(days=days)
 
 
-def plant(database_url: str, schema: str) -> dict[str, list[int]]:
+def plant(database_url: str, schema: str, children: int = CHILDREN) -> dict[str, list[int]]:
     """Children of the class and their neighbours: a 13th birthday on the cutoff, another tenant, look-alike ids."""
     groups: dict[str, list[int]] = {"child": [], "birthday_on_cutoff": [], "other_tenant": [], "older": []}
     rows = []
-    for n in range(CHILDREN):
+    for n in range(children):
         uid = 1 + n
         rows.append((uid, f"kid{uid}@example.org", born(12, -(n % 300)), "uk"))
         groups["child"].append(uid)
