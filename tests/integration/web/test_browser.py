@@ -88,12 +88,26 @@ async def test_submit_watch_download_and_verify_in_chromium(served: Served, tmp_
         await page.get_by_role("link", name="Requests").click()
         await expect(page.get_by_role("cell", name="certified")).to_be_visible()
         await page.screenshot(path=SCREENSHOTS / "requests.png", full_page=True)
+        await assert_usable(page)
+        await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        await assert_usable(page)
+        await page.goto(request_url)
+        await assert_usable(page)
         await submitter.close()
 
         auditor = await browser_of(playwright, profiles[2])
         page = await auditor.new_page()
-        await sign_in(page, served.url, served.tokens["aud"])
+        await page.goto(f"{served.url}/sign-in")  # by keyboard alone: the token field, then Enter
+        for _ in range(20):
+            await page.keyboard.press("Tab")
+            if await page.evaluate("document.activeElement.id === 'token'"):
+                break
+        assert await page.evaluate("document.activeElement.id === 'token'"), "the token field is not reached by Tab"
+        await page.keyboard.type(served.tokens["aud"])
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Requests")).to_be_visible()
         await page.get_by_role("link", name="Verify a bundle").click()
+        await assert_usable(page)
         await page.get_by_label("Bundle (.zip)").set_input_files(bundle)
         await page.get_by_label("Trusted public key (PEM)").set_input_files(key)
         await page.get_by_role("button", name="Verify").click()
@@ -105,6 +119,18 @@ async def test_submit_watch_download_and_verify_in_chromium(served: Served, tmp_
 
     found = leaks(served, profiles)
     assert found == [], found
+
+
+async def assert_usable(page: Page) -> None:
+    """Every visible control has a label a screen reader names, and the page needs no sideways scrolling."""
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+            .map(e => e.name || e.id || e.tagName)"""
+    )
+    assert unlabelled == [], unlabelled
+    width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"{page.url}: {width[0]} px wide in a {width[1]} px window"
 
 
 def leaks(served: Served, profiles: list[Path]) -> list[str]:
