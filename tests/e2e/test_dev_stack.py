@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -88,6 +89,9 @@ def test_the_demo_passes_on_its_own_embedded_stack(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     outcome = json.loads((tmp_path / "home" / "demo" / "result.json").read_text())
     assert outcome["passed"] is True
+    # the dashboard's address and a sign-in token for each demo operator, printed once
+    assert re.search(r"dashboard at http://127\.0\.0\.1:\d+", result.stdout), result.stdout[-3000:]
+    assert len(re.findall(r"demo-\S+ \([a-z, ]+\): eop_\S+", result.stdout)) >= 2, result.stdout[-3000:]
     assert outcome["outcome"] == "complete"
     assert set(outcome["systems"]) == {"app_db", "uploads", "events", "segment", "meta_audiences"}
     assert Path(outcome["bundle"]).exists()
