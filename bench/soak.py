@@ -37,7 +37,7 @@ import pyarrow as pa
 import yaml
 from deltalake import DeltaTable, write_deltalake
 
-from activities.contracts import OperatorDecision
+from activities.contracts import EXCLUDE, NEAR_MATCH, OperatorDecision, ReviewDecision
 from connectors.hashing import meta_email, sha256_hex
 from domain.states import RequestState
 from erasure import devstack
@@ -47,14 +47,16 @@ from erasure.services import Services, connect_temporal
 from evidence.checkpoint import open_checkpoint
 from evidence.merkle import verify_consistency
 from examples.estate import NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
-from workflows.request import APPROVE_UPDATE
+from workflows.request import APPROVE_UPDATE, REVIEW_QUERY, REVIEW_UPDATE
 
 APP_SCHEMA = "app"
 UPLOADS_BUCKET = "clipstream-uploads"
 LAKE_URI = "s3://clipstream-lake/events"
 AUDIENCE = "23850000000000001"
 SYSTEMS = ("app_db", "uploads", "events", "segment", "meta_audiences")
-APPROVER = "soak-approver"  # the second operator: court orders always wait for one after their preview
+APPROVER = "soak approver"  # the second operator: court orders always wait for one after their preview
+REVIEWER = "soak reviewer"
+REVIEW_REASON = "another person's account: a look-alike address of a different user, not the child's"
 
 
 def people(requests: int) -> tuple[list[Person], list[Person]]:
@@ -236,32 +238,40 @@ def counts(services: Services) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def awaiting_approval(services: Services, request_ids: list[str]) -> list[str]:
+def waiting_for_operators(services: Services, request_ids: list[str]) -> list[tuple[str, str]]:
+    """(request id, state) of the requests that wait for a reviewer or for a second operator's approval."""
     with services.pool.connection() as conn:
         rows = conn.execute(
-            "SELECT request_id::text FROM requests WHERE request_id = ANY(%s::uuid[]) AND state = %s",
-            [request_ids, RequestState.AWAITING_APPROVAL.value],
+            "SELECT request_id::text, state FROM requests WHERE request_id = ANY(%s::uuid[]) AND state = ANY(%s)",
+            [request_ids, [RequestState.AWAITING_REVIEW.value, RequestState.AWAITING_APPROVAL.value]],
         ).fetchall()
-    return [row[0] for row in rows]
+    return [(row[0], row[1]) for row in rows]
 
 
-def approve(config: Config, request_ids: list[str]) -> int:
-    """Approve the previewed requests as a second operator; one the server cannot reach now is tried next round."""
+def decide(config: Config, waiting: list[tuple[str, str]]) -> int:
+    """The soak's operators: each look-alike neighbour (a near match) excluded by a reviewer, then each previewed
+    request approved by a second operator. One the server cannot take now is tried again the next round."""
 
-    async def approve_all() -> int:
+    async def decide_all() -> int:
         client = await connect_temporal(config)
-        approved = 0
-        for request_id in request_ids:
+        decided = 0
+        for request_id, state in waiting:
+            handle = client.get_workflow_handle(request_id)
             try:
-                handle = client.get_workflow_handle(request_id)
-                await handle.execute_update(APPROVE_UPDATE, OperatorDecision(actor=APPROVER), result_type=str)
-                approved += 1
-            except Exception:  # the server restarting, or approved already by an earlier round: looked at again
+                if state == RequestState.AWAITING_REVIEW.value:
+                    for group in (await handle.query(REVIEW_QUERY))["groups"]:
+                        if group["kind"] == NEAR_MATCH:
+                            exclude = ReviewDecision(group["group"], EXCLUDE, REVIEW_REASON, REVIEWER)
+                            await handle.execute_update(REVIEW_UPDATE, exclude, result_type=str)
+                else:
+                    await handle.execute_update(APPROVE_UPDATE, OperatorDecision(actor=APPROVER), result_type=str)
+                decided += 1
+            except Exception:  # the server restarting, or decided already by an earlier round: looked at again
                 continue
-        return approved
+        return decided
 
     try:
-        return asyncio.run(approve_all())
+        return asyncio.run(decide_all())
     except Exception:  # the server is restarting: the next round tries again
         return 0
 
@@ -281,7 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         stack.processes.pop("worker").stop()  # the soak runs its own three
         env = stack.process_env()
-        os.environ.update(stack.worker_env())
+        os.environ.update(env)  # the AWS stand-in credentials too, for planting and checking the estate
         config = Config.from_env()
         plant(stack, [*children, *neighbours])
         envs = []
@@ -330,13 +340,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         request_ids = asyncio.run(submit_all())
         submitted_s = time.monotonic() - started
         faults: list[str] = []
-        approvals = 0
+        decisions = 0
         deadline = started + args.timeout
         last_checkpoint = time.monotonic()
         while time.monotonic() < deadline:
             workers.sample()
             try:
-                waiting = awaiting_approval(services, request_ids)
+                waiting = waiting_for_operators(services, request_ids)
                 settled, _ = counts(services)
                 if settled >= len(request_ids) or time.monotonic() - last_checkpoint >= args.checkpoint_every:
                     services.tlog.checkpoint()  # as an export would publish one: the log's state, signed, mid-run
@@ -346,7 +356,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             if settled >= len(request_ids):
                 break
-            approvals += approve(config, waiting) if waiting else 0
+            decisions += decide(config, waiting) if waiting else 0
             if not faults and settled >= len(request_ids) // 3:
                 restart_temporal(stack, ports)
                 faults.append(f"temporal restarted at {settled} settled")
@@ -359,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workers.sample()
         return {
             **report(services, stack, request_ids, neighbours, workers, faults, wall_s, submitted_s),
-            "approvals": approvals,
+            "operator decisions (reviews and approvals)": decisions,
         }
     finally:
         if workers is not None:

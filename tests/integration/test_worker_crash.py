@@ -150,7 +150,7 @@ async def test_a_step_whose_worker_is_killed_more_times_than_maximum_attempts_st
     armed = holds / "erased.app_db.hold"
     reached = holds / "erased.app_db.reached"
     armed.touch()  # stays armed: every attempt of app_db's step stops there until the last worker
-    workers: list[subprocess.Popen[bytes]] = []
+    workers = [harness.start_worker(env)]
     try:
         request_id = (
             await harness.submit(
@@ -160,13 +160,12 @@ async def test_a_step_whose_worker_is_killed_more_times_than_maximum_attempts_st
         ).request_id
         await approve(harness.client, request_id)
         for _ in range(maximum_attempts + 1):
-            workers.append(harness.start_worker(env))
             await wait_for(reached.exists, 90, "an attempt of app_db's step to reach the hold")
             workers[-1].send_signal(signal.SIGKILL)
             workers[-1].wait(timeout=10)
             reached.unlink()
-        armed.unlink()
-        workers.append(harness.start_worker(env))
+            workers.append(harness.start_worker(env))
+        armed.unlink()  # the next attempt, after the heartbeat timeout, goes through
         status = await harness.wait_certified(request_id, timeout_s=120)
     finally:
         for worker in workers:
