@@ -64,6 +64,8 @@ class RetrySpec:
     maximum_attempts: int
     start_to_close_s: float
     heartbeat_s: float
+    # None in plans made before the budget: Temporal's attempt limit then counts every attempt, deaths included
+    schedule_to_close_s: float | None = None
 
 
 @dataclass(frozen=True)

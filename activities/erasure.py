@@ -28,6 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import authority, recipients, resolution
+from activities.class_contracts import ERASE_BATCH
 from activities.contracts import (
     APPLY_REVIEW,
     APPROVED,
@@ -117,6 +118,12 @@ from stores.tlog import TransparencyLog
 from stores.vault import Vault, VaultSealed
 
 T = TypeVar("T")
+
+# The steps that run with a system's connector options (workflows/options.py): no attempt limit in Temporal's retry
+# policy, so the activity counts the system's own errors against the catalogue's maximum_attempts.
+CONNECTOR_STEPS = frozenset(
+    {PREVIEW, LOCATE, ERASE, ERASE_UNLESS_HELD, ERASE_VERIFIED, VERIFY, RESTRICT, LIFT, ERASE_BATCH}
+)
 log = structlog.get_logger("erasure.activities")
 
 
@@ -265,6 +272,7 @@ class ErasureActivities:
                 maximum_attempts=retry.maximum_attempts,
                 start_to_close_s=retry.start_to_close.total_seconds(),
                 heartbeat_s=retry.heartbeat.total_seconds(),
+                schedule_to_close_s=retry.schedule_to_close.total_seconds(),
             ),
             poll_every_s=(spec.poll.every or caps.poll_every).total_seconds(),
             service_time_s=(spec.poll.service_time or caps.service_time).total_seconds(),
@@ -844,6 +852,7 @@ class ErasureActivities:
         """Run blocking work in a thread, heartbeating, with errors mapped to Temporal's terms."""
         structlog.contextvars.bind_contextvars(request_id=request_id, system=system)
         info = activity.info()
+        errors = _errors_so_far(info)
         loop = asyncio.get_running_loop()
         # the thread sees this activity's context (activity.info(), the bound log fields)
         future = loop.run_in_executor(self._executor, contextvars.copy_context().run, work)
@@ -853,7 +862,7 @@ class ErasureActivities:
                 done, _ = await asyncio.wait({future}, timeout=min(beat, 5.0))
                 if done:
                     break
-                activity.heartbeat()
+                activity.heartbeat(errors)  # every heartbeat carries the count: the last one is what the next reads
             return await future
         except ApplicationError:
             raise
@@ -862,11 +871,11 @@ class ErasureActivities:
         except Throttled as exc:
             _count_system_error(system, "throttled")
             delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else None
-            raise ApplicationError(str(exc), type="Throttled", next_retry_delay=delay) from None
+            raise self._retry_or_give_up(request_id, system, errors, str(exc), "Throttled", delay) from None
         except TransientError as exc:
             _count_system_error(system, "transient")
             log.warning("activity will be retried", activity=info.activity_type, error=str(exc))
-            raise ApplicationError(str(exc), type="TransientError") from None
+            raise self._retry_or_give_up(request_id, system, errors, str(exc), "TransientError") from None
         except TerminalError as exc:
             _count_system_error(system, "terminal")
             log.error("activity refused", activity=info.activity_type, error=str(exc))
@@ -883,11 +892,41 @@ class ErasureActivities:
             log.error(
                 "unexpected error in activity", activity=info.activity_type, error_type=type(exc).__name__, where=where
             )
-            raise ApplicationError(
-                f"unexpected {type(exc).__name__} in {info.activity_type}", type="UnexpectedError"
-            ) from None
+            message = f"unexpected {type(exc).__name__} in {info.activity_type}"
+            raise self._retry_or_give_up(request_id, system, errors, message, "UnexpectedError") from None
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "system")
+
+    def _retry_or_give_up(
+        self,
+        request_id: str,
+        system: str | None,
+        errors_before: int,
+        message: str,
+        error_type: str,
+        delay: timedelta | None = None,
+    ) -> ApplicationError:
+        """A retryable error of a connector step counts against the system's `maximum_attempts`; the count travels
+        in the heartbeat details, which Temporal keeps across attempts, so a worker's death is never counted."""
+        if system is None or activity.info().activity_type not in CONNECTOR_STEPS:
+            return ApplicationError(message, type=error_type, next_retry_delay=delay)
+        errors = errors_before + 1
+        allowed = self._catalogue(request_id).system(system).retry.maximum_attempts
+        if errors >= allowed:
+            log.error("activity gave up", activity=activity.info().activity_type, errors=errors)
+            return ApplicationError(
+                f"{message} (gave up: {errors} errors of the system, its maximum_attempts is {allowed})",
+                type=error_type,
+                non_retryable=True,
+            )
+        activity.heartbeat(errors)  # sent before the failure is reported (the SDK flushes it)
+        return ApplicationError(message, type=error_type, next_retry_delay=delay)
+
+
+def _errors_so_far(info: activity.Info) -> int:
+    """The system's errors counted by the step's earlier attempts (0 on the first, or after only deaths)."""
+    details = info.heartbeat_details
+    return details[0] if details and isinstance(details[0], int) else 0
 
 
 def _count_system_error(system: str | None, error: str) -> None:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +37,26 @@ import pyarrow as pa
 import yaml
 from deltalake import DeltaTable, write_deltalake
 
+from activities.contracts import EXCLUDE, NEAR_MATCH, OperatorDecision, ReviewDecision
 from connectors.hashing import meta_email, sha256_hex
 from domain.states import RequestState
 from erasure import devstack
-from erasure.config import Config
+from erasure.config import Config, Ports, port_variable
 from erasure.intake import submit, validate
 from erasure.services import Services, connect_temporal
 from evidence.checkpoint import open_checkpoint
 from evidence.merkle import verify_consistency
 from examples.estate import NEIGHBOURS, Person, create_app_schema, seed_people, upload_keys
+from workflows.request import APPROVE_UPDATE, REVIEW_QUERY, REVIEW_UPDATE
 
 APP_SCHEMA = "app"
 UPLOADS_BUCKET = "clipstream-uploads"
 LAKE_URI = "s3://clipstream-lake/events"
 AUDIENCE = "23850000000000001"
 SYSTEMS = ("app_db", "uploads", "events", "segment", "meta_audiences")
+APPROVER = "soak approver"  # the second operator: court orders always wait for one after their preview
+REVIEWER = "soak reviewer"
+REVIEW_REASON = "another person's account: a look-alike address of a different user, not the child's"
 
 
 def people(requests: int) -> tuple[list[Person], list[Person]]:
@@ -206,11 +211,10 @@ class Workers:
                 process.kill()
 
 
-def restart_temporal(stack: devstack.Stack, ports: devstack.Ports) -> None:
-    devstack._stop(stack.processes["temporal"])
+def restart_temporal(stack: devstack.Stack, ports: Ports) -> None:
+    stack.processes["temporal"].stop()
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    argv = [temporal, "server", "start-dev", "--db-filename", str(stack.home / "temporal.db"), "--ip", "127.0.0.1"]
-    argv += ["--port", str(ports.temporal), "--ui-port", str(ports.ui), "--log-level", "warn"]
+    argv = devstack.temporal_server_command(temporal, stack.home / "temporal.db", ports.temporal, ports.ui, ports.codec)
     stack.processes["temporal"] = devstack._spawn("temporal", stack.home / "logs", argv)
     stack.save()
     devstack._wait_for_port("temporal", ports.temporal, stack.processes["temporal"], stack.home / "logs")
@@ -219,7 +223,7 @@ def restart_temporal(stack: devstack.Stack, ports: devstack.Ports) -> None:
 def restart_postgres(stack: devstack.Stack) -> None:
     devstack._stop_postgres(Path(stack.embedded_pgdata))
     time.sleep(2)  # down for a moment: workers' ledger calls fail and are retried
-    devstack._postgres(stack.home)
+    devstack.embedded_postgres(Path(stack.embedded_pgdata))
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -234,20 +238,60 @@ def counts(services: Services) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def waiting_for_operators(services: Services, request_ids: list[str]) -> list[tuple[str, str]]:
+    """(request id, state) of the requests that wait for a reviewer or for a second operator's approval."""
+    with services.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT request_id::text, state FROM requests WHERE request_id = ANY(%s::uuid[]) AND state = ANY(%s)",
+            [request_ids, [RequestState.AWAITING_REVIEW.value, RequestState.AWAITING_APPROVAL.value]],
+        ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def decide(config: Config, waiting: list[tuple[str, str]]) -> int:
+    """The soak's operators: each look-alike neighbour (a near match) excluded by a reviewer, then each previewed
+    request approved by a second operator. One the server cannot take now is tried again the next round."""
+
+    async def decide_all() -> int:
+        client = await connect_temporal(config)
+        decided = 0
+        for request_id, state in waiting:
+            handle = client.get_workflow_handle(request_id)
+            try:
+                if state == RequestState.AWAITING_REVIEW.value:
+                    for group in (await handle.query(REVIEW_QUERY))["groups"]:
+                        if group["kind"] == NEAR_MATCH:
+                            exclude = ReviewDecision(group["group"], EXCLUDE, REVIEW_REASON, REVIEWER)
+                            await handle.execute_update(REVIEW_UPDATE, exclude, result_type=str)
+                else:
+                    await handle.execute_update(APPROVE_UPDATE, OperatorDecision(actor=APPROVER), result_type=str)
+                decided += 1
+            except Exception:  # the server restarting, or decided already by an earlier round: looked at again
+                continue
+        return decided
+
+    try:
+        return asyncio.run(decide_all())
+    except Exception:  # the server is restarting: the next round tries again
+        return 0
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="erasure-soak-"))
-    ports = devstack.Ports(**{name: free_port() for name in ("temporal", "ui", "s3", "emulators", "codec")})
+    ports = Ports(**{f.name: free_port() for f in fields(Ports)})
     children, neighbours = people(args.requests)
     seed = home / "emulators-seed.json"
     home.mkdir(exist_ok=True)
     seed.write_text(json.dumps(emulator_seed([*children, *neighbours])))
-    stack = devstack.up(home, ports, emulator_seed=seed)
+    ports_env = {port_variable(f.name): str(getattr(ports, f.name)) for f in fields(Ports)}
+    stack_config = Config.from_env({**ports_env, "ERASURE_HOME": str(home)}, read_stack_file=False)
+    stack = devstack.up(stack_config, emulator_seed=seed)
     services: Services | None = None
     workers: Workers | None = None
     try:
-        devstack._stop(stack.processes.pop("worker"))  # the soak runs its own three
-        env = {**os.environ, **stack.worker_env()}
-        os.environ.update(stack.worker_env())
+        stack.processes.pop("worker").stop()  # the soak runs its own three
+        env = stack.process_env()
+        os.environ.update(env)  # the AWS stand-in credentials too, for planting and checking the estate
         config = Config.from_env()
         plant(stack, [*children, *neighbours])
         envs = []
@@ -296,11 +340,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         request_ids = asyncio.run(submit_all())
         submitted_s = time.monotonic() - started
         faults: list[str] = []
+        decisions = 0
         deadline = started + args.timeout
         last_checkpoint = time.monotonic()
         while time.monotonic() < deadline:
             workers.sample()
             try:
+                waiting = waiting_for_operators(services, request_ids)
                 settled, _ = counts(services)
                 if settled >= len(request_ids) or time.monotonic() - last_checkpoint >= args.checkpoint_every:
                     services.tlog.checkpoint()  # as an export would publish one: the log's state, signed, mid-run
@@ -310,6 +356,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             if settled >= len(request_ids):
                 break
+            decisions += decide(config, waiting) if waiting else 0
             if not faults and settled >= len(request_ids) // 3:
                 restart_temporal(stack, ports)
                 faults.append(f"temporal restarted at {settled} settled")
@@ -320,7 +367,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wall_s = time.monotonic() - started
         killer_stop.set()
         workers.sample()
-        return report(services, stack, request_ids, neighbours, workers, faults, wall_s, submitted_s)
+        return {
+            **report(services, stack, request_ids, neighbours, workers, faults, wall_s, submitted_s),
+            "operator decisions (reviews and approvals)": decisions,
+        }
     finally:
         if workers is not None:
             workers.stop()

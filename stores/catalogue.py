@@ -39,7 +39,13 @@ ENV_NAME = r"^[A-Z][A-Z0-9_]{0,62}$"
 
 
 class RetrySettings(StrictModel):
-    """How Temporal retries this system's activities. Transient errors only: terminal ones never retry."""
+    """How this system's steps are retried. Transient errors only: terminal ones never retry.
+
+    `maximum_attempts` counts the attempts that ended in an error of the system's own (a transient error, a
+    throttle, an unexpected error): the step turns non-retryable at that many. An attempt lost with its worker
+    (a crash, a kill, a deployment: the heartbeat or start-to-close timeout fires) does not count; `schedule_to_close`
+    bounds every attempt of a step together, deaths and waits included, so no retry goes on without end.
+    """
 
     initial_interval: timedelta = timedelta(seconds=1)
     backoff: float = Field(default=2.0, ge=1.0)
@@ -47,6 +53,17 @@ class RetrySettings(StrictModel):
     maximum_attempts: int = Field(default=10, ge=1)
     start_to_close: timedelta = timedelta(minutes=10)
     heartbeat: timedelta = timedelta(seconds=30)
+    # generous: a day of crashing or redeployed workers, well inside the weeks a request may take
+    schedule_to_close: timedelta = timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _budget_fits_an_attempt(self) -> RetrySettings:
+        if self.schedule_to_close < self.start_to_close:
+            raise ValueError(
+                f"schedule_to_close: expected at least start_to_close ({self.start_to_close}), "
+                f"got {self.schedule_to_close}"
+            )
+        return self
 
 
 class PollSettings(StrictModel):

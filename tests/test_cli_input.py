@@ -214,6 +214,12 @@ BAD_CATALOGUES = [
         ),
         "should match pattern",
     ),
+    # the time budget of a step's attempts must hold at least one attempt
+    (
+        "systems[app_db].retry",
+        with_(GOOD_CATALOGUE, "systems.0.retry", {"start_to_close": "PT10M", "schedule_to_close": "PT5M"}),
+        "schedule_to_close: expected at least start_to_close (0:10:00), got 0:05:00",
+    ),
 ]
 
 

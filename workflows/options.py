@@ -22,15 +22,21 @@ LEDGER: dict[str, Any] = {
 
 
 def connector_options(retry: RetrySpec, task_queue: str) -> dict[str, Any]:
+    """A connector step's options: a time budget for all its attempts, and no limit on their number, because an
+    attempt lost with its worker is not the system's error; the activity counts the system's own errors and stops
+    retrying at `maximum_attempts` of them (activities/erasure.py)."""
+    # a plan made before the budget (a run in flight across the upgrade) keeps Temporal's count of every attempt
+    budget = retry.schedule_to_close_s
     return {
         "task_queue": task_queue,
         "start_to_close_timeout": timedelta(seconds=retry.start_to_close_s),
         "heartbeat_timeout": timedelta(seconds=retry.heartbeat_s),
+        "schedule_to_close_timeout": None if budget is None else timedelta(seconds=budget),
         "retry_policy": RetryPolicy(
             initial_interval=timedelta(seconds=retry.initial_interval_s),
             backoff_coefficient=retry.backoff,
             maximum_interval=timedelta(seconds=retry.maximum_interval_s),
-            maximum_attempts=retry.maximum_attempts,
+            maximum_attempts=retry.maximum_attempts if budget is None else 0,  # 0: no limit but the budget
             non_retryable_error_types=NON_RETRYABLE,
         ),
     }

@@ -102,3 +102,25 @@ async def test_vendor_activities_run_on_the_vendors_own_task_queue(harness: Harn
     assert queues["erasure.erase_unless_held"] == vendor_queue
     assert queues["erasure.poll"] == vendor_queue
     assert queues["erasure.record_receipt"] == harness.config.task_queue  # the ledger's work is not rate-limited
+
+
+async def test_a_vendor_failing_maximum_attempts_times_ends_failed_with_the_reason_and_is_not_called_again(
+    harness: Harness, vendors: Vendors
+) -> None:
+    seed(vendors)
+    vendors.segment.fail_next_with = [503, 503, 503, 503]  # one more than the attempts allowed: never served
+    catalogue = vendor_catalogue()
+    # the budget is far longer than three quick retries: only the count of the vendor's errors can end them
+    catalogue["systems"][0]["retry"] = {**FAST, "maximum_attempts": 3, "schedule_to_close": "PT10M"}
+
+    status = await harness.run(court_order({"user_id": [str(CHILD.user_id)], "email": [CHILD.email]}), catalogue)
+
+    systems = {s["system"]: s for s in status["systems"]}
+    assert systems["segment"]["evidence_level"] == "failed"
+    assert "503" in systems["segment"]["detail"]
+    assert "gave up: 3 errors of the system, its maximum_attempts is 3" in systems["segment"]["detail"]
+    assert vendors.segment.fail_next_with == [503]  # three calls, one per attempt, then none
+    assert vendors.segment.regulations == {}
+    assert vendors.segment.profiles == {str(CHILD.user_id), *(str(p.user_id) for p in NEIGHBOURS)}
+    assert systems["meta_ads"]["evidence_level"] == "vendor_attested"  # the other system is not held back
+    assert status["outcome"] == "incomplete"

@@ -125,3 +125,62 @@ async def test_sigkill_after_the_deletion_and_during_signing_gives_one_deletion_
         leaves = conn.execute("SELECT count(*) FROM tlog_leaves").fetchone()
     assert sorted(receipts) == [("*", "approval"), ("*", "certificate"), ("app_db", "erase"), ("uploads", "erase")]
     assert leaves == (4,)
+
+
+async def test_a_step_whose_worker_is_killed_more_times_than_maximum_attempts_still_finishes(
+    harness: Harness,
+    database_url: str,
+    moto_url: str,
+    schema: str,
+    s3_client: Any,
+    bucket_name: str,
+    tmp_path: Path,
+) -> None:
+    """A worker's death is not the system's error: it does not spend the attempts the catalogue allows."""
+    maximum_attempts = 2
+    plant(database_url, schema, s3_client, bucket_name)
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    env = {
+        **harness.process_env(tmp_path / "worker-home"),
+        "APP_DATABASE_URL": database_url,
+        "ERASURE_S3_ENDPOINT": moto_url,
+        "ERASURE_TEST_HOLD_DIR": str(holds),
+    }
+    armed = holds / "erased.app_db.hold"
+    reached = holds / "erased.app_db.reached"
+    armed.touch()  # stays armed: every attempt of app_db's step stops there until the last worker
+    workers = [harness.start_worker(env)]
+    try:
+        request_id = (
+            await harness.submit(
+                court_order({"user_id": ["1"]}),
+                catalogue(schema, bucket_name, maximum_attempts=maximum_attempts, schedule_to_close="PT10M"),
+            )
+        ).request_id
+        await approve(harness.client, request_id)
+        for _ in range(maximum_attempts + 1):
+            await wait_for(reached.exists, 90, "an attempt of app_db's step to reach the hold")
+            workers[-1].send_signal(signal.SIGKILL)
+            workers[-1].wait(timeout=10)
+            reached.unlink()
+            workers.append(harness.start_worker(env))
+        armed.unlink()  # the next attempt, after the heartbeat timeout, goes through
+        status = await harness.wait_certified(request_id, timeout_s=120)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=30)
+
+    levels = {s["system"]: (s["evidence_level"], s["records_before"], s["records_after"]) for s in status["systems"]}
+    assert levels == {"app_db": ("verified_absent", CHILD_ROWS, 0), "uploads": ("verified_absent", 8, 0)}
+    assert status["outcome"] == "complete"
+    with psycopg.connect(database_url) as conn:
+        assert count_rows(conn, schema) == NEIGHBOUR_ROWS
+    assert surviving_keys(s3_client, bucket_name) == neighbour_keys()
+    with harness.services.pool.connection() as conn:
+        receipts = conn.execute(
+            "SELECT system FROM receipts WHERE request_id = %s AND action = 'erase' ORDER BY system", [request_id]
+        ).fetchall()
+    assert receipts == [("app_db",), ("uploads",)]
