@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import OperatorDecision
 from domain.states import Phase
@@ -18,8 +19,12 @@ async def awaiting_approval(client: Client, request_id: str, timeout_s: float = 
     """Wait until the request's workflow has previewed and awaits a decision."""
     handle = client.get_workflow_handle(request_id)
     for _ in range(int(timeout_s * 10)):
-        if (await handle.query(STATUS_QUERY))["phase"] == Phase.AWAITING_APPROVAL:
-            return
+        try:
+            if (await handle.query(STATUS_QUERY))["phase"] == Phase.AWAITING_APPROVAL:
+                return
+        except RPCError as exc:  # a worker that starts a stored request's workflow may not have started it yet
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
         await asyncio.sleep(0.1)
     raise AssertionError(f"request {request_id} never awaited approval within {timeout_s} s")
 
