@@ -12,6 +12,7 @@ from psycopg import sql
 
 from activities.class_order import tlog_name
 from evidence.dsse import Envelope
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness
 from tests.integration.test_class_order import CHILDREN, app_schema, plant, remaining, submit
 from tests.integration.test_worker_crash import kill_at
@@ -34,6 +35,7 @@ async def test_sigkill_mid_batch_repeats_nothing_and_the_counts_agree(
     classes = harness.services.classes
     try:
         request_id, _ = await submit(harness, app_schema, BATCH)
+        await approve(harness.client, request_id)
 
         # (1) batch 3's rows are deleted and committed; nothing has recorded the deletion yet
         await kill_at(workers[-1], holds, "erased.app_db.3")
