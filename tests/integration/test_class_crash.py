@@ -65,9 +65,9 @@ async def test_sigkill_mid_batch_repeats_nothing_and_the_counts_agree(
             "SELECT system, envelope FROM receipts WHERE request_id = %s AND action = 'erase'", [request_id]
         ).fetchall()
         leaves = conn.execute("SELECT count(*) FROM tlog_leaves").fetchone()
-    # nothing twice: one receipt per batch plus the certificate, each one leaf of the log
+    # nothing twice: one receipt per batch plus the approval's record and the certificate, each one leaf of the log
     assert sorted(name for name, _ in logged) == sorted(tlog_name(b.system, b.batch) for b in batches)
-    assert leaves == (len(batches) + 1,)
+    assert leaves == (len(batches) + 2,)
     receipts = {name: json.loads(Envelope.from_json(bytes(env)).payload)["predicate"] for name, env in logged}
     for b in batches:
         receipt = receipts[tlog_name(b.system, b.batch)]
