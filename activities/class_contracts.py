@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from activities.contracts import SystemPlan
 
 CLASS_PLAN = "erasure.class_plan"
+CLASS_PREVIEW = "erasure.class_preview"
 ERASE_BATCH = "erasure.erase_batch"
 RECORD_BATCH_RECEIPT = "erasure.record_batch_receipt"
 SEAL_CLASS = "erasure.seal_class"
@@ -29,6 +30,13 @@ class ClassPlan:
     systems: list[ClassSystem]
     max_concurrency: int
     grace_s: float
+
+
+@dataclass(frozen=True)
+class ClassScope:
+    """A class order counted, nothing erased: a second operator, never its submitter, approves it."""
+
+    submitted_by: str
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from temporalio import activity
 from activities.class_contracts import (
     CANCEL_CLASS,
     CLASS_PLAN,
+    CLASS_PREVIEW,
     CLEAN_UP_SYSTEM,
     ERASE_BATCH,
     RECORD_BATCH_RECEIPT,
@@ -32,6 +33,7 @@ from activities.class_contracts import (
     BatchStep,
     CancelInput,
     ClassPlan,
+    ClassScope,
     ClassSystem,
     CleanUpReceiptInput,
     CleanUpResult,
@@ -98,6 +100,7 @@ class ClassOrderActivities(ErasureActivities):
     def all(self) -> list[Callable[..., Any]]:
         return [
             *super().all(),
+            self.class_preview,
             self.class_plan,
             self.erase_batch,
             self.record_batch_receipt,
@@ -121,27 +124,48 @@ class ClassOrderActivities(ErasureActivities):
             raise TerminalError(f"request {request_id}: the sealed class is not in pseudonym order")
         return pairs
 
+    @activity.defn(name=CLASS_PREVIEW)
+    async def class_preview(self, input: RequestInput) -> ClassScope:
+        """The class counted per system (batches, subjects), nothing located: the order then awaits approval."""
+
+        def work() -> ClassScope:
+            plan = self._plan_class(input.request_id)
+            subjects = len(self._sealed(input.request_id))
+            counts = {s.plan.system: {"batches": s.batches, "subjects": subjects} for s in plan.systems}
+            at = _now()
+            detail = {"systems": counts, "awaiting_approval": True}
+            self._ledger.record_event(input.request_id, None, "previewed", "previewed", at, detail)
+            self._ledger.awaiting_approval(input.request_id)
+            return ClassScope(self._request(input.request_id).submitted_by)
+
+        return await self._run(input.request_id, None, work)
+
     @activity.defn(name=CLASS_PLAN)
     async def class_plan(self, input: RequestInput) -> ClassPlan:
         def work() -> ClassPlan:
-            catalogue = self._catalogue(input.request_id)
-            pairs = self._sealed(input.request_id)
-            systems = []
-            for task in self._ledger.tasks(input.request_id):
-                if task.state == TaskState.NOT_APPLICABLE:
-                    continue
-                spec = catalogue.system(task.system)
-                size = spec.batches_of
-                count = batch_count(len(pairs), size)
-                roots = [_root([p for p, _ in pairs[batch_slice(n, size)]]) for n in range(count)]
-                self._classes.plan_batches(
-                    input.request_id, spec.name, [(len(pairs[batch_slice(n, size)]), r) for n, r in enumerate(roots)]
-                )
-                systems.append(ClassSystem(self._system_plan(spec), count, spec.kind.capabilities.clean_up_per_system))
+            plan = self._plan_class(input.request_id)
             self._ledger.executing(input.request_id)
-            return ClassPlan(systems, catalogue.max_concurrency, self._grace_s)
+            return plan
 
         return await self._run(input.request_id, None, work)
+
+    def _plan_class(self, request_id: str) -> ClassPlan:
+        """The systems' batches, planned in the class ledger (again by a retry or after the preview, changing none)."""
+        catalogue = self._catalogue(request_id)
+        pairs = self._sealed(request_id)
+        systems = []
+        for task in self._ledger.tasks(request_id):
+            if task.state == TaskState.NOT_APPLICABLE:
+                continue
+            spec = catalogue.system(task.system)
+            size = spec.batches_of
+            count = batch_count(len(pairs), size)
+            roots = [_root([p for p, _ in pairs[batch_slice(n, size)]]) for n in range(count)]
+            self._classes.plan_batches(
+                request_id, spec.name, [(len(pairs[batch_slice(n, size)]), r) for n, r in enumerate(roots)]
+            )
+            systems.append(ClassSystem(self._system_plan(spec), count, spec.kind.capabilities.clean_up_per_system))
+        return ClassPlan(systems, catalogue.max_concurrency, self._grace_s)
 
     @activity.defn(name=ERASE_BATCH)
     async def erase_batch(self, input: BatchStep) -> BatchResult:

@@ -118,8 +118,10 @@ async def submit_class(
                 "scope": order.scope,
                 "catalogue_sha256": catalogue.digest(),
                 "order_digest": None,
+                "submitted_by": services.config.operator,  # its approver must be another operator
             },
             catalogue.snapshot(),
+            actor=services.config.operator or "intake",
         )
         services.vault.create(conn, request_id, {})
         pseudonyms = services.vault.pseudonyms(conn, request_id)

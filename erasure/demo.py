@@ -126,7 +126,9 @@ def run_demo(config: Config, console: Console) -> bool:
                 plant_estate(stack)
                 results.append(_run(config, services, console, demo_dir, name, order, catalogue, stack))
             console.print(f"Temporal UI at {stack.temporal_ui}; a class order: {CLASS_ORDER} ...")
-            class_result = run_class_order(config, services, console, demo_dir, stack, class_path, *class_order)
+            class_result = run_class_order(
+                config, services, console, demo_dir, stack, class_path, *class_order, APPROVER
+            )
         finally:
             services.close()
     finally:

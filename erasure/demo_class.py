@@ -1,7 +1,7 @@
 """The demo's class order: every child under 13 on the cutoff, a few hundred fictional Clipstream accounts.
 
 It plants the class and its neighbours just outside it (examples/estate.py), resolves the class at a snapshot,
-submits it, shows a progress bar per system until it is certified, checks the children are gone and the neighbours
+submits it, has a second operator approve it once it is counted, shows a progress bar per system until it is certified, checks the children are gone and the neighbours
 are not, then makes one child's proof as `erasure evidence prove` does, prints it and verifies it offline (and sees a
 tampered copy rejected, and a neighbour get no proof).
 """
@@ -19,6 +19,7 @@ import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from activities.contracts import OperatorDecision
 from domain.errors import ErasureError
 from domain.model import IdentifierType
 from erasure import devstack
@@ -33,6 +34,7 @@ from evidence.errors import VerificationError
 from examples.estate import CLASS_CHILDREN, class_email, class_remaining, seed_class
 from stores.catalogue import Catalogue
 from stores.class_orders import ClassOrder, SubjectClass
+from workflows.request import APPROVE_UPDATE
 
 CLASS_SCHEMA = "app_class"  # examples/class-systems.yaml's
 PROVEN_CHILD = 41  # which child of the class the demo proves (by its place in the planted list)
@@ -47,6 +49,7 @@ def run_class_order(
     order_path: Path,
     order: ClassOrder,
     catalogue: Catalogue,
+    approver: str,
 ) -> dict[str, Any]:
     app_url = stack.process_env()["APP_DATABASE_URL"]
     os.environ["APP_DATABASE_URL"] = app_url  # the class is resolved here, from the app's database, as the CLI does
@@ -57,19 +60,31 @@ def run_class_order(
         groups = seed_class(conn, CLASS_SCHEMA, cutoff)
     resolved = resolve_class(order_path, order, catalogue)
 
-    async def submitted() -> Any:
-        return await submit_class(services, await connect_temporal(config), order, catalogue, resolved)
+    async def submitted_and_approved() -> Any:
+        client = await connect_temporal(config)
+        submission = await submit_class(services, client, order, catalogue, resolved)
+        console.print(
+            f"submitted {order_path.name} as request [bold]{submission.request_id}[/bold]: {submission.subjects} "
+            "subjects of the class at its snapshot, erased in batches once a second operator approves"
+        )
+        if _waits_for_approval(services, submission.request_id):
+            answer = await client.get_workflow_handle(submission.request_id).execute_update(
+                APPROVE_UPDATE, OperatorDecision(actor=approver), result_type=str
+            )
+            console.print(f"  {answer}", highlight=False)
+        return submission
 
-    submission = asyncio.run(submitted())
+    submission = asyncio.run(submitted_and_approved())
     request_id = submission.request_id
-    console.print(
-        f"submitted {order_path.name} as request [bold]{request_id}[/bold]: {submission.subjects} subjects of the "
-        f"class at its snapshot, erased in batches"
-    )
     status = _progress(services, console, request_id)
     print_status(console, status)
 
     checks: dict[str, bool] = {}
+    events = {e.kind: e.detail for e in status.events}
+    approved = events.get("approved", {})
+    checks["it waited after counting its class and a second operator approved it"] = (
+        "previewed" in events and approved.get("actor") == approver and approved.get("submitted_by") != approver
+    )
     checks["the class order is certified complete"] = status.outcome == "complete"
     with psycopg.connect(app_url) as conn:
         checks[f"the class resolved to its {CLASS_CHILDREN} children, all erased"] = (
@@ -91,6 +106,19 @@ def run_class_order(
         "proof": str(demo_dir / "child-proof-app_db.json"),
         "passed": all(checks.values()),
     }
+
+
+def _waits_for_approval(services: Services, request_id: str) -> bool:
+    """Whether the order, counted, awaits a second operator's decision (False: it stopped or never waited)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = request_status(services.ledger, request_id).state
+        if state == "awaiting_approval":
+            return True
+        if state.stopped or state.ended:
+            return False
+        time.sleep(0.2)
+    return False
 
 
 def _progress(services: Services, console: Console, request_id: str) -> StatusReport:

@@ -203,13 +203,13 @@ class ClassSpec(StrictModel):
 
 
 class ApprovalPolicy(StrictModel):
-    """Which kinds of request a second operator approves before anything is erased, besides court orders."""
+    """Which kinds of request a second operator approves before anything is erased, besides court and class orders."""
 
     required_for: list[RequestKind] = Field(default_factory=list)
 
     def requires_approval(self, kind: str) -> bool:
-        # a court order is checked by a second person before an irreversible step: no policy turns that off
-        return kind == RequestKind.COURT_ORDER or kind in self.required_for
+        # a court or class order is checked by a second person before an irreversible step: no policy turns that off
+        return kind in (RequestKind.COURT_ORDER, "class_order") or kind in self.required_for
 
 
 class Catalogue(BaseModel):

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.class_contracts import (
         CANCEL_CLASS,
         CLASS_PLAN,
+        CLASS_PREVIEW,
         CLEAN_UP_SYSTEM,
         ERASE_BATCH,
         RECORD_BATCH_RECEIPT,
@@ -36,15 +37,23 @@ with workflow.unsafe.imports_passed_through():
         ClassOrderInput,
         ClassPlan,
         ClassResult,
+        ClassScope,
         CleanUpReceiptInput,
         CleanUpResult,
         CleanUpStep,
         PausedInput,
     )
     from activities.contracts import (
+        APPROVED,
+        CANCELLED,
+        DECIDE,
         RECORD_EVENT,
+        REJECTED,
         SHRED,
+        DecideInput,
+        DecideResult,
         EventInput,
+        OperatorDecision,
         ReceiptResult,
         RequestInput,
         SealInput,
@@ -56,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.model import EvidenceLevel
     from domain.states import Phase
     from workflows.options import LEDGER, connector_options
+    from workflows.request import APPROVE_UPDATE, REJECT_UPDATE, decision_problem, reason_problem, same_operator
     from workflows.system import _describe
 
 BATCHES_PER_RUN = 100  # about 5 events each in this history: a run stays near 500 events
@@ -64,6 +74,9 @@ RESUME_UPDATE = "resume"
 CANCEL_UPDATE = "cancel"
 # workflow.patched: runs started before it keep a cancelled order's data key
 SHRED_CANCELLED_PATCH = "shred-when-cancelled"
+# workflow.patched: runs started before it erase without waiting for a second operator's approval
+CLASS_APPROVAL_PATCH = "class-approval"
+_BEFORE_APPROVAL = (Phase.PREVIEWING, Phase.AWAITING_APPROVAL)
 PROGRESS_QUERY = "progress"
 
 
@@ -110,6 +123,9 @@ class ClassOrderWorkflow:
         self._next = 0
         self._total = 0
         self._running = 0
+        self._submitted_by = ""
+        self._decision: tuple[str, OperatorDecision] | None = None  # taken: a second one is refused meanwhile
+        self._decided = False  # the decision is recorded
 
     @workflow.run
     async def run(self, input: ClassOrderInput) -> ClassResult | None:
@@ -117,6 +133,13 @@ class ClassOrderWorkflow:
         self._paused, self._cancel_reason = self._paused or input.paused, self._cancel_reason or input.cancel_reason
         self._next = input.next_item
         plan = input.plan
+        if plan is None and self._cancel_reason is None and workflow.patched(CLASS_APPROVAL_PATCH):
+            ended = await self._approval(input.request_id)
+            if ended is not None:  # nothing was erased: nothing needs the class's subjects any more
+                shred = ShredInput(input.request_id, ended, workflow.now().isoformat())
+                await workflow.execute_activity(SHRED, shred, result_type=ShredResult, **LEDGER)
+                self._phase = Phase.CLOSED
+                return None
         if plan is None:
             plan = await workflow.execute_activity(
                 CLASS_PLAN, RequestInput(input.request_id), result_type=ClassPlan, **LEDGER
@@ -170,6 +193,27 @@ class ClassOrderWorkflow:
         )
         self._phase = Phase.CLOSED
         return ClassResult(outcome=sealed.outcome, batches=self._total)
+
+    async def _approval(self, request_id: str) -> str | None:
+        """Count the class per system, then wait durably for the decision of an operator other than the submitter
+        (no approval policy turns this off). Returns how the order ended (rejected, cancelled), or None to erase."""
+        self._phase = Phase.PREVIEWING
+        scope: ClassScope = await workflow.execute_activity(
+            CLASS_PREVIEW, RequestInput(request_id), result_type=ClassScope, **LEDGER
+        )
+        self._submitted_by = scope.submitted_by
+        self._phase = Phase.AWAITING_APPROVAL
+        await workflow.wait_condition(lambda: self._decision is not None)
+        assert self._decision is not None
+        decision, by = self._decision
+        decided = DecideInput(request_id, decision, by.actor, by.reason, workflow.now().isoformat())
+        await workflow.execute_activity(DECIDE, decided, result_type=DecideResult, **LEDGER)
+        self._decided = True
+        if decision == APPROVED:
+            self._phase = Phase.PLANNING
+            return None
+        self._phase = Phase.REJECTED if decision == REJECTED else Phase.CANCELLED
+        return decision
 
     async def _batch(self, request_id: str, plan: SystemPlan, batch: int, window: asyncio.Semaphore) -> None:
         try:
@@ -225,13 +269,38 @@ class ClassOrderWorkflow:
         await self._record_paused(False)
         return "resumed"
 
+    @workflow.update(name=APPROVE_UPDATE)
+    async def approve(self, by: OperatorDecision) -> str:
+        """A second operator approves the counted order: an event, a signed record, then its batches."""
+        return await self._decide(APPROVED, by)
+
+    @approve.validator
+    def _valid_approval(self, by: OperatorDecision) -> None:
+        self._check_decision("approve", by, need_reason=False)
+        if same_operator(by.actor, self._submitted_by):
+            raise ValueError("the approver must not be the operator who submitted the request: four eyes")
+
+    @workflow.update(name=REJECT_UPDATE)
+    async def reject(self, by: OperatorDecision) -> str:
+        """The order ends `rejected` with the reason: nothing is erased."""
+        return await self._decide(REJECTED, by)
+
+    @reject.validator
+    def _valid_rejection(self, by: OperatorDecision) -> None:
+        self._check_decision("reject", by, need_reason=True)
+
     @workflow.update(name=CANCEL_UPDATE)
-    async def cancel(self, reason: str) -> str:
+    async def cancel(self, by: OperatorDecision | str) -> str:
+        """Before approval the order ends `cancelled` as a decision; once erasing, no new batch starts. A bare
+        reason is what the update took before `erasure cancel` sent the operator's decision."""
+        if self._phase in _BEFORE_APPROVAL:
+            assert isinstance(by, OperatorDecision)  # the validator refuses a bare reason here
+            return await self._decide(CANCELLED, by)
+        reason = by if isinstance(by, str) else by.reason
         self._cancel_reason = reason.strip()
         at = workflow.now().isoformat()
-        event = EventInput(
-            workflow.info().workflow_id, None, "cancel_requested", "cancel_requested", at, {"reason": reason}
-        )
+        detail = {"reason": reason} if isinstance(by, str) else {"reason": reason, "actor": by.actor}
+        event = EventInput(workflow.info().workflow_id, None, "cancel_requested", "cancel_requested", at, detail)
         await workflow.execute_activity(RECORD_EVENT, event, **LEDGER)
         return "cancelled: running batches finish, no new one starts"
 
@@ -244,13 +313,33 @@ class ClassOrderWorkflow:
         self._only_while_executing()
 
     @cancel.validator
-    def _can_cancel(self, reason: str) -> None:
+    def _can_cancel(self, by: OperatorDecision | str) -> None:
+        if self._phase in _BEFORE_APPROVAL:
+            if not isinstance(by, OperatorDecision):
+                raise ValueError(f"cannot cancel while {self._phase} without the operator's name: use erasure cancel")
+            self._check_decision("cancel", by, need_reason=True)
+            return
         self._only_while_executing()
-        if not reason.strip() or "@" in reason or len(reason) > 300:
-            raise ValueError("reason: expected one line saying why, without an address, at most 300 characters")
+        problem = reason_problem(by) if isinstance(by, str) else decision_problem(by, need_reason=True)
+        if problem:
+            raise ValueError(problem)
+
+    async def _decide(self, decision: str, by: OperatorDecision) -> str:
+        self._decision = (decision, by)
+        await workflow.wait_condition(lambda: self._decided)
+        return f"{decision} by {by.actor}"
+
+    def _check_decision(self, verb: str, by: OperatorDecision, *, need_reason: bool) -> None:
+        if self._phase not in _BEFORE_APPROVAL or (verb != "cancel" and self._phase != Phase.AWAITING_APPROVAL):
+            raise ValueError(f"cannot {verb} while {self._phase}: nothing awaits approval")
+        if self._decision is not None:
+            raise ValueError(f"the request is already {self._decision[0]}")
+        problem = decision_problem(by, need_reason=need_reason)
+        if problem:
+            raise ValueError(problem)
 
     def _only_while_executing(self) -> None:
-        if self._phase not in (Phase.PLANNING, Phase.EXECUTING) or self._cancel_reason is not None:
+        if self._phase not in (Phase.PLANNING, *_BEFORE_APPROVAL, Phase.EXECUTING) or self._cancel_reason is not None:
             raise ValueError(f"cannot change a class order while {self._phase}")
 
     async def _record_paused(self, paused: bool) -> None:

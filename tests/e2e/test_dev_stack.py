@@ -111,6 +111,6 @@ def test_the_demo_passes_on_its_own_embedded_stack(tmp_path: Path) -> None:
     # the class order: a few hundred children erased in batches, one child's proof verified by the CLI too
     erased = outcome["class_order"]
     assert erased["outcome"] == "complete" and erased["subjects"] == 300
-    assert all(erased["checks"].values()) and len(erased["checks"]) == 6, erased["checks"]
+    assert all(erased["checks"].values()) and len(erased["checks"]) == 7, erased["checks"]
     proof = erasure(env, "evidence", "verify-proof", erased["proof"], "--trusted-key", outcome["trusted_key"])
     assert proof.returncode == 0, proof.stderr

@@ -10,17 +10,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import OperatorDecision
 from domain.states import Phase
+from workflows.class_order import PROGRESS_QUERY
 from workflows.request import APPROVE_UPDATE, STATUS_QUERY
 
 SUBMITTER = "submitter-one"  # the harness's operator: Config.operator of its intake
 
 
 async def awaiting_approval(client: Client, request_id: str, timeout_s: float = 120) -> None:
-    """Wait until the request's workflow has previewed and awaits a decision."""
+    """Wait until the request's workflow (a single request's or a class order's) has previewed and awaits a decision."""
     handle = client.get_workflow_handle(request_id)
+    query = PROGRESS_QUERY if (await handle.describe()).workflow_type == "ClassOrder" else STATUS_QUERY
     for _ in range(int(timeout_s * 10)):
         try:
-            if (await handle.query(STATUS_QUERY))["phase"] == Phase.AWAITING_APPROVAL:
+            if (await handle.query(query))["phase"] == Phase.AWAITING_APPROVAL:
                 return
         except RPCError as exc:  # a worker that starts a stored request's workflow may not have started it yet
             if exc.status != RPCStatusCode.NOT_FOUND:

@@ -15,6 +15,7 @@ from domain.classes import subject_from_canonical
 from domain.model import IdentifierType, Subject
 from evidence.keys import public_key_pem
 from stores.pseudonyms import subject_pseudonym
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness
 from tests.integration.test_class_order import plant, submit
 
@@ -43,6 +44,7 @@ async def test_one_child_is_proven_and_verified_offline_and_no_one_else_is(
     groups = plant(database_url, app_schema)
     async with harness.worker():
         request_id, count = await submit(harness, app_schema, BATCH_SIZE)
+        await approve(harness.client, request_id)
         status = await harness.wait_certified(request_id, timeout_s=180)
     assert status["outcome"] == "complete"
     env = harness.process_env()

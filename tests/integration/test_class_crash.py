@@ -12,6 +12,7 @@ from psycopg import sql
 
 from activities.class_order import tlog_name
 from evidence.dsse import Envelope
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness
 from tests.integration.test_class_order import CHILDREN, app_schema, plant, remaining, submit
 from tests.integration.test_worker_crash import kill_at
@@ -34,6 +35,7 @@ async def test_sigkill_mid_batch_repeats_nothing_and_the_counts_agree(
     classes = harness.services.classes
     try:
         request_id, _ = await submit(harness, app_schema, BATCH)
+        await approve(harness.client, request_id)
 
         # (1) batch 3's rows are deleted and committed; nothing has recorded the deletion yet
         await kill_at(workers[-1], holds, "erased.app_db.3")
@@ -63,9 +65,9 @@ async def test_sigkill_mid_batch_repeats_nothing_and_the_counts_agree(
             "SELECT system, envelope FROM receipts WHERE request_id = %s AND action = 'erase'", [request_id]
         ).fetchall()
         leaves = conn.execute("SELECT count(*) FROM tlog_leaves").fetchone()
-    # nothing twice: one receipt per batch plus the certificate, each one leaf of the log
+    # nothing twice: one receipt per batch plus the approval's record and the certificate, each one leaf of the log
     assert sorted(name for name, _ in logged) == sorted(tlog_name(b.system, b.batch) for b in batches)
-    assert leaves == (len(batches) + 1,)
+    assert leaves == (len(batches) + 2,)
     receipts = {name: json.loads(Envelope.from_json(bytes(env)).payload)["predicate"] for name, env in logged}
     for b in batches:
         receipt = receipts[tlog_name(b.system, b.batch)]

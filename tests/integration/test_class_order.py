@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.class_order import SEALED_CLASS, tlog_name
+from activities.contracts import OperatorDecision
 from domain.classes import batch_count
 from erasure.class_intake import resolve_class, submit_class, validate_class
 from erasure.export import export_bundle
@@ -26,9 +27,11 @@ from evidence.batch_receipt import batch_path
 from evidence.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, sign_envelope
 from evidence.errors import VerificationError
 from evidence.verify import verify_bundle
+from tests.integration.approval import SUBMITTER, approve, awaiting_approval
 from tests.integration.conftest import Harness
 from tests.integration.shredding import assert_shredded
 from workflows.class_order import BATCHES_PER_RUN, CANCEL_UPDATE, PAUSE_UPDATE, PROGRESS_QUERY, RESUME_UPDATE
+from workflows.request import APPROVE_UPDATE, REJECT_UPDATE
 
 CUTOFF = date(2026, 11, 1)
 CHILDREN = 1200  # under 13 on the cutoff, tenant "uk"
@@ -167,6 +170,7 @@ async def test_a_class_is_erased_in_batches_and_its_neighbours_survive(
     batch_size = 10  # 120 batches: more than one run of the order's workflow
     async with harness.worker():
         request_id, count = await submit(harness, app_schema, batch_size)
+        await approve(harness.client, request_id)
         status = await harness.wait_certified(request_id, timeout_s=240)
     assert count == CHILDREN
     assert status["state"] == "certified" and status["outcome"] == "complete"
@@ -225,6 +229,7 @@ async def test_a_paused_class_order_starts_no_batch_until_resumed(
         request_id, _ = await submit(harness, app_schema, 100)
         handle = harness.client.get_workflow_handle(request_id)
         await handle.execute_update(PAUSE_UPDATE)
+        await approve(harness.client, request_id)
         started = await settled(harness, handle, request_id)  # the batches started before the pause have finished
         await asyncio.sleep(2)
         assert await settled(harness, handle, request_id) == started  # and no other batch started since
@@ -243,6 +248,7 @@ async def test_a_cancelled_class_order_ends_cancelled_with_its_done_batches_evid
         request_id, _ = await submit(harness, app_schema, 10)
         handle = harness.client.get_workflow_handle(request_id)
         await handle.execute_update(PAUSE_UPDATE)  # so the cancel lands mid-way, whatever the machine's speed
+        await approve(harness.client, request_id)
         await settled(harness, handle, request_id)
         await handle.execute_update(RESUME_UPDATE)
         while sum(1 for b in harness.services.classes.batches(request_id) if b.state == "done") < 3:
@@ -267,6 +273,39 @@ async def test_a_cancelled_class_order_ends_cancelled_with_its_done_batches_evid
     for neighbours in ("birthday_on_cutoff", "other_tenant", "older"):
         assert remaining(database_url, app_schema, groups[neighbours]) == 20, neighbours
     assert_shredded(harness.services, request_id, SEALED_CLASS, "cancelled")  # the class's subjects are unreadable
+
+
+async def test_a_class_order_waits_for_a_second_operator_and_a_rejection_erases_nothing(
+    harness: Harness, database_url: str, app_schema: str
+) -> None:
+    groups = plant(database_url, app_schema)
+    async with harness.worker():
+        request_id, _ = await submit(harness, app_schema, 100)
+        await awaiting_approval(harness.client, request_id)
+        handle = harness.client.get_workflow_handle(request_id)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(APPROVE_UPDATE, OperatorDecision(actor=SUBMITTER), result_type=str)
+        assert "four eyes" in str(refused.value.cause)
+        await asyncio.sleep(1)  # a run that did not wait would be erasing by now
+        assert remaining(database_url, app_schema, groups["child"]) == CHILDREN
+        assert all(b.state != "done" for b in harness.services.classes.batches(request_id))
+        waiting = request_status(harness.services.ledger, request_id)
+        assert waiting.state == "awaiting_approval"
+        previewed = [e for e in waiting.events if e.kind == "previewed"]
+        assert [e.detail["systems"] for e in previewed] == [
+            {"app_db": {"batches": batch_count(CHILDREN, 100), "subjects": CHILDREN}}
+        ]
+        decision = OperatorDecision(actor="approver-two", reason="the order names the wrong class")
+        assert await handle.execute_update(REJECT_UPDATE, decision, result_type=str) == "rejected by approver-two"
+        assert await handle.result() is None
+    status = request_status(harness.services.ledger, request_id)
+    assert status.state == "rejected"
+    rejected = [e for e in status.events if e.kind == "rejected"]
+    assert len(rejected) == 1 and rejected[0].detail["actor"] == "approver-two"
+    assert rejected[0].detail["submitted_by"] == SUBMITTER and rejected[0].detail["record_sha256"]
+    assert remaining(database_url, app_schema, groups["child"]) == CHILDREN
+    assert not [r for r in harness.services.tlog.receipts(request_id) if r.action == "erase"]
+    assert_shredded(harness.services, request_id, SEALED_CLASS, "rejected")
 
 
 async def test_a_bad_subject_file_stores_nothing(harness: Harness, tmp_path: Path, app_schema: str) -> None:
