@@ -32,6 +32,7 @@ from tests.integration.test_recipients import (  # noqa: F401 (webhooks is a fix
     webhooks,
 )
 from tests.servers import skipped_to_the_end
+from workflows.class_order import BatchErasureWorkflow, ClassOrderWorkflow
 from workflows.request import (
     ACK_RECIPIENT_UPDATE,
     EXTEND_UPDATE,
@@ -72,6 +73,10 @@ SAVED = {
     "court_order_rejected_and_shredded": "request",
     # a storage system as a synchronous store runs today: locate, hold check, erase and verify in one activity
     "storage_system_in_one_activity": "request/app_db",
+    # a class order of 30 children: approved by a second operator, 3 batches, certified (recorded in its grace period)
+    # and one of its batches
+    "class_order_approved": "request",
+    "class_batch": "request/app_db/0",
 }
 
 
@@ -230,13 +235,36 @@ async def test_record_approval_histories(
     save("court_order_rejected_and_shredded", await handle.fetch_history(), h.config.home)
 
 
+@pytest.mark.skipif(
+    os.environ.get("ERASURE_RECORD_HISTORIES") != "class",
+    reason="records the class order's histories only when ERASURE_RECORD_HISTORIES=class",
+)
+async def test_record_class_histories(harness: Harness, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration import test_class_order as class_order
+
+    monkeypatch.setenv("APP_DATABASE_URL", database_url)
+    schema = "app_replay_class"
+    class_order.plant(database_url, schema, children=30)
+    async with harness.worker():
+        request_id, _ = await class_order.submit(harness, schema, 10)
+        await approve(harness.client, request_id)
+        await harness.wait_certified(request_id, timeout_s=120)
+    save(
+        "class_order_approved",
+        await harness.client.get_workflow_handle(request_id).fetch_history(),
+        harness.config.home,
+    )
+    batch = harness.client.get_workflow_handle(f"{request_id}/app_db/0")
+    save("class_batch", await batch.fetch_history(), harness.config.home)
+
+
 @pytest.mark.skipif(RECORDING, reason="recording")
 @pytest.mark.parametrize("name", sorted(SAVED))
 async def test_saved_history_replays_on_todays_code(name: str) -> None:
     raw = (HISTORIES / f"{name}.json").read_text()
     history = WorkflowHistory.from_json(SAVED[name], json.loads(raw))
     replayer = Replayer(
-        workflows=[ErasureRequestWorkflow, SystemErasureWorkflow],
+        workflows=[ErasureRequestWorkflow, SystemErasureWorkflow, ClassOrderWorkflow, BatchErasureWorkflow],
         data_converter=data_converter(CodecKeys(HISTORIES).codec()),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
