@@ -53,8 +53,9 @@ class RetrySettings(StrictModel):
     maximum_attempts: int = Field(default=10, ge=1)
     start_to_close: timedelta = timedelta(minutes=10)
     heartbeat: timedelta = timedelta(seconds=30)
-    # generous: a day of crashing or redeployed workers, well inside the weeks a request may take
-    schedule_to_close: timedelta = timedelta(days=1)
+    # generous: a vendor's monthly quota resets at the start of the next month (Segment's Retry-After can ask for up
+    # to a month), and a request may take weeks; crashing or redeployed workers are retried within it
+    schedule_to_close: timedelta = timedelta(days=35)
 
     @model_validator(mode="after")
     def _budget_fits_an_attempt(self) -> RetrySettings:
