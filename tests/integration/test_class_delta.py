@@ -22,6 +22,7 @@ from evidence.batch_receipt import clean_up_path
 from evidence.dsse import Envelope
 from evidence.verify import verify_bundle
 from tests.connectors.delta_estate import key_counts, objects, parsed_traces, storage_options, write_table
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness
 from tests.integration.test_class_order import app_schema, catalogue, order, plant, remaining
 
@@ -76,6 +77,7 @@ async def erase_class(
         submission = await submit_class(
             harness.services, harness.client, parsed, declared, resolve_class(order_path, parsed, declared)
         )
+        await approve(harness.client, submission.request_id)
         status = await harness.wait_certified(submission.request_id, timeout_s=240)
     assert submission.subjects == CHILDREN
     return submission.request_id, status, groups, uri, options

@@ -12,6 +12,7 @@ import pytest
 from activities.class_order import tlog_name
 from domain.classes import batch_count
 from erasure.class_intake import resolve_class, submit_class, validate_class
+from tests.integration.approval import approve
 from tests.integration.conftest import Harness
 from tests.integration.test_class_order import app_schema, catalogue, order, plant, remaining
 
@@ -79,6 +80,7 @@ async def test_a_class_is_erased_from_s3_in_batches_of_its_own_size(
         submission = await submit_class(
             harness.services, harness.client, parsed, declared, resolve_class(order_path, parsed, declared)
         )
+        await approve(harness.client, submission.request_id)
         status = await harness.wait_certified(submission.request_id, timeout_s=240)
     assert submission.subjects == CHILDREN
     assert status["outcome"] == "complete"
