@@ -19,9 +19,9 @@ SUBMITTER = "submitter-one"  # the harness's operator: Config.operator of its in
 async def awaiting_approval(client: Client, request_id: str, timeout_s: float = 120) -> None:
     """Wait until the request's workflow (a single request's or a class order's) has previewed and awaits a decision."""
     handle = client.get_workflow_handle(request_id)
-    query = PROGRESS_QUERY if (await handle.describe()).workflow_type == "ClassOrder" else STATUS_QUERY
     for _ in range(int(timeout_s * 10)):
         try:
+            query = PROGRESS_QUERY if (await handle.describe()).workflow_type == "ClassOrder" else STATUS_QUERY
             if (await handle.query(query))["phase"] == Phase.AWAITING_APPROVAL:
                 return
         except RPCError as exc:  # a worker that starts a stored request's workflow may not have started it yet
